@@ -1,0 +1,54 @@
+# EcoMarket: `make run` and `make test` work on a fresh machine with Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export DAGSTER_HOME := $(CURDIR)
+export ECOMARKET_DAGSTER_STORAGE ?= $(CURDIR)/.dagster
+export ECOMARKET_DAGSTER_COMPUTE_LOGS ?= $(CURDIR)/.dagster/logs
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run dev test test-slow test-postgres test-all bench lint clean install
+
+install: $(STAMP)
+
+# torch first and pinned: the CPU build lies on local disk; an unpinned torch pulls CUDA (GBs).
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "EcoMarket needs Python 3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	@mkdir -p $(ECOMARKET_DAGSTER_STORAGE)
+	$(BIN)/python -m ecomarket_assets.run_all
+
+dev: $(STAMP)
+	@mkdir -p $(ECOMARKET_DAGSTER_STORAGE)
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow
+
+test-postgres: $(STAMP)
+	$(BIN)/pytest -m postgres
+
+test-all: $(STAMP)
+	$(BIN)/pytest -m "slow or not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingestion.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check ecomarket_assets ecomarket_assets_tests benchmarks
+
+clean:
+	rm -rf data .dagster mlruns/mlflow.db mlruns/[0-9]* .pytest_cache

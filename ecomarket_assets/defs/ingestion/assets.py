@@ -1,0 +1,150 @@
+"""Ingestion assets: the shop's catalog, customers, reviews and daily events.
+
+Each asset validates its source rows, writes the kept rows as Parquet and the
+rest to quarantine with a reason, and reports counts that reconcile.
+"""
+
+
+import pandas as pd
+
+import dagster as dg
+from ecomarket_assets import metadata as md
+from ecomarket_assets.ingestion.pipeline import IngestReport, ingest_events_day, ingest_table
+from ecomarket_assets.partitions import daily_partitions
+from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, REVIEWS
+from ecomarket_assets.storage import read_frame
+
+GROUP = "ingestion"
+OWNERS = ["team:data-platform"]
+
+
+def _report_metadata(report: IngestReport, path) -> dict[str, object]:
+    return {
+        "dagster/row_count": report.rows_kept,
+        "rows_read": report.rows_read,
+        "rows_kept": report.rows_kept,
+        "rows_quarantined": report.rows_quarantined,
+        "quarantine_reasons": md.table(report.reasons, "reason", "rows"),
+        "path": dg.MetadataValue.path(str(path)),
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    description="Product catalog in the canonical schema (product_id, title, description, category, brand, price).",
+    metadata={"dagster/column_schema": CATALOG.dagster()},
+)
+def catalog(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    staged = source.staged(layout)
+    kept, report = ingest_table(CATALOG, staged.table("catalog"), layout)
+    by_category = kept.groupby("category").agg(products=("product_id", "size"), median_price=("price", "median"))
+    meta = _report_metadata(report, layout.table("catalog"))
+    meta |= {
+        "source": staged.manifest["description"],
+        "categories": len(by_category),
+        "products_by_category": md.table(by_category.reset_index()),
+        "preview": md.preview(kept),
+        "source_notes": md.table(staged.manifest["notes"], "note", "value"),
+    }
+    if staged.truth_dir:
+        meta["ground_truth"] = dg.MetadataValue.path(str(staged.truth_dir))
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    description="Customers with country, sign-up time and consent flags (email / SMS / push opt-in).",
+    metadata={"dagster/column_schema": CUSTOMERS.dagster()},
+)
+def customers(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    kept, report = ingest_table(CUSTOMERS, source.staged(layout).table("customers"), layout)
+    consent = {flag: f"{kept[flag].fillna(False).astype(bool).mean():.1%}" for flag in ("email_opt_in", "sms_opt_in", "push_opt_in")}
+    meta = _report_metadata(report, layout.table("customers"))
+    meta |= {
+        "consent_share": md.table(consent, "flag", "opted in"),
+        "countries": md.table(kept["country"].value_counts().head(10).rename_axis("country").reset_index()),
+        "preview": md.preview(kept),
+    }
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[catalog],
+    description="Product reviews (rating 1-5 and text); reviews of unknown products are quarantined.",
+    metadata={"dagster/column_schema": REVIEWS.dagster()},
+)
+def reviews(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    products = pd.Index(read_frame(layout.table("catalog"), columns=["product_id"])["product_id"])
+    kept, report = ingest_table(REVIEWS, source.staged(layout).table("reviews"), layout, known_products=products)
+    meta = _report_metadata(report, layout.table("reviews"))
+    ratings = kept["rating"].value_counts().sort_index()
+    meta |= {
+        "rating_distribution": md.table({str(k): int(v) for k, v in ratings.items()}, "stars", "reviews"),
+        "mean_rating": float(kept["rating"].mean()) if len(kept) else 0.0,
+        "preview": md.preview(kept),
+    }
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[catalog],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description=(
+        "Shop events (view, cart, purchase, return, review) of one UTC day from the configured source "
+        "and any files in the landing folder. A backfill over a range runs in one process."
+    ),
+    metadata={"dagster/column_schema": EVENTS.dagster()},
+)
+def raw_events(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    sources = source.event_sources(layout)
+    products = pd.Index(read_frame(layout.table("catalog"), columns=["product_id"])["product_id"])
+    reports = []
+    for day in context.partition_keys:
+        report = ingest_events_day(day, sources, products, layout)
+        context.log.info(f"{day}: read {report.rows_read}, kept {report.rows_kept}, quarantined {report.rows_quarantined}")
+        reports.append(report)
+    return dg.MaterializeResult(metadata=_events_metadata(reports, layout, sources, context.partition_keys))
+
+
+def _events_metadata(reports: list[IngestReport], layout, sources, days: list[str]) -> dict[str, object]:
+    per_day = pd.DataFrame(
+        {"day": [r.name for r in reports], "read": [r.rows_read for r in reports], "kept": [r.rows_kept for r in reports],
+         "quarantined": [r.rows_quarantined for r in reports]}
+    )
+    reasons: dict[str, int] = {}
+    for r in reports:
+        for k, v in r.reasons.items():
+            reasons[k] = reasons.get(k, 0) + v
+    sample = read_frame(layout.raw_events_day(days[-1]))
+    meta: dict[str, object] = {
+        "dagster/row_count": int(per_day["kept"].sum()),
+        "days": len(days),
+        "rows_read": int(per_day["read"].sum()),
+        "rows_kept": int(per_day["kept"].sum()),
+        "rows_quarantined": int(per_day["quarantined"].sum()),
+        "quarantine_reasons": md.table(reasons, "reason", "rows"),
+        "event_types": md.table(sample["event_type"].value_counts().rename_axis("event_type").reset_index()),
+        "sources": md.table({s.manifest["description"]: s.root.name for s in sources}, "source", "stage"),
+        "path": dg.MetadataValue.path(str(layout.raw_events_day(days[-1]).parent.parent)),
+        "quarantine_path": dg.MetadataValue.path(str(layout.quarantine_day("raw_events", days[-1]).parent.parent)),
+        "preview": md.preview(sample),
+    }
+    if len(days) > 1:
+        meta["per_day"] = md.daily_bars(per_day, "day", ["kept", "quarantined"], "events per day")
+    return meta

@@ -1,0 +1,11 @@
+"""Resources for every asset, configured from the environment (see README)."""
+
+import dagster as dg
+from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={"data_dir": DataDirResource(), "source": ShopSourceResource.from_env()},
+    )

@@ -1,0 +1,1 @@
+"""Ingestion: source adapters, staging, validation and quarantine (no Dagster here)."""

@@ -1,0 +1,110 @@
+"""Plain check functions over stored ingestion outputs (the Dagster checks call these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ecomarket_assets.ingestion import validation
+from ecomarket_assets.ingestion.pipeline import day_window, read_day
+from ecomarket_assets.ingestion.staging import StagedSource
+from ecomarket_assets.schemas import EVENTS, TableSchema
+from ecomarket_assets.storage import DataLayout, read_frame
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+def schema_mismatches(path, schema: TableSchema) -> list[str]:
+    """Differences between a stored file's Arrow schema and the canonical one."""
+    stored = pq.read_schema(path)
+    expected = schema.arrow()
+    problems = [f"missing {n}" for n in expected.names if n not in stored.names]
+    problems += [f"unexpected {n}" for n in stored.names if n not in expected.names]
+    for f in expected:
+        if f.name in stored.names and stored.field(f.name).type != f.type:
+            problems.append(f"{f.name}: {stored.field(f.name).type} != {f.type}")
+    return problems
+
+
+def events_schema(layout: DataLayout, days: list[str]) -> Outcome:
+    bad = {}
+    for day in days:
+        path = layout.raw_events_day(day)
+        problems = ["file missing"] if not path.exists() else schema_mismatches(path, EVENTS)
+        if problems:
+            bad[day] = "; ".join(problems)
+    return Outcome(not bad, {"days_checked": len(days), "days_failing": len(bad), "problems": str(bad)[:2000]})
+
+
+def _known_products(layout: DataLayout) -> pd.Index:
+    return pd.Index(read_frame(layout.table("catalog"), columns=["product_id"])["product_id"])
+
+
+def events_rules(layout: DataLayout, days: list[str], rule_names: list[str]) -> Outcome:
+    """Count stored rows that break the named validation rules (must be zero)."""
+    products = _known_products(layout)
+    totals = dict.fromkeys(rule_names, 0)
+    failing_days = []
+    for day in days:
+        frame = read_frame(layout.raw_events_day(day))
+        start, end = day_window(day)
+        rules = [r for r in validation.event_rules(start, end, products) if r[0] in rule_names]
+        counts = validation.broken_rows(frame, rules)
+        for name, n in counts.items():
+            totals[name] += n
+        if any(counts.values()):
+            failing_days.append(day)
+    return Outcome(not failing_days, {**{f"rows_{k}": v for k, v in totals.items()}, "threshold": 0,
+                                      "days_checked": len(days), "failing_days": ", ".join(failing_days[:20])})
+
+
+def _rows(path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+
+
+def events_reconciled(layout: DataLayout, sources: list[StagedSource], days: list[str]) -> Outcome:
+    mismatches = {}
+    read_total = kept_total = quarantined_total = 0
+    for day in days:
+        events, rejects = read_day(sources, day)
+        read = len(events) + len(rejects)
+        kept, quarantined = _rows(layout.raw_events_day(day)), _rows(layout.quarantine_day("raw_events", day))
+        read_total, kept_total, quarantined_total = read_total + read, kept_total + kept, quarantined_total + quarantined
+        if read != kept + quarantined:
+            mismatches[day] = f"{read} read != {kept} kept + {quarantined} quarantined"
+    return Outcome(not mismatches, {"rows_read": read_total, "rows_kept": kept_total,
+                                    "rows_quarantined": quarantined_total, "mismatches": str(mismatches)[:2000]})
+
+
+def quarantine_share(layout: DataLayout, days: list[str], threshold: float) -> Outcome:
+    kept = sum(_rows(layout.raw_events_day(d)) for d in days)
+    quarantined = sum(_rows(layout.quarantine_day("raw_events", d)) for d in days)
+    share = quarantined / max(kept + quarantined, 1)
+    return Outcome(share <= threshold, {"quarantine_share": share, "threshold": threshold, "rows_quarantined": quarantined})
+
+
+def table_contract(layout: DataLayout, schema: TableSchema, rule_names: list[str]) -> Outcome:
+    path = layout.table(schema.name)
+    problems = schema_mismatches(path, schema)
+    frame = read_frame(path)
+    counts = {
+        "missing_required_field": int(frame[schema.required].isna().any(axis=1).sum()),
+        f"duplicate_{schema.key}": int(frame[schema.key].duplicated().sum()),
+    }
+    if rule_names:
+        products = _known_products(layout) if "unknown_product" in rule_names else pd.Index([])
+        validators = {
+            "catalog": lambda f: validation.validate_catalog(f),
+            "reviews": lambda f: validation.validate_reviews(f, products),
+        }
+        reasons = validators[schema.name](frame).reasons
+        counts |= {name: reasons.get(name, 0) for name in rule_names}
+    passed = not problems and not any(counts.values())
+    return Outcome(passed, {"rows": len(frame), "schema_problems": "; ".join(problems) or "none",
+                            **{f"rows_{k}": v for k, v in counts.items()}})

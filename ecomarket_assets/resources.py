@@ -1,0 +1,68 @@
+"""Shared Dagster resources, configured from environment variables with working defaults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from ecomarket_assets.ingestion.sources import SourceSpec, staged, staged_landing_file, landing_files
+from ecomarket_assets.ingestion.staging import StagedSource
+from ecomarket_assets.simulator.shop import DEFAULT_START, SimConfig
+from ecomarket_assets.storage import DataLayout, default_data_dir
+
+
+class DataDirResource(dg.ConfigurableResource):
+    """The one data directory; empty means `ECOMARKET_DATA_DIR` or `./data` in the checkout."""
+
+    path: str = ""
+
+    def layout(self) -> DataLayout:
+        return DataLayout(Path(self.path) if self.path else default_data_dir())
+
+
+class ShopSourceResource(dg.ConfigurableResource):
+    """Which shop to read. `kind`: simulator | online_retail | retailrocket | canonical."""
+
+    kind: str = "simulator"
+    path: str = ""
+    sim_users: int = SimConfig.n_users
+    sim_products: int = SimConfig.n_products
+    sim_days: int = SimConfig.n_days
+    sim_start: str = DEFAULT_START.isoformat()
+    sim_seed: int = SimConfig.seed
+    landing_dir: str = ""
+
+    @classmethod
+    def from_env(cls) -> ShopSourceResource:
+        env = os.environ
+        return cls(
+            kind=env.get("ECOMARKET_SOURCE", "simulator"),
+            path=env.get("ECOMARKET_SOURCE_PATH", ""),
+            sim_users=int(env.get("ECOMARKET_SIM_USERS", SimConfig.n_users)),
+            sim_products=int(env.get("ECOMARKET_SIM_PRODUCTS", SimConfig.n_products)),
+            sim_days=int(env.get("ECOMARKET_SIM_DAYS", SimConfig.n_days)),
+            sim_start=env.get("ECOMARKET_SIM_START", DEFAULT_START.isoformat()),
+            sim_seed=int(env.get("ECOMARKET_SIM_SEED", SimConfig.seed)),
+            landing_dir=env.get("ECOMARKET_LANDING_DIR", ""),
+        )
+
+    def spec(self) -> SourceSpec:
+        sim = SimConfig(n_users=self.sim_users, n_products=self.sim_products, n_days=self.sim_days,
+                        start_date=dt.date.fromisoformat(self.sim_start), seed=self.sim_seed)
+        return SourceSpec(kind=self.kind, path=self.path or None, sim=sim)
+
+    def staged(self, layout: DataLayout) -> StagedSource:
+        return staged(self.spec(), layout.root)
+
+    def landing_path(self, layout: DataLayout) -> Path:
+        return Path(self.landing_dir) if self.landing_dir else layout.landing
+
+    def staged_landing(self, layout: DataLayout) -> list[StagedSource]:
+        return [staged_landing_file(p, layout.root) for p in landing_files(self.landing_path(layout))]
+
+    def event_sources(self, layout: DataLayout) -> list[StagedSource]:
+        """Every staged source whose events feed `raw_events`: the shop source, then landed files."""
+        return [self.staged(layout), *self.staged_landing(layout)]
