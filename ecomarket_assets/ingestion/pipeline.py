@@ -44,7 +44,8 @@ def ingest_events_day(day: str, sources: list[StagedSource], known_products: pd.
     events, rejects = read_day(sources, day)
     start, end = day_window(day)
     checked = validation.validate_events(events, start, end, known_products)
-    quarantined = pd.concat([validation.rejects_as_quarantine(rejects, EVENTS), checked.quarantined], ignore_index=True)
+    parts = [validation.rejects_as_quarantine(rejects, EVENTS), checked.quarantined]
+    quarantined = pd.concat([p for p in parts if len(p)] or [checked.quarantined], ignore_index=True)
     storage.write_frame(checked.kept, layout.raw_events_day(day), EVENTS)
     storage.write_table(validation.quarantine_table(quarantined), layout.quarantine_day("raw_events", day))
     return _report(day, len(events) + len(rejects), checked.kept, quarantined)

@@ -313,6 +313,9 @@ def _funnel(rng: np.random.Generator, views: pd.DataFrame, users: pd.DataFrame, 
     purchases = carts[bought].copy()
     extra = np.where(catalog["consumable"].to_numpy()[purchases["product"].to_numpy()], 0.8, 0.15)
     purchases["quantity"] = 1 + rng.poisson(extra)
+    # one order line per product: a product bought twice in a session is one line with both units
+    units = purchases.groupby(["session", "product"], sort=False)["quantity"].transform("sum")
+    purchases = purchases.assign(quantity=units).drop_duplicates(["session", "product"], keep="first")
     return carts, purchases
 
 

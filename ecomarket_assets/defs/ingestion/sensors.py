@@ -13,7 +13,6 @@ from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 ingest_events_job = dg.define_asset_job(
     "ingest_events_job",
     selection=dg.AssetSelection.assets(raw_events),
-    partitions_def=daily_partitions,
     description="Ingest raw_events for the requested days (used by the landing sensor and schedules).",
 )
 

@@ -1,0 +1,52 @@
+"""The code location loads as `dagster dev` would load it, with no deprecated Dagster API in use."""
+
+import json
+import subprocess
+import sys
+
+from ecomarket_assets_tests.conftest import REPO_ROOT
+
+LOAD_SCRIPT = r"""
+import json, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from ecomarket_assets.definitions import defs
+    d = defs()
+    graph = d.resolve_asset_graph()
+    repo = d.get_repository_def()
+ours = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught
+        if issubclass(w.category, DeprecationWarning) and ("ecomarket_assets" in w.filename or "dagster" in str(w.message).lower())]
+print(json.dumps({
+    "assets": sorted(k.to_user_string() for k in graph.get_all_asset_keys()),
+    "checks": sorted(k.name for k in graph.asset_check_keys),
+    "sensors": sorted(s.name for s in repo.sensor_defs),
+    "jobs": sorted(j.name for j in repo.get_all_jobs()),
+    "resources": sorted(d.resources),
+    "start": d.get_assets_def("raw_events").partitions_def.start.isoformat(),
+    "deprecations": ours,
+}))
+"""
+
+
+def load_in_fresh_process(env_extra: dict[str, str] | None = None) -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOMARKET_")} | (env_extra or {})
+    out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_definitions_load_without_deprecations():
+    loaded = load_in_fresh_process()
+    assert loaded["deprecations"] == []
+    assert {"catalog", "customers", "reviews", "raw_events"} <= set(loaded["assets"])
+    assert {"events_schema", "events_unique_ids", "events_in_partition", "events_known_products",
+            "events_valid_quantities_and_prices", "events_reconciled", "catalog_contract"} <= set(loaded["checks"])
+    assert "landing_files_sensor" in loaded["sensors"]
+    assert {"data_dir", "source"} <= set(loaded["resources"])
+    assert loaded["start"].startswith("2025-09-01")  # default: the simulator's first day
+
+
+def test_partitions_start_is_configurable():
+    loaded = load_in_fresh_process({"ECOMARKET_PARTITIONS_START": "2010-12-01"})
+    assert loaded["start"].startswith("2010-12-01")
