@@ -1,0 +1,239 @@
+"""The docker deployment's Dagster instance and MLflow database, against a real PostgreSQL.
+
+A throwaway PostgreSQL server (see pg_server.py) stands in for the compose
+``postgres`` service. The Dagster instance is built from docker/dagster.yaml
+itself (copied unchanged into a temporary DAGSTER_HOME, with the DAGSTER_PG_*
+variables pointing at the test server), so the file the containers read is
+the file under test.
+
+The assets materialized here are tiny stand-ins defined in this module; swap
+in a real ingestion asset once the package's definitions exist.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+try:  # package-style test layout (ecomarket_assets_tests/__init__.py present)
+    from ecomarket_assets_tests.pg_server import (
+        PgServer,
+        PostgresNotAvailable,
+        find_pg_bindir,
+        postgres_server,
+    )
+except ImportError:  # rootdir-style layout: this folder is on sys.path
+    from pg_server import PgServer, PostgresNotAvailable, find_pg_bindir, postgres_server
+
+pytestmark = pytest.mark.postgres
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCKER_DIR = REPO_ROOT / "docker"
+DAGSTER_YAML = DOCKER_DIR / "dagster.yaml"
+MLFLOW_INIT_SCRIPT = DOCKER_DIR / "postgres-init" / "01-create-mlflow-db.sh"
+
+
+@pytest.fixture(scope="module")
+def pg() -> PgServer:
+    bindir = find_pg_bindir()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb on PATH, in $PG_BINDIR or in "
+            "/usr/lib/postgresql/*/bin); install it with `apt-get install postgresql`"
+        )
+    try:
+        with postgres_server(bindir=bindir) as server:
+            yield server
+    except PostgresNotAvailable as exc:
+        pytest.skip(f"cannot run a PostgreSQL server here: {exc}")
+
+
+@pytest.fixture
+def dagster_home(pg: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME holding docker/dagster.yaml unchanged, env pointing at ``pg``."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(DAGSTER_YAML, home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for name, value in pg.dagster_env().items():
+        monkeypatch.setenv(name, value)
+    return home
+
+
+# Stand-ins for the real asset graph: an upstream asset whose value goes
+# through the default IO manager, and a downstream one reporting metadata.
+@dg.asset
+def pg_smoke_orders() -> list[dict]:
+    return [
+        {"order_id": "o1", "user_id": "u1", "amount": 12.5},
+        {"order_id": "o2", "user_id": "u2", "amount": 7.0},
+        {"order_id": "o3", "user_id": "u1", "amount": 3.25},
+    ]
+
+
+@dg.asset
+def pg_smoke_revenue(pg_smoke_orders: list[dict]) -> dg.MaterializeResult:
+    revenue = sum(o["amount"] for o in pg_smoke_orders)
+    return dg.MaterializeResult(
+        metadata={"revenue": dg.MetadataValue.float(revenue), "orders": len(pg_smoke_orders)}
+    )
+
+
+SMOKE_ASSETS = [pg_smoke_orders, pg_smoke_revenue]
+
+
+def test_instance_from_docker_dagster_yaml_uses_postgres(dagster_home: Path) -> None:
+    from dagster._core.launcher import DefaultRunLauncher
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster_postgres import (
+        PostgresEventLogStorage,
+        PostgresRunStorage,
+        PostgresScheduleStorage,
+    )
+
+    expected = yaml.safe_load(DAGSTER_YAML.read_text())
+    instance = dg.DagsterInstance.get()
+    try:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert isinstance(instance.run_launcher, DefaultRunLauncher)
+        run_queue = instance.get_concurrency_config().run_queue_config
+        assert run_queue is not None
+        assert (
+            run_queue.max_concurrent_runs == expected["concurrency"]["runs"]["max_concurrent_runs"]
+        )
+        assert instance.telemetry_enabled is False
+    finally:
+        instance.dispose()
+
+
+def test_materialization_is_stored_in_postgres(pg: PgServer, dagster_home: Path) -> None:
+    instance = dg.DagsterInstance.get()
+    try:
+        result = dg.materialize(SMOKE_ASSETS, instance=instance)
+        assert result.success
+        run_id = result.run_id
+    finally:
+        instance.dispose()
+
+    # A fresh instance (as a different container would build it) reads it back.
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    try:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+
+        materializations = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        assert {r.event_log_entry.asset_materialization.asset_key for r in materializations} == {
+            dg.AssetKey("pg_smoke_orders"),
+            dg.AssetKey("pg_smoke_revenue"),
+        }
+
+        latest = instance.get_latest_materialization_event(dg.AssetKey("pg_smoke_revenue"))
+        assert latest is not None
+        assert latest.run_id == run_id
+        metadata = latest.asset_materialization.metadata
+        assert metadata["revenue"].value == pytest.approx(22.75)
+        assert metadata["orders"].value == 3
+    finally:
+        instance.dispose()
+
+    # The default IO manager wrote the upstream value under $DAGSTER_HOME/storage
+    # (the dagster_storage volume in compose).
+    assert (dagster_home / "storage" / "pg_smoke_orders").is_file()
+
+    # And the rows are really in PostgreSQL, not in a sqlite file on the side.
+    assert not list(dagster_home.rglob("*.db"))
+    conn = pg.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
+            assert cur.fetchall() == [("SUCCESS",)]
+            cur.execute(
+                "SELECT count(*) FROM event_logs"
+                " WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+                (run_id,),
+            )
+            assert cur.fetchone() == (2,)
+    finally:
+        conn.close()
+
+
+def _run_mlflow_init_script(pg: PgServer, mlflow_db: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        # What the postgres image's entrypoint provides to init scripts...
+        "POSTGRES_USER": pg.user,
+        "POSTGRES_DB": pg.dbname,
+        "MLFLOW_PG_DB": mlflow_db,
+        # ...and where psql finds the test server instead of the entrypoint's socket.
+        "PGHOST": pg.host,
+        "PGPORT": str(pg.port),
+        "PGPASSWORD": pg.password,
+    }
+    return subprocess.run(
+        ["bash", str(MLFLOW_INIT_SCRIPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def mlflow_db(pg: PgServer) -> str:
+    if shutil.which("psql") is None:
+        pytest.skip("psql is not installed (apt-get install postgresql-client)")
+    name = "mlflow"
+    for _ in range(2):  # a second run must be a no-op, not an error
+        proc = _run_mlflow_init_script(pg, name)
+        assert proc.returncode == 0, proc.stderr
+    return name
+
+
+def test_init_script_creates_mlflow_database(pg: PgServer, mlflow_db: str) -> None:
+    conn = pg.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                (mlflow_db,),
+            )
+            assert cur.fetchall() == [(pg.user,)]
+    finally:
+        conn.close()
+
+
+def test_mlflow_tracks_runs_in_postgres(
+    pg: PgServer, mlflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compose mlflow service's backend URI: no password in it, PGPASSWORD in the env."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("PGPASSWORD", pg.password)
+    client = MlflowClient(
+        tracking_uri=f"postgresql+psycopg2://{pg.user}@{pg.host}:{pg.port}/{mlflow_db}"
+    )
+    experiment_id = client.create_experiment(
+        "pg-smoke", artifact_location=(tmp_path / "artifacts").as_uri()
+    )
+    run = client.create_run(experiment_id)
+    client.log_param(run.info.run_id, "model", "smoke")
+    client.log_metric(run.info.run_id, "rmse", 0.5)
+    client.set_terminated(run.info.run_id)
+
+    [found] = client.search_runs([experiment_id])
+    assert found.data.params == {"model": "smoke"}
+    assert found.data.metrics == {"rmse": 0.5}
+    assert found.info.status == "FINISHED"
