@@ -8,7 +8,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecomarket_assets.ingestion.sources import SourceSpec, staged, staged_landing_file, landing_files
+from ecomarket_assets.ingestion.sources import (
+    SourceSpec,
+    landing_files,
+    staged,
+    staged_landing_file,
+)
 from ecomarket_assets.ingestion.staging import StagedSource
 from ecomarket_assets.simulator.shop import DEFAULT_START, SimConfig
 from ecomarket_assets.storage import DataLayout, default_data_dir

@@ -10,7 +10,10 @@ import sys
 import time
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from ecomarket_assets.definitions import defs as load_defs
 from ecomarket_assets.partitions import daily_partitions

@@ -6,8 +6,8 @@ itself (copied unchanged into a temporary DAGSTER_HOME, with the DAGSTER_PG_*
 variables pointing at the test server), so the file the containers read is
 the file under test.
 
-The assets materialized here are tiny stand-ins defined in this module; swap
-in a real ingestion asset once the package's definitions exist.
+The assets materialized here are the real ingestion assets on a small
+simulated shop.
 """
 
 from __future__ import annotations
@@ -66,26 +66,6 @@ def dagster_home(pg: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     return home
 
 
-# Stand-ins for the real asset graph: an upstream asset whose value goes
-# through the default IO manager, and a downstream one reporting metadata.
-@dg.asset
-def pg_smoke_orders() -> list[dict]:
-    return [
-        {"order_id": "o1", "user_id": "u1", "amount": 12.5},
-        {"order_id": "o2", "user_id": "u2", "amount": 7.0},
-        {"order_id": "o3", "user_id": "u1", "amount": 3.25},
-    ]
-
-
-@dg.asset
-def pg_smoke_revenue(pg_smoke_orders: list[dict]) -> dg.MaterializeResult:
-    revenue = sum(o["amount"] for o in pg_smoke_orders)
-    return dg.MaterializeResult(
-        metadata={"revenue": dg.MetadataValue.float(revenue), "orders": len(pg_smoke_orders)}
-    )
-
-
-SMOKE_ASSETS = [pg_smoke_orders, pg_smoke_revenue]
 
 
 def test_instance_from_docker_dagster_yaml_uses_postgres(dagster_home: Path) -> None:
@@ -115,12 +95,17 @@ def test_instance_from_docker_dagster_yaml_uses_postgres(dagster_home: Path) -> 
         instance.dispose()
 
 
-def test_materialization_is_stored_in_postgres(pg: PgServer, dagster_home: Path) -> None:
+def test_materialization_is_stored_in_postgres(pg: PgServer, dagster_home: Path, small_resources: dict) -> None:
+    from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS
+
     instance = dg.DagsterInstance.get()
     try:
-        result = dg.materialize(SMOKE_ASSETS, instance=instance)
-        assert result.success
-        run_id = result.run_id
+        tables = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=small_resources, instance=instance,
+                                selection=["catalog", "customers"])
+        events = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=small_resources, instance=instance,
+                                selection=["raw_events"], partition_key="2025-11-12")
+        assert tables.success and events.success
+        run_id = events.run_id
     finally:
         instance.dispose()
 
@@ -134,23 +119,18 @@ def test_materialization_is_stored_in_postgres(pg: PgServer, dagster_home: Path)
         materializations = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
         ).records
-        assert {r.event_log_entry.asset_materialization.asset_key for r in materializations} == {
-            dg.AssetKey("pg_smoke_orders"),
-            dg.AssetKey("pg_smoke_revenue"),
-        }
+        assert [r.event_log_entry.asset_materialization.partition for r in materializations] == ["2025-11-12"]
 
-        latest = instance.get_latest_materialization_event(dg.AssetKey("pg_smoke_revenue"))
-        assert latest is not None
-        assert latest.run_id == run_id
+        latest = instance.get_latest_materialization_event(dg.AssetKey("raw_events"))
+        assert latest is not None and latest.run_id == run_id
         metadata = latest.asset_materialization.metadata
-        assert metadata["revenue"].value == pytest.approx(22.75)
-        assert metadata["orders"].value == 3
+        assert metadata["rows_read"].value == metadata["rows_kept"].value + metadata["rows_quarantined"].value > 0
+        assert instance.get_latest_materialization_event(dg.AssetKey("catalog")).run_id == tables.run_id
+        checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("raw_events"), "events_reconciled")])
+        assert checks
     finally:
         instance.dispose()
-
-    # The default IO manager wrote the upstream value under $DAGSTER_HOME/storage
-    # (the dagster_storage volume in compose).
-    assert (dagster_home / "storage" / "pg_smoke_orders").is_file()
 
     # And the rows are really in PostgreSQL, not in a sqlite file on the side.
     assert not list(dagster_home.rglob("*.db"))
@@ -164,7 +144,7 @@ def test_materialization_is_stored_in_postgres(pg: PgServer, dagster_home: Path)
                 " WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
                 (run_id,),
             )
-            assert cur.fetchone() == (2,)
+            assert cur.fetchone() == (1,)  # raw_events, one day
     finally:
         conn.close()
 

@@ -1,6 +1,7 @@
 """Resources for every asset, configured from the environment (see README)."""
 
 import dagster as dg
+
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ecomarket_assets.ingestion.tables import SourceTables
-from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, REVIEWS
+from ecomarket_assets.schemas import CATALOG, CUSTOMERS, REVIEWS
 from ecomarket_assets.simulator import vocabulary as vocab
 
 N_PERSONAS = 6

@@ -5,9 +5,9 @@ rest to quarantine with a reason, and reports counts that reconcile.
 """
 
 
+import dagster as dg
 import pandas as pd
 
-import dagster as dg
 from ecomarket_assets import metadata as md
 from ecomarket_assets.ingestion.pipeline import IngestReport, ingest_events_day, ingest_table
 from ecomarket_assets.partitions import daily_partitions

@@ -7,9 +7,9 @@ quarantine share is an alarm (WARN).
 """
 
 
+import dagster as dg
 import pandas as pd
 
-import dagster as dg
 from ecomarket_assets.defs.ingestion.assets import catalog, customers, raw_events, reviews
 from ecomarket_assets.ingestion import checks as logic
 from ecomarket_assets.partitions import daily_partitions

@@ -5,6 +5,7 @@ import hashlib
 import json
 
 import dagster as dg
+
 from ecomarket_assets.defs.ingestion.assets import raw_events
 from ecomarket_assets.ingestion.sources import file_fingerprint, landing_files, staged_landing_file
 from ecomarket_assets.partitions import daily_partitions
