@@ -2,11 +2,14 @@
 
 import json
 
+import dagster as dg
 import pandas as pd
 import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
-import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from ecomarket_assets.defs.ingestion import assets, checks, sensors
 from ecomarket_assets.ingestion import checks as check_logic
 from ecomarket_assets.schemas import EVENTS

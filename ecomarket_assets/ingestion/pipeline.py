@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
 
 from ecomarket_assets import storage
 from ecomarket_assets.ingestion import validation
@@ -44,11 +45,11 @@ def ingest_events_day(day: str, sources: list[StagedSource], known_products: pd.
     events, rejects = read_day(sources, day)
     start, end = day_window(day)
     checked = validation.validate_events(events, start, end, known_products)
-    parts = [validation.rejects_as_quarantine(rejects, EVENTS), checked.quarantined]
-    quarantined = pd.concat([p for p in parts if len(p)] or [checked.quarantined], ignore_index=True)
+    quarantined = pa.concat_tables([validation.quarantine_table(validation.rejects_as_quarantine(rejects, EVENTS)),
+                                    validation.quarantine_table(checked.quarantined)])
     storage.write_frame(checked.kept, layout.raw_events_day(day), EVENTS)
-    storage.write_table(validation.quarantine_table(quarantined), layout.quarantine_day("raw_events", day))
-    return _report(day, len(events) + len(rejects), checked.kept, quarantined)
+    storage.write_table(quarantined, layout.quarantine_day("raw_events", day))
+    return _report(day, len(events) + len(rejects), checked.kept, quarantined.column(validation.QUARANTINE_REASON).to_pandas())
 
 
 def ingest_table(schema: TableSchema, frame: pd.DataFrame, layout: DataLayout,
@@ -61,9 +62,9 @@ def ingest_table(schema: TableSchema, frame: pd.DataFrame, layout: DataLayout,
     checked = validators[schema.name](frame)
     storage.write_frame(checked.kept, layout.table(schema.name), schema)
     storage.write_table(validation.quarantine_table(checked.quarantined), layout.quarantine_table(schema.name))
-    return checked.kept, _report(schema.name, len(frame), checked.kept, checked.quarantined)
+    return checked.kept, _report(schema.name, len(frame), checked.kept, checked.quarantined[validation.QUARANTINE_REASON])
 
 
-def _report(name: str, rows_read: int, kept: pd.DataFrame, quarantined: pd.DataFrame) -> IngestReport:
-    reasons = quarantined[validation.QUARANTINE_REASON].value_counts().sort_index()
-    return IngestReport(name, rows_read, len(kept), len(quarantined), {str(k): int(v) for k, v in reasons.items()})
+def _report(name: str, rows_read: int, kept: pd.DataFrame, reasons: pd.Series) -> IngestReport:
+    counts = reasons.value_counts().sort_index()
+    return IngestReport(name, rows_read, len(kept), len(reasons), {str(k): int(v) for k, v in counts.items()})

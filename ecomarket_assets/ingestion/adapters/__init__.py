@@ -1,0 +1,104 @@
+"""Source adapters: map each supported source into the canonical tables.
+
+Every reader returns `SourceTables`; `detect_format` tells which reader a
+file or folder needs from its header, so a drop folder can be ingested
+without being told what it holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ecomarket_assets.ingestion.adapters.canonical import find_table, read_canonical, table_suffix
+from ecomarket_assets.ingestion.adapters.online_retail import read_online_retail
+from ecomarket_assets.ingestion.adapters.retailrocket import COLUMNS as RETAILROCKET_COLUMNS
+from ecomarket_assets.ingestion.adapters.retailrocket import read_retailrocket
+from ecomarket_assets.schemas import EVENTS
+
+__all__ = ["FORMATS", "detect_format", "read_canonical", "read_online_retail", "read_retailrocket"]
+
+FORMATS = ("online_retail", "retailrocket", "canonical")
+_ONLINE_RETAIL_KEYS = ({"InvoiceNo", "Invoice"}, {"StockCode"}, {"Quantity"}, {"InvoiceDate"})
+
+
+def _csv_header(path: Path) -> list[str]:
+    """First line of a CSV or CSV.GZ file, split as CSV."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+        first = handle.readline()
+    return next(csv.reader(io.StringIO(first)), [])
+
+
+def _xlsx_header(path: Path) -> list[str]:
+    """First row of the first sheet, read without loading the workbook."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True)
+    try:
+        row = next(book.worksheets[0].iter_rows(max_row=1, values_only=True), ())
+    finally:
+        book.close()
+    return [str(v) for v in row if v is not None]
+
+
+def header(path: Path) -> list[str]:
+    """Column names of a CSV, CSV.GZ, Parquet (file or folder) or XLSX table."""
+    if path.is_dir():
+        parts = sorted(path.glob("*.parquet"))
+        if not parts:
+            raise ValueError(f"{path}: folder holds no .parquet files")
+        return list(pq.read_schema(parts[0]).names)
+    name = path.name.lower()
+    if name.endswith((".xlsx", ".xlsm")):
+        return _xlsx_header(path)
+    if table_suffix(path) == ".parquet":
+        return list(pq.read_schema(path).names)
+    return _csv_header(path)
+
+
+def format_of_columns(columns: list[str]) -> str | None:
+    """Which source format a header belongs to, or None."""
+    names = {c.strip() for c in columns}
+    if all(names & keys for keys in _ONLINE_RETAIL_KEYS):
+        return "online_retail"
+    if set(RETAILROCKET_COLUMNS) - {"transactionid"} <= names:
+        return "retailrocket"
+    if set(EVENTS.names) <= names:
+        return "canonical"
+    return None
+
+
+def _table_to_inspect(path: Path) -> Path:
+    """The file whose header decides: the path itself, or a folder's events table."""
+    if not path.is_dir():
+        return path
+    events = find_table(path, "events")
+    if events is not None:
+        return events
+    raise ValueError(f"{path}: folder has no events table (events.csv/.csv.gz/.parquet or events/)")
+
+
+def detect_format(path: str | Path) -> str:
+    """Which reader a file or folder needs, decided by its table's columns.
+
+    Returns "online_retail", "retailrocket" or "canonical"; raises ValueError
+    (naming the columns found) for anything else.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
+    table = _table_to_inspect(path)
+    columns = header(table)
+    found = format_of_columns(columns)
+    if found is None:
+        raise ValueError(
+            f"{table}: unrecognised columns {columns}; expected Online Retail "
+            "(InvoiceNo/Invoice, StockCode, Quantity, InvoiceDate, …), RetailRocket "
+            f"({', '.join(RETAILROCKET_COLUMNS)}) or canonical events ({', '.join(EVENTS.names)})"
+        )
+    return found
