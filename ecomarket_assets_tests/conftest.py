@@ -35,7 +35,8 @@ def small_resources(data_dir: Path) -> dict:
 def small_shop():
     from ecomarket_assets.simulator.shop import SimConfig, simulate
 
-    return simulate(SimConfig(n_users=800, n_products=80, n_days=60, start_date=dt.date(2025, 10, 1), seed=11))
+    clean = SimConfig(n_users=800, n_products=80, n_days=60, start_date=dt.date(2025, 10, 1), seed=11, glitch_share=0.0)
+    return simulate(clean)
 
 
 @pytest.fixture

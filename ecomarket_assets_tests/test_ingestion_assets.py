@@ -47,22 +47,30 @@ def test_tables_reconcile_and_match_the_source(tables_ready, data_dir):
 
 def test_backfill_range_then_a_single_new_day(tables_ready, data_dir):
     layout = DataLayout(data_dir)
-    tags = {ASSET_PARTITION_RANGE_START_TAG: "2025-11-10", ASSET_PARTITION_RANGE_END_TAG: "2025-11-16"}
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "2025-11-10", ASSET_PARTITION_RANGE_END_TAG: "2025-11-29"}
     result = materialize(tables_ready, ["raw_events"], tags=tags)
     assert result.success
-    assert len(result.get_asset_materialization_events()) == 7
+    assert len(result.get_asset_materialization_events()) == 20
     assert checks_by_name(result) and all(checks_by_name(result).values())
     staged = tables_ready["source"].staged(layout)
+    days = staged.manifest["days"]
     for day in ["2025-11-10", "2025-11-16"]:
         stored = read_frame(layout.raw_events_day(day))
-        assert len(stored) == staged.manifest["days"][day]["events"]
+        quarantined = read_frame(layout.quarantine_day("raw_events", day))
+        assert len(stored) + len(quarantined) == days[day]["events"] + days[day]["rejects"]
         assert stored["event_time"].dt.strftime("%Y-%m-%d").eq(day).all()
-    # one new day alone
-    single = materialize(tables_ready, ["raw_events"], partition_key="2025-11-17")
+    range_meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert "duplicate_event_id" in range_meta["quarantine_reasons"].value
+    assert "unknown_product" in range_meta["quarantine_reasons"].value
+    # one new day alone (the simulation's last)
+    single = materialize(tables_ready, ["raw_events"], partition_key="2025-11-30")
     assert single.success
     meta = single.get_asset_materialization_events()[0].materialization.metadata
     assert meta["rows_read"].value == meta["rows_kept"].value + meta["rows_quarantined"].value
-    assert meta["rows_kept"].value == staged.manifest["days"]["2025-11-17"]["events"]
+    assert meta["rows_read"].value == days["2025-11-30"]["events"] + days["2025-11-30"]["rejects"]
+    # the simulator's tracker glitches (double-fired events, delisted products) all end in quarantine
+    glitches = staged.manifest["notes"]["double_fired_events"] + staged.manifest["notes"]["delisted_product_events"]
+    assert glitches > 0 and range_meta["rows_quarantined"].value + meta["rows_quarantined"].value == glitches
 
 
 def _broken_landing_file(layout: DataLayout, day: str) -> dict[str, int]:

@@ -118,3 +118,13 @@ def test_consent_and_catalog_text(small_shop):
     # similar products read alike: the category's nouns appear in titles and descriptions
     kitchen = catalog[catalog.category == "kitchen"]
     assert kitchen["description"].str.contains("kitchen|cook|dinner|meal|hob|handle|sharp|dishwasher", case=False).all()
+
+
+def test_tracker_glitches_are_injected_for_ingestion_to_catch():
+    shop = simulate(SimConfig(n_users=300, n_products=40, n_days=14, seed=4, glitch_share=0.01))
+    events = shop.tables.events
+    n = shop.tables.notes["double_fired_events"]
+    assert n == shop.tables.notes["delisted_product_events"] > 10
+    assert events["event_id"].duplicated().sum() == n
+    assert events["product_id"].str.startswith("DELISTED-").sum() >= n - 1  # a doubled row may copy one
+    assert not shop.tables.catalog["product_id"].str.startswith("DELISTED-").any()

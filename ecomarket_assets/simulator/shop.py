@@ -51,6 +51,8 @@ class SimConfig:
     new_user_share: float = 0.3
     mean_sessions_per_week: float = 1.4
     mean_lifetime_days: float = 240.0
+    # Real trackers misfire: this share of events is sent twice, and as many name a delisted product.
+    glitch_share: float = 0.0005
 
     @property
     def end_date(self) -> dt.date:
@@ -412,12 +414,13 @@ def simulate(cfg: SimConfig = SimConfig()) -> SimulatedShop:
     events = pd.concat(parts, ignore_index=True)
     events = events[events["time_s"] < cfg.n_days * 86_400]  # the window closes at midnight of its last day
     events = events.sort_values("time_s", kind="stable", ignore_index=True)
+    canonical, glitches = _tracker_glitches(rng, _canonical_events(events, cfg, users, catalog), cfg.glitch_share)
     tables = SourceTables(
-        events=_canonical_events(events, cfg, users, catalog),
+        events=canonical,
         catalog=catalog[CATALOG.names].copy(),
         customers=_customers(users, cfg),
         reviews=_reviews(reviewed, rng, cfg, users, catalog),
-        notes={"simulator": cfg.fingerprint(), "sessions": len(sessions)},
+        notes={"simulator": cfg.fingerprint(), "sessions": len(sessions), **glitches},
     )
     truth = _truth(cfg, users, pref, catalog, world, day_rate, days)
     return SimulatedShop(tables=tables, truth=truth)
@@ -448,6 +451,19 @@ def _canonical_events(events: pd.DataFrame, cfg: SimConfig, users: pd.DataFrame,
         }
     )
     return frame
+
+
+def _tracker_glitches(rng: np.random.Generator, events: pd.DataFrame, share: float) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Double-fired events (same event_id) and events naming a delisted product, for ingestion to catch."""
+    n = int(round(len(events) * share))
+    if n == 0:
+        return events, {"double_fired_events": 0, "delisted_product_events": 0}
+    doubled = events.iloc[np.sort(rng.choice(len(events), n, replace=False))]
+    delisted = rng.choice(len(events), n, replace=False)
+    events = events.copy()
+    events.loc[delisted, "product_id"] = "DELISTED-" + events.loc[delisted, "product_id"].astype(str)
+    merged = pd.concat([events, doubled], ignore_index=True).sort_values("event_time", kind="stable", ignore_index=True)
+    return merged, {"double_fired_events": n, "delisted_product_events": n}
 
 
 def _customers(users: pd.DataFrame, cfg: SimConfig) -> pd.DataFrame:

@@ -139,7 +139,7 @@ def _events_metadata(reports: list[IngestReport], layout, sources, days: list[st
         "rows_kept": int(per_day["kept"].sum()),
         "rows_quarantined": int(per_day["quarantined"].sum()),
         "quarantine_reasons": md.table(reasons, "reason", "rows"),
-        "event_types": md.table(sample["event_type"].value_counts().rename_axis("event_type").reset_index()),
+        "event_types_last_day": md.table(sample["event_type"].value_counts().rename_axis("event_type").reset_index()),
         "sources": md.table({s.manifest["description"]: s.root.name for s in sources}, "source", "stage"),
         "path": dg.MetadataValue.path(str(layout.raw_events_day(days[-1]).parent.parent)),
         "quarantine_path": dg.MetadataValue.path(str(layout.quarantine_day("raw_events", days[-1]).parent.parent)),
