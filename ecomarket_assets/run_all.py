@@ -58,19 +58,27 @@ def main() -> int:
     layout = data_dir.layout()
     print(f"source: {source.kind} {source.path or ''}  data directory: {layout.root}")
 
+    graph = defs.resolve_asset_graph()
+    partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None]
     roots = dg.AssetSelection.assets(*UNPARTITIONED_ROOTS)
+    print("1/3 source tables: " + ", ".join(UNPARTITIONED_ROOTS))
     _materialize(defs, roots, instance)
     first, last = source_days(source, data_dir)
-    print(f"ingesting raw_events {first} .. {last}")
-    _materialize(defs, dg.AssetSelection.assets("raw_events"), instance,
+    print(f"2/3 daily assets {first} .. {last}: " + ", ".join(k.to_user_string() for k in partitioned))
+    _materialize(defs, dg.AssetSelection.assets(*partitioned), instance,
                  tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+    rest = dg.AssetSelection.all() - roots - dg.AssetSelection.assets(*partitioned)
+    rest_keys = rest.resolve(graph)
+    if rest_keys:
+        print("3/3 the rest of the graph: " + ", ".join(sorted(k.to_user_string() for k in rest_keys)))
+        _materialize(defs, rest, instance)
     _summary(instance, layout, time.time() - started)
     return 0
 
 
 def _summary(instance: dg.DagsterInstance, layout, seconds: float) -> None:
     print(f"\nmaterialized the asset graph in {seconds:.0f} s. Outputs under {layout.root}:")
-    for key in [*UNPARTITIONED_ROOTS, "raw_events"]:
+    for key in [*UNPARTITIONED_ROOTS, "raw_events", "user_profiles", "user_segments"]:
         event = instance.get_latest_materialization_event(dg.AssetKey(key))
         meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
         counts = ", ".join(f"{k.removeprefix('rows_')} {meta[k].value:,}" for k in ("rows_read", "rows_kept", "rows_quarantined") if k in meta)

@@ -95,3 +95,10 @@ class DataLayout:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    def activity_day(self, table: str, day: str) -> Path:
+        return self.root / "user_daily_activity" / table / f"date={day}" / "part-0.parquet"
+
+    def activity_days(self) -> list[str]:
+        folder = self.root / "user_daily_activity" / "users"
+        return sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if (p / "part-0.parquet").exists())

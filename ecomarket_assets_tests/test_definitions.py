@@ -44,7 +44,7 @@ def test_definitions_load_without_deprecations():
             "events_valid_quantities_and_prices", "events_reconciled", "catalog_contract"} <= set(loaded["checks"])
     assert "landing_files_sensor" in loaded["sensors"]
     assert {"data_dir", "source"} <= set(loaded["resources"])
-    assert loaded["start"].startswith("2025-09-01")  # default: the simulator's first day
+    assert loaded["start"].startswith("2025-06-05")  # default: the simulator's first day
 
 
 def test_partitions_start_is_configurable():

@@ -38,14 +38,14 @@ PRICE_SENSITIVITY = np.array([0.3, 1.0, 2.0])  # per price band: low, medium, hi
 MEAN_EXTRA_VIEWS = 3.0  # session length = 1 + Poisson(3)
 TASTE_WEIGHT = 0.7
 WEEKDAY_FACTOR = np.array([1.05, 1.0, 0.97, 1.0, 0.92, 0.95, 1.11])  # Mon..Sun
-DEFAULT_START = dt.date(2025, 9, 1)
+DEFAULT_START = dt.date(2025, 6, 5)  # 180 days to 2025-12-01: summer sale, Black Friday, churn hold-out
 
 
 @dataclass(frozen=True)
 class SimConfig:
     n_users: int = 3_000
     n_products: int = 400
-    n_days: int = 90
+    n_days: int = 180
     start_date: dt.date = DEFAULT_START
     seed: int = 7
     new_user_share: float = 0.3

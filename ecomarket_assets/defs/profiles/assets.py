@@ -1,0 +1,194 @@
+"""Profile assets: daily activity aggregates -> user features -> user profiles -> segments."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from ecomarket_assets import metadata as md
+from ecomarket_assets.defs.ingestion.assets import catalog, customers, raw_events
+from ecomarket_assets.partitions import daily_partitions
+from ecomarket_assets.profiles import activity as act
+from ecomarket_assets.profiles import segments
+from ecomarket_assets.profiles.build import build_profiles
+from ecomarket_assets.profiles.features import user_features as build_user_features
+from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.storage import read_frame, write_frame
+
+GROUP = "profiles"
+OWNERS = ["team:data-science"]
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[raw_events],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Per user and day: interactions per product, sessions/orders/revenue, events per hour. "
+    "Profiles are built from these, so a new day costs one day of work.",
+)
+def user_daily_activity(context: dg.AssetExecutionContext, data_dir: DataDirResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    totals = {name: 0 for name in act.TABLES}
+    active = 0
+    for day in context.partition_keys:
+        events = read_frame(layout.raw_events_day(day))
+        counts = act.write_day(act.daily_activity(events), layout, day)
+        totals = {k: totals[k] + counts[k] for k in totals}
+        active += counts["users"]
+    return dg.MaterializeResult(metadata={
+        "days": len(context.partition_keys),
+        "user_days": totals["users"],
+        "dagster/row_count": totals["interactions"],
+        "rows_per_table": md.table(totals, "table", "rows"),
+        "mean_active_users_per_day": active / max(len(context.partition_keys), 1),
+        "path": dg.MetadataValue.path(str(layout.root / "user_daily_activity")),
+    })
+
+
+def _as_of(layout) -> dt.date:
+    days = layout.activity_days()
+    if not days:
+        raise dg.Failure("no user_daily_activity partitions yet: materialize raw_events and user_daily_activity first")
+    return dt.date.fromisoformat(days[-1])
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[user_daily_activity, customers, catalog],
+    description="One row per user as of the newest day: basic (country, tenure, consent), behaviour "
+    "(sessions, orders, AOV, return and cart-abandonment rates, 7/30/90-day activity, preferred hour and weekday) "
+    "and preference (category affinity, favourite brands, price band).",
+)
+def user_features(data_dir: DataDirResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    as_of = _as_of(layout)
+    features = build_user_features(act.read_days(layout), read_frame(layout.table("customers")),
+                                   read_frame(layout.table("catalog")), as_of)
+    write_frame(features, layout.table("user_features"))
+    buyers = features[features["orders"] > 0]
+    return dg.MaterializeResult(metadata={
+        "as_of": as_of.isoformat(),
+        "dagster/row_count": len(features),
+        "users_with_orders": len(buyers),
+        "median_orders_of_buyers": float(buyers["orders"].median()) if len(buyers) else 0.0,
+        "mean_avg_order_value": float(buyers["avg_order_value"].mean()) if len(buyers) else 0.0,
+        "top_categories": md.table(features["top_category"].value_counts().head(10).rename_axis("category").reset_index()),
+        "price_bands": md.table(features["price_band"].value_counts().rename_axis("band").reset_index()),
+        "preview": md.preview(features),
+        "path": dg.MetadataValue.path(str(layout.table("user_features"))),
+    })
+
+
+def _truth_users(source: ShopSourceResource, layout) -> pd.DataFrame | None:
+    truth = source.staged(layout).truth_dir
+    return read_frame(truth / "users.parquet") if truth and (truth / "users.parquet").exists() else None
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[user_features, user_daily_activity],
+    description="The user portrait: features + RFM scores and segment, predicted purchases and CLV over 90 days "
+    "(BG/NBD + Gamma-Gamma), churn probability (no purchase in 90 days) with band, expected next order date. "
+    "Metadata scores the models on a 90-day backtest (and against the simulator's ground truth).",
+)
+def user_profiles(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    features = read_frame(layout.table("user_features"))
+    as_of = _as_of(layout)
+    portrait = build_profiles(features, act.read_days(layout), as_of, truth_users=_truth_users(source, layout))
+    profiles = portrait.profiles
+    write_frame(profiles, layout.table("user_profiles"))
+    meta: dict[str, object] = {
+        "as_of": as_of.isoformat(),
+        "dagster/row_count": len(profiles),
+        "rfm_segments": md.table(profiles["rfm_segment"].value_counts().rename_axis("segment").reset_index()),
+        "churn_bands": md.table(profiles["churn_band"].value_counts().rename_axis("band").reset_index()),
+        "predicted_clv_total": float(profiles["predicted_clv"].sum()),
+        "model_params": md.table({k: round(v, 4) for k, v in portrait.params.items()}, "param", "value"),
+        "preview": md.preview(profiles[["user_id", "rfm_segment", "orders", "revenue", "predicted_purchases",
+                                        "churn_probability", "churn_band", "predicted_clv", "expected_next_order_date"]]),
+        "path": dg.MetadataValue.path(str(layout.table("user_profiles"))),
+    }
+    if portrait.backtest:
+        metrics = portrait.backtest.metrics
+        meta["backtest"] = md.table({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}, "metric", "value")
+        for key in ("churn_auc", "churn_auc_vs_true_churn", "purchases_corr", "purchases_mae", "purchases_mae_naive"):
+            if key in metrics:
+                meta[f"backtest_{key}"] = float(metrics[key])
+        meta["backtest_plot"] = _backtest_plot(portrait.backtest.scored)
+    else:
+        meta["backtest"] = "not enough history for a 90-day backtest"
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _backtest_plot(scored: pd.DataFrame) -> dg.MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    left.scatter(scored["predicted_purchases"], scored["actual_purchases"], s=6, alpha=0.4)
+    top = max(scored["predicted_purchases"].max(), scored["actual_purchases"].max())
+    left.plot([0, top], [0, top], color="grey", lw=1)
+    left.set(xlabel="predicted purchase days (90 d)", ylabel="actual", title="purchases: backtest")
+    bins = pd.cut(scored["churn_probability"], [0, 0.2, 0.4, 0.6, 0.8, 1.0], include_lowest=True)
+    scored.groupby(bins, observed=True)["no_purchase"].mean().plot.bar(ax=right, color="tab:red")
+    right.set(xlabel="predicted churn probability", ylabel="share with no purchase", title="churn calibration")
+    return md.plot(fig)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "sklearn", "parquet"},
+    owners=OWNERS,
+    deps=[user_profiles],
+    description="Behavioural segments: k-means on scaled profile features, k chosen by silhouette, "
+    "each named by the features that set it apart.",
+)
+def user_segments(data_dir: DataDirResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    profiles = read_frame(layout.table("user_profiles"))
+    result = segments.segment_users(profiles)
+    assigned = result.labels.rename_axis("user_id").reset_index()
+    names = result.summary.set_index("segment_id")["segment_name"]
+    assigned["segment_name"] = assigned["segment_id"].map(names)
+    write_frame(assigned, layout.table("user_segments"))
+    write_frame(result.summary, layout.root / "user_segments" / "segment_summary.parquet")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(assigned),
+        "segments": result.k,
+        "silhouette_by_k": md.table({str(k): round(v, 4) for k, v in result.silhouette_by_k.items()}, "k", "silhouette"),
+        "summary": md.table(result.summary[["segment_name", "users", "share", "description"]].round({"share": 3})),
+        "plot": _segment_plot(profiles, result),
+        "path": dg.MetadataValue.path(str(layout.table("user_segments"))),
+    })
+
+
+def _segment_plot(profiles: pd.DataFrame, result: segments.Segmentation) -> dg.MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(segments.feature_matrix(profiles))
+    xy = PCA(n_components=2, random_state=0).fit_transform(x)
+    names = result.summary.set_index("segment_id")["segment_name"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    for seg in names.index:
+        mask = result.labels.to_numpy() == seg
+        left.scatter(xy[mask, 0], xy[mask, 1], s=5, alpha=0.5, label=names[seg])
+    left.set(title="users in profile space (PCA)", xticks=[], yticks=[])
+    left.legend(fontsize=7, markerscale=3)
+    result.summary.set_index("segment_name")["users"].plot.barh(ax=right, color="tab:blue")
+    right.set(title="segment sizes", xlabel="users")
+    return md.plot(fig)

@@ -1,0 +1,1 @@
+"""Customer profiles: per-customer summaries and lifetime-value models."""
