@@ -11,7 +11,7 @@ export ECOMARKET_DAGSTER_COMPUTE_LOGS ?= $(CURDIR)/.dagster/logs
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run dev test test-slow test-postgres test-all bench lint clean install
+.PHONY: run dev test test-slow test-postgres test-all bench bench-clv bench-sentiment lint clean install
 
 install: $(STAMP)
 
@@ -46,6 +46,12 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingestion.py
+
+bench-clv: $(STAMP)
+	$(BIN)/python benchmarks/clv_cdnow.py
+
+bench-sentiment: $(STAMP)
+	$(BIN)/python benchmarks/sentiment_eval.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check ecomarket_assets ecomarket_assets_tests benchmarks

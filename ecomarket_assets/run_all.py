@@ -76,13 +76,19 @@ def main() -> int:
     return 0
 
 
+def _fmt(value: object) -> str:
+    return f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def _summary(instance: dg.DagsterInstance, layout, seconds: float) -> None:
     print(f"\nmaterialized the asset graph in {seconds:.0f} s. Outputs under {layout.root}:")
-    for key in [*UNPARTITIONED_ROOTS, "raw_events", "user_profiles", "user_segments"]:
-        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    shown = ("rows_read", "rows_kept", "rows_quarantined", "dagster/row_count", "backtest_churn_auc",
+             "backtest_purchases_corr", "segments", "products_per_second")
+    for key in sorted(instance.get_asset_keys(), key=lambda k: k.to_user_string()):
+        event = instance.get_latest_materialization_event(key)
         meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-        counts = ", ".join(f"{k.removeprefix('rows_')} {meta[k].value:,}" for k in ("rows_read", "rows_kept", "rows_quarantined") if k in meta)
-        print(f"  {key:<12} {counts}")
+        values = [f"{k.removeprefix('rows_').removeprefix('dagster/')} {_fmt(meta[k].value)}" for k in shown if k in meta]
+        print(f"  {key.to_user_string():<22} {', '.join(values)}")
     print(f"  quarantine   {layout.root / 'quarantine'}")
     print("\nOpen the UI: `make dev`, then http://127.0.0.1:3000 (asset graph, metadata, checks, run history).")
 

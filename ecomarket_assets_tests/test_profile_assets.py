@@ -8,22 +8,26 @@ from dagster._core.storage.tags import (
 
 from ecomarket_assets.defs.profiles import assets as profile_assets
 from ecomarket_assets.defs.profiles import checks as profile_checks
+from ecomarket_assets.defs.text import assets as text_assets
 from ecomarket_assets.storage import DataLayout, read_frame
+from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
 
 PROFILE_ASSETS = [profile_assets.user_daily_activity, profile_assets.user_features, profile_assets.user_profiles,
                   profile_assets.user_segments]
-EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, *PROFILE_ASSETS, *dg.load_asset_checks_from_modules([profile_checks])]
+EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, *PROFILE_ASSETS, *dg.load_asset_checks_from_modules([profile_checks]),
+              text_assets.product_embeddings]
 RANGE = {ASSET_PARTITION_RANGE_START_TAG: "2025-11-10", ASSET_PARTITION_RANGE_END_TAG: "2025-11-30"}
 
 
 def test_profiles_group_materializes_with_checks(small_resources, data_dir):
+    small_resources = {**small_resources, "embedding_model": EmbeddingModelResource()}
     instance = dg.DagsterInstance.ephemeral()
     run = lambda selection, **kw: dg.materialize(EVERYTHING, resources=small_resources, selection=selection, instance=instance, **kw)  # noqa: E731
     assert run(["catalog", "customers", "reviews"]).success
     daily = run(["raw_events", "user_daily_activity"], tags=RANGE)
     assert daily.success and all(checks_by_name(daily).values())
-    rest = run(["user_features", "user_profiles", "user_segments"])
+    rest = run(["product_embeddings", "user_features", "user_profiles", "user_segments"])
     assert rest.success
     outcome = checks_by_name(rest)
     assert {"user_features_valid", "user_profiles_valid", "every_user_segmented", "churn_model_quality"} <= set(outcome)
@@ -41,3 +45,5 @@ def test_profiles_group_materializes_with_checks(small_resources, data_dir):
     meta = rest.asset_materializations_for_node("user_profiles")[0].metadata
     assert meta["backtest"].value == "not enough history for a 90-day backtest"  # 21 days only
     assert "plot" in rest.asset_materializations_for_node("user_segments")[0].metadata
+    interests = read_frame(layout.root / "user_profiles" / "interest_embeddings.parquet")
+    assert meta["users_with_interest_embedding"].value == len(interests) > 0.5 * len(profiles)

@@ -160,3 +160,16 @@ def test_segments_find_planted_clusters():
     names = set(result.summary["segment_name"])
     assert any("high spenders" in n or "frequent buyers" in n for n in names)
     assert predictive.churn_band(pd.Series([0.1, 0.5, 0.9])).tolist() == ["low", "medium", "high"]
+
+
+def test_interest_embedding_is_the_weighted_mean_of_engaged_products():
+    from ecomarket_assets.profiles.features import interest_embeddings
+
+    activity = daily_activity(alice_and_bob())
+    vectors = np.eye(3, dtype=np.float32)  # mug, pan, tea orthogonal
+    interests = interest_embeddings(activity.interactions, CATALOG["product_id"], vectors, AS_OF).set_index("user_id")
+    bob = interests.loc["bob", "interest_embedding"]
+    np.testing.assert_allclose(bob, [0, 0, 1], atol=1e-6)  # bob only looked at tea
+    alice = interests.loc["alice", "interest_embedding"]
+    assert np.linalg.norm(alice) == pytest.approx(1.0, abs=1e-5)
+    assert alice[2] > alice[0] > alice[1] > 0  # most weight on the recent teas, least on the carted pan

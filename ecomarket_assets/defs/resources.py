@@ -3,10 +3,15 @@
 import dagster as dg
 
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.text.model import EmbeddingModelResource
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
-        resources={"data_dir": DataDirResource(), "source": ShopSourceResource.from_env()},
+        resources={
+            "data_dir": DataDirResource(),
+            "source": ShopSourceResource.from_env(),
+            "embedding_model": EmbeddingModelResource.from_env(),
+        },
     )

@@ -129,14 +129,18 @@ def user_features(activity: DailyActivity, customers: pd.DataFrame, catalog: pd.
     return frame.reset_index().sort_values("user_id", ignore_index=True)
 
 
-def interest_embeddings(interactions: pd.DataFrame, embeddings: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+def interest_embeddings(interactions: pd.DataFrame, product_ids: pd.Series, vectors: np.ndarray, as_of: dt.date) -> pd.DataFrame:
     """Each user's interest vector: engagement-weighted mean of the products' text embeddings, unit length."""
-    vectors = np.vstack(embeddings["embedding"].to_numpy()).astype(np.float32)
-    index = pd.Series(np.arange(len(embeddings)), index=embeddings["product_id"])
-    rows = interactions.assign(weight=engagement(interactions, as_of), row=interactions["product_id"].map(index))
+    index = pd.Series(np.arange(len(product_ids)), index=pd.Index(product_ids))
+    rows = until_rows(interactions, as_of)
+    rows = rows.assign(weight=engagement(rows, as_of), row=rows["product_id"].map(index))
     rows = rows[rows["row"].notna() & (rows["weight"] > 0)]
     users, user_idx = np.unique(rows["user_id"].to_numpy(), return_inverse=True)
     summed = np.zeros((len(users), vectors.shape[1]), dtype=np.float64)
     np.add.at(summed, user_idx, vectors[rows["row"].astype(int).to_numpy()] * rows["weight"].to_numpy()[:, None])
     summed /= np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
     return pd.DataFrame({"user_id": users, "interest_embedding": list(summed.astype(np.float32))})
+
+
+def until_rows(frame: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    return frame[frame["date"] <= as_of.isoformat()]

@@ -42,7 +42,8 @@ def feature_matrix(profiles: pd.DataFrame) -> pd.DataFrame:
     for col in cols:
         if FEATURES[col][0] == "log":
             frame[col] = np.log1p(frame[col].clip(lower=0))
-    return frame
+    # winsorize: a handful of extreme users (real data has them) must not get a cluster of their own
+    return frame.clip(frame.quantile(0.01), frame.quantile(0.99), axis=1)
 
 
 def choose_k(x: np.ndarray, ks: range = range(3, 9), seed: int = 0, sample: int = 4000) -> tuple[int, dict[int, float]]:

