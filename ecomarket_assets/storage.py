@@ -46,8 +46,14 @@ def write_frame(frame: pd.DataFrame, path: Path, schema: TableSchema | None = No
     return write_table(table, path)
 
 
+def read_arrow(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read through one open handle: a concurrent atomic replace cannot mix two versions of the file."""
+    with open(path, "rb") as handle:
+        return pq.read_table(handle, columns=columns)
+
+
 def read_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    return pq.read_table(path, columns=columns).to_pandas()
+    return read_arrow(path, columns).to_pandas()
 
 
 def replace_dir(build: Path, target: Path) -> None:

@@ -23,9 +23,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ecomarket_assets.storage import write_table
+from ecomarket_assets.storage import read_arrow, write_table
 
 HASH = "text_hash"
 VECTOR = "vector"
@@ -115,7 +114,7 @@ def read_cache(cache_path: Path, model_id: str) -> tuple[pd.Index, np.ndarray] |
     """(hashes, vectors) from the cache, or None when there is no cache or it belongs to another model."""
     if not cache_path.exists():
         return None
-    table = pq.read_table(cache_path)
+    table = read_arrow(cache_path)
     stored_model = (table.schema.metadata or {}).get(MODEL_KEY, b"").decode()
     if stored_model != model_id:
         return None
@@ -245,7 +244,7 @@ def embeddings_table(product_ids: Sequence[str] | pd.Series, vectors: np.ndarray
 
 def read_embeddings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """(`product_id`, `text_hash` frame, vectors as a float32 matrix in the same row order)."""
-    table = pq.read_table(path)
+    table = read_arrow(path)
     ids = table.select([c for c in table.column_names if c != "embedding"]).to_pandas()
     return ids, vectors_from_arrow(table.column("embedding"))
 
