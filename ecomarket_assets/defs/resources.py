@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.text.model import EmbeddingModelResource
 
@@ -13,5 +14,6 @@ def resources() -> dg.Definitions:
             "data_dir": DataDirResource(),
             "source": ShopSourceResource.from_env(),
             "embedding_model": EmbeddingModelResource.from_env(),
+            "mlflow_tracking": MlflowResource(),
         },
     )
