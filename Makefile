@@ -11,7 +11,7 @@ export ECOMARKET_DAGSTER_COMPUTE_LOGS ?= $(CURDIR)/.dagster/logs
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run dev test test-slow test-postgres test-all bench bench-clv bench-sentiment lint clean install
+.PHONY: run dev test test-slow test-postgres test-all bench bench-clv bench-sentiment bench-forecast mlflow-ui lint clean install
 
 install: $(STAMP)
 
@@ -52,6 +52,12 @@ bench-clv: $(STAMP)
 
 bench-sentiment: $(STAMP)
 	$(BIN)/python benchmarks/sentiment_eval.py
+
+bench-forecast: $(STAMP)
+	$(BIN)/python benchmarks/forecast_backtest.py
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 lint: $(STAMP)
 	$(BIN)/ruff check ecomarket_assets ecomarket_assets_tests benchmarks

@@ -80,17 +80,28 @@ def _days(cfg: SimConfig) -> pd.DatetimeIndex:
     return pd.date_range(cfg.start_date, periods=cfg.n_days, freq="D", tz="UTC")
 
 
+def site_sale_events(years: list[int]) -> list[tuple[str, pd.Timestamp, int, float, float]]:
+    """The shop's announced site-wide sales: (name, first day, days, discount, traffic boost).
+
+    Public because a shop knows its own sales calendar in advance: the demand
+    forecast reads it as a known-future feature.
+    """
+    events = []
+    for year in years:
+        nov = pd.date_range(f"{year}-11-01", f"{year}-11-30", tz="UTC")
+        events.append(("black_friday_to_cyber_monday", nov[nov.weekday == 4][3], 4, 0.2, 1.8))
+        events.append(("summer_sale", pd.Timestamp(f"{year}-07-01", tz="UTC"), 7, 0.15, 1.3))
+    return events
+
+
 def _site_sales(days: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
     """Site-wide discount and traffic boost: Black Friday to Cyber Monday, a summer sale."""
     discount = np.zeros(len(days))
     traffic = np.ones(len(days))
-    for year in sorted(set(days.year)):
-        nov = pd.date_range(f"{year}-11-01", f"{year}-11-30", tz="UTC")
-        black_friday = nov[nov.weekday == 4][3]
-        for start, n, off, boost in ((black_friday, 4, 0.2, 1.8), (pd.Timestamp(f"{year}-07-01", tz="UTC"), 7, 0.15, 1.3)):
-            window = (days >= start) & (days < start + pd.Timedelta(days=n))
-            discount[window] = off
-            traffic[window] = boost
+    for _, start, n, off, boost in site_sale_events(sorted(set(days.year))):
+        window = (days >= start) & (days < start + pd.Timedelta(days=n))
+        discount[window] = off
+        traffic[window] = boost
     return discount, traffic
 
 

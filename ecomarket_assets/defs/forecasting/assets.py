@@ -1,0 +1,291 @@
+"""Forecasting assets: sales panel -> tuned LightGBM in MLflow -> 28-day forecast, and the backtest."""
+
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+from ecomarket_assets import metadata as md
+from ecomarket_assets.defs.ingestion.assets import catalog, raw_events
+from ecomarket_assets.forecasting import backtest as bt
+from ecomarket_assets.forecasting import forecast as fc
+from ecomarket_assets.forecasting import plots
+from ecomarket_assets.forecasting import training as tr
+from ecomarket_assets.forecasting.features import EmbeddingBasis, build_features, training_rows
+from ecomarket_assets.forecasting.model import feature_importance
+from ecomarket_assets.forecasting.panel import (
+    calendar_to_frame,
+    category_rollup,
+    panel_from_layout,
+    panel_to_long,
+)
+from ecomarket_assets.forecasting.serving import ARTIFACT, DemandForecaster, save_model
+from ecomarket_assets.forecasting.store import (
+    EXPERIMENT,
+    MODEL_NAME,
+    ForecastStore,
+    tuning_from_dict,
+)
+from ecomarket_assets.mlops import registry
+from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
+from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.storage import read_frame, write_frame
+from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
+
+GROUP = "forecasting"
+OWNERS = ["team:data-science"]
+
+
+class DemandModelConfig(dg.Config):
+    """Optuna budget; defaults from ECOMARKET_FORECAST_TRIALS / ECOMARKET_FORECAST_TIMEOUT."""
+
+    n_trials: int = int(os.environ.get("ECOMARKET_FORECAST_TRIALS", "15"))
+    timeout_seconds: float = float(os.environ.get("ECOMARKET_FORECAST_TIMEOUT", "900"))
+    seed: int = 7
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[raw_events, catalog, dg.AssetKey("product_embeddings")],
+    description="Daily units sold per product from its first day on (zero days are real zeros), with views, "
+    "carried-forward price and promotion; category and total roll-ups; the leak-free feature rows the model "
+    "trains on (every feature of a row reads only days up to its cutoff); the sales calendar.",
+)
+def demand_training_set(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = ForecastStore(layout)
+    panel = panel_from_layout(layout, source.kind)
+    basis = _embedding_basis(layout)
+    long = panel_to_long(panel)
+    write_frame(long, store.panel_path)
+    write_frame(calendar_to_frame(panel.calendar), store.calendar_path)
+    if basis is not None:
+        store.write_basis(basis)
+    rollup = category_rollup(panel)
+    write_frame(rollup, store.training / "rollup.parquet")
+    p, d, h = training_rows(panel, panel.units.shape[1] - 1)
+    features = build_features(panel, p, d, h, basis)
+    features.insert(0, "product_id", panel.product_ids[p])
+    features.insert(1, "target_date", panel.date_of(d).date)
+    features["units"] = panel.units[p, d]
+    write_frame(features, store.training / "features.parquet")
+    total = rollup[rollup["level"] == "total"]
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(long),
+        "products": len(panel.product_ids),
+        "days": len(panel.days),
+        "first_day": str(panel.days[0].date()),
+        "last_day": str(panel.days[-1].date()),
+        "units_sold": float(np.nansum(panel.units)),
+        "zero_sales_share": float(np.nanmean(panel.units == 0)),
+        "feature_rows": len(features),
+        "features": len(features.columns) - 3,
+        "embedding_dimensions": 0 if basis is None else int(basis.coordinates.shape[1]),
+        "sales_calendar": md.table(calendar_to_frame(panel.calendar)),
+        "units_by_category": md.table(long.groupby("category")["units"].sum().sort_values(ascending=False)
+                                      .rename_axis("category").reset_index()),
+        "daily_units": md.daily_bars(total, "date", ["units"], "units sold per day (all products)"),
+        "preview": md.preview(features.drop(columns=[c for c in features if c.startswith("embedding_")])),
+        "path": dg.MetadataValue.path(str(store.training)),
+    })
+
+
+def _embedding_basis(layout) -> EmbeddingBasis | None:
+    path = embeddings_path(layout.root)
+    if not path.exists():
+        return None
+    ids, vectors = read_embeddings(path)
+    return EmbeddingBasis.fit(ids["product_id"].to_numpy(), vectors)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "lightgbm", "optuna", "mlflow"},
+    owners=OWNERS,
+    deps=[demand_training_set],
+    description="One global LightGBM (Tweedie) across products, tuned by Optuna on rolling-origin folds that "
+    "end before the backtest windows, with P10/P50/P90 quantile models conformally calibrated on the same "
+    "folds. Logged to MLflow and registered as `demand_forecaster` (new version = challenger; the first "
+    "version is also champion).",
+)
+def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, data_dir: DataDirResource,
+                 mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    store = ForecastStore(data_dir.layout())
+    panel, basis = store.read_panel(), store.read_basis()
+    plan = tr.plan_folds(len(panel.days))
+    train = tr.make_training_set(panel, basis, seed=config.seed)
+    folds = [tr.fold_data(panel, o, basis) for o in plan.tuning_origins]
+    tuning = tr.tune(train, folds, n_trials=config.n_trials, timeout=config.timeout_seconds, seed=config.seed)
+    context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
+    start = time.perf_counter()
+    model = tr.fit_final(train, tuning, basis)
+    fit_seconds = time.perf_counter() - start
+    importance = feature_importance(model)
+    with mlflow_tracking.start_run(EXPERIMENT, "demand_model", dagster_tags(context)) as run:
+        _log_training(tuning, plan.describe(panel), importance, fit_seconds, len(train.target))
+        example = train.features.head(20)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = save_model(model, Path(tmp) / ARTIFACT)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=DemandForecaster(), artifacts={ARTIFACT: str(folder)},
+                signature=infer_signature(example, model.predict(example)), input_example=example,
+                pip_requirements=_requirements(),  # explicit: inferring them costs ~10 s per run
+            )
+        version = registry.register_challenger(
+            mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
+            tags={"cv_wape": f"{tuning.best_wape:.4f}", "dagster_run_id": context.run.run_id},
+        )
+    store.write_tuning(tuning, {"plan": plan.describe(panel).to_dict("records"), "model_version": version.version,
+                                "run_id": run.info.run_id})
+    write_frame(tuning.trials, store.model / "optuna_trials.parquet")
+    return dg.MaterializeResult(metadata={
+        "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
+        "model_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
+        "registered_version": int(version.version),
+        "aliases": ", ".join(version.aliases),
+        "cv_wape": tuning.best_wape,
+        "cv_folds": md.table(tuning.fold_metrics.round(4)),
+        "fold_plan": md.table(plan.describe(panel).astype(str)),
+        "best_params": md.table({k: round(v, 5) if isinstance(v, float) else v
+                                 for k, v in {**tuning.params, "num_boost_round": tuning.rounds}.items()},
+                                "param", "value"),
+        "optuna_trials": len(tuning.trials),
+        "tuning_seconds": round(tuning.seconds, 1),
+        "final_fit_seconds": round(fit_seconds, 1),
+        "train_rows": len(train.target),
+        "interval_calibration": md.table({"raw P10-P90 coverage": round(tuning.calibration.coverage_before, 4),
+                                          "calibrated coverage": round(tuning.calibration.coverage_after, 4),
+                                          "lower offset": round(tuning.calibration.lower, 4),
+                                          "upper offset": round(tuning.calibration.upper, 4),
+                                          "calibration rows": tuning.calibration.calibration_rows}, "what", "value"),
+        "feature_importance": plots.importance(importance),
+        "optuna_history": plots.optuna_history(tuning.trials),
+    })
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "pandas", "numpy")]
+
+
+def _log_training(tuning: tr.Tuning, plan: pd.DataFrame, importance: pd.DataFrame, fit_seconds: float,
+                  rows: int) -> None:
+    mlflow.log_params({**tuning.params, "num_boost_round": tuning.rounds, "objective": "tweedie",
+                       "train_rows": rows, "tuning_folds": len(tuning.fold_metrics)})
+    mlflow.log_metrics({"cv_wape": tuning.best_wape, "tuning_seconds": tuning.seconds, "fit_seconds": fit_seconds,
+                        "interval_coverage_calibrated": tuning.calibration.coverage_after,
+                        "interval_coverage_raw": tuning.calibration.coverage_before})
+    for i, row in tuning.fold_metrics.iterrows():
+        mlflow.log_metrics({"fold_wape": row["wape"], "fold_bias": row["bias"]}, step=int(i))
+    mlflow.log_table(tuning.trials.astype({c: str for c in tuning.trials.columns if tuning.trials[c].dtype == object}),
+                     "optuna_trials.json")
+    mlflow.log_table(plan.astype(str), "fold_plan.json")
+    mlflow.log_table(importance, "feature_importance.json")
+    mlflow.log_figure(plots.importance_figure(importance), "feature_importance.png")
+    mlflow.log_figure(plots.optuna_history_figure(tuning.trials), "optuna_history.png")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "mlflow", "parquet"},
+    owners=OWNERS,
+    deps=[demand_model, demand_training_set],
+    description="Next 28 days for every active product (a sale or view in the last 28 days): expected units "
+    "and P10/P50/P90, from the `champion` version in the MLflow registry; category and total roll-ups whose "
+    "forecasts are exact sums of the products'.",
+)
+def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    store = ForecastStore(data_dir.layout())
+    panel = store.read_panel()
+    champion = registry.load_champion(mlflow_tracking, MODEL_NAME)
+    served = champion.unwrap_python_model().model
+    version = registry.champion_version(mlflow_tracking.client(), MODEL_NAME)
+    forecast = fc.product_forecast(panel, champion.predict, served.basis)
+    forecast["model_version"] = str(version.version)
+    rollups = fc.rollups(forecast)
+    write_frame(forecast, store.forecast / "demand_forecast.parquet")
+    write_frame(rollups, store.forecast / "rollups.parquet")
+    total = rollups[rollups["level"] == "total"]
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(forecast),
+        "products": int(forecast["product_id"].nunique()),
+        "champion_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
+        "forecast_from": str(forecast["date"].min()),
+        "forecast_to": str(forecast["date"].max()),
+        "units_next_28_days": float(forecast["forecast"].sum()),
+        "units_last_28_days": float(np.nansum(panel.units[:, -28:])),
+        "by_category": md.table(rollups[rollups["level"] == "category"].groupby("key")["forecast"].sum().round(1)
+                                .sort_values(ascending=False).rename_axis("category").reset_index()),
+        "rising_products": md.table(fc.rising_products(panel, forecast)),
+        "plot": plots.history_and_forecast(panel, total),
+        "preview": md.preview(forecast.round(3)),
+        "path": dg.MetadataValue.path(str(store.forecast)),
+    })
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "lightgbm", "mlflow"},
+    owners=OWNERS,
+    deps=[demand_model, demand_training_set],
+    description="Rolling-origin backtest over the last two 28-day windows: the model (retrained at each origin "
+    "with the tuned settings) against seasonal naive, a 28-day moving average and AutoETS. WAPE, MASE and bias "
+    "per product-day and product-week, P10-P90 coverage; on the simulator also against the true demand rate.",
+)
+def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource,
+                    mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = ForecastStore(layout)
+    panel, basis = store.read_panel(), store.read_basis()
+    saved = store.read_tuning()
+    plan = tr.plan_folds(len(panel.days))
+    train = tr.make_training_set(panel, basis)
+    start = time.perf_counter()
+    result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis, _truth_demand(source, layout))
+    seconds = time.perf_counter() - start
+    write_frame(result.table, store.backtest / "metrics.parquet")
+    write_frame(result.predictions, store.backtest / "predictions.parquet")
+    table = result.table.round(4)
+    with mlflow_tracking.start_run(EXPERIMENT, "demand_backtest",
+                                   {**dagster_tags(context), "model_version": str(saved["model_version"])}) as run:
+        for row in result.table.to_dict("records"):
+            mlflow.log_metrics({f"{row['method']}_{k}": float(v) for k, v in row.items()
+                                if k != "method" and pd.notna(v)})
+        mlflow.log_table(result.table, "backtest_metrics.json")
+        mlflow.log_figure(plots.top_products_figure(result.predictions), "top_products.png")
+    model_row = result.table.set_index("method").loc[bt.MODEL]
+    meta = {
+        "backtest": md.table(table),
+        "per_fold": md.table(result.per_fold.round(4)),
+        "model_wape": float(model_row["wape_day"]),
+        "model_coverage_p10_p90": float(model_row["coverage_day"]),
+        "wape_vs_seasonal_naive": float(model_row["wape_vs_seasonal_naive"]),
+        "model_version_replayed": str(saved["model_version"]),
+        "autoets_fallback_share": round(result.ets_fallback_share, 4),
+        "train_seconds": round(result.train_seconds, 1),
+        "wall_seconds": round(seconds, 1),
+        "peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+        "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
+        "top_products": plots.top_products(result.predictions),
+        "path": dg.MetadataValue.path(str(store.backtest)),
+    }
+    if result.truth_table is not None:
+        meta["against_true_demand"] = md.table(result.truth_table.round(4))
+        meta["model_wape_vs_truth"] = float(result.truth_table.set_index("method").loc[bt.MODEL, "wape_vs_truth"])
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _truth_demand(source: ShopSourceResource, layout) -> pd.DataFrame | None:
+    truth = source.staged(layout).truth_dir
+    path = truth / "demand.parquet" if truth else None
+    return read_frame(path, columns=["date", "product_id", "expected_units"]) if path and path.exists() else None

@@ -1,0 +1,1 @@
+"""Demand forecasting: plain logic behind the forecasting assets."""

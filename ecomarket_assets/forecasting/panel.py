@@ -1,0 +1,183 @@
+"""The product x day sales panel that every forecaster reads.
+
+Units sold per product and UTC day as a dense matrix: a product's row starts on
+the first day it appears in the events (any event type), and every day after
+that is a number, zeros included, so a zero-sales day is a real zero and never
+a missing row. Days before a product's first appearance are NaN: the product
+did not exist yet, which is different from selling nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ecomarket_assets.forecasting.calendar import SalesCalendar, calendar_for
+from ecomarket_assets.storage import DataLayout, read_frame
+
+EVENT_COLUMNS = ["event_time", "event_type", "product_id", "quantity", "unit_price"]
+
+
+@dataclass
+class SalesPanel:
+    product_ids: np.ndarray  # (P,) source product ids
+    days: pd.DatetimeIndex  # (T,) consecutive UTC days
+    units: np.ndarray  # (P, T) purchased units; NaN before the product's first day
+    views: np.ndarray  # (P, T) view events (0 where the source has none)
+    price: np.ndarray  # (P, T) observed unit price, carried forward; catalog price before any
+    list_price: np.ndarray  # (P,) catalog price (median observed price when the catalog has none)
+    category: np.ndarray  # (P,) category name ("unknown" when not in the catalog)
+    calendar: SalesCalendar = SalesCalendar()  # site-wide sale events, known ahead
+
+    @property
+    def first_day(self) -> np.ndarray:
+        """Index of each product's first day (T when it never appears)."""
+        observed = ~np.isnan(self.units)
+        return np.where(observed.any(axis=1), observed.argmax(axis=1), self.units.shape[1])
+
+    def date_of(self, index: np.ndarray | int) -> pd.DatetimeIndex:
+        """Dates of day indexes, also past the panel's end (for forecast days)."""
+        return self.days[0] + pd.to_timedelta(np.asarray(index), unit="D")
+
+    def truncated(self, last_day: int) -> SalesPanel:
+        """The panel as it was known at the end of day index `last_day` (inclusive)."""
+        keep = self.first_day <= last_day
+        end = last_day + 1
+        return SalesPanel(
+            self.product_ids[keep], self.days[:end], self.units[keep, :end], self.views[keep, :end],
+            self.price[keep, :end], self.list_price[keep], self.category[keep], self.calendar,
+        )
+
+    def long(self) -> pd.DataFrame:
+        """One row per product and day from its first day on: the stored training-set table."""
+        p_idx, t_idx = np.nonzero(~np.isnan(self.units))
+        return pd.DataFrame({
+            "product_id": self.product_ids[p_idx],
+            "date": self.days[t_idx].date,
+            "category": self.category[p_idx],
+            "units": self.units[p_idx, t_idx],
+            "views": self.views[p_idx, t_idx],
+            "price": self.price[p_idx, t_idx],
+            "relative_price": self.price[p_idx, t_idx] / self.list_price[p_idx],
+        })
+
+
+def read_events(layout: DataLayout, days: list[str] | None = None) -> pd.DataFrame:
+    """The columns demand needs from every stored `raw_events` day (guests included: they buy too)."""
+    folder = layout.root / "raw_events"
+    available = sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if (p / "part-0.parquet").exists())
+    wanted = available if days is None else [d for d in available if d in set(days)]
+    if not wanted:
+        raise FileNotFoundError(f"no raw_events partitions under {folder}: materialize raw_events first")
+    frames = [read_frame(layout.raw_events_day(d), columns=EVENT_COLUMNS) for d in wanted]
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_panel(events: pd.DataFrame, catalog: pd.DataFrame, end: pd.Timestamp | None = None,
+                calendar: SalesCalendar | None = None) -> SalesPanel:
+    """Aggregate canonical events into the panel; `end` extends it with trailing zero days."""
+    day = events["event_time"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+    start = day.min()
+    last = max(day.max(), pd.Timestamp(end)) if end is not None else day.max()
+    days = pd.date_range(start, last, freq="D")
+    products = np.array(sorted(events["product_id"].dropna().unique()), dtype=object)
+    p_of = pd.Index(products)
+    p_idx = p_of.get_indexer(events["product_id"])
+    t_idx = ((day - start).dt.days).to_numpy()
+    ok = p_idx >= 0
+    shape = (len(products), len(days))
+    kind = events["event_type"].to_numpy()
+    quantity = events["quantity"].to_numpy(dtype=float)
+
+    units = _accumulate(shape, p_idx, t_idx, np.where((kind == "purchase") & ok, quantity, 0.0))
+    views = _accumulate(shape, p_idx, t_idx, np.where((kind == "view") & ok, 1.0, 0.0))
+    seen = _accumulate(shape, p_idx, t_idx, ok.astype(float)) > 0
+    first = np.where(seen.any(axis=1), seen.argmax(axis=1), shape[1])
+    before_first = np.arange(shape[1])[None, :] < first[:, None]
+    units[before_first] = np.nan
+
+    info = catalog.set_index("product_id").reindex(products)
+    observed_price = _daily_price(events, p_idx, t_idx, ok, shape)
+    median_observed = np.nanmedian(np.where(np.isnan(observed_price), np.nan, observed_price), axis=1)
+    list_price = info["price"].to_numpy(dtype=float) if "price" in info else np.full(len(products), np.nan)
+    list_price = np.where(np.isfinite(list_price) & (list_price > 0), list_price, median_observed)
+    list_price = np.where(np.isfinite(list_price) & (list_price > 0), list_price, 1.0)
+    price = _carry_forward(observed_price, list_price)
+    category = info["category"].fillna("unknown").to_numpy(dtype=object) if "category" in info else np.full(
+        len(products), "unknown", dtype=object)
+    return SalesPanel(products, days, units, views, price, list_price, category, calendar or SalesCalendar())
+
+
+def _accumulate(shape: tuple[int, int], p_idx: np.ndarray, t_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.zeros(shape)
+    ok = p_idx >= 0
+    np.add.at(out, (p_idx[ok], t_idx[ok]), values[ok])
+    return out
+
+
+def _daily_price(events: pd.DataFrame, p_idx: np.ndarray, t_idx: np.ndarray, ok: np.ndarray,
+                 shape: tuple[int, int]) -> np.ndarray:
+    """Median unit price seen per product-day (NaN on days without a priced event)."""
+    price = events["unit_price"].to_numpy(dtype=float)
+    has = ok & np.isfinite(price) & (price > 0)
+    frame = pd.DataFrame({"p": p_idx[has], "t": t_idx[has], "price": price[has]})
+    medians = frame.groupby(["p", "t"])["price"].median()
+    out = np.full(shape, np.nan)
+    out[medians.index.get_level_values(0), medians.index.get_level_values(1)] = medians.to_numpy()
+    return out
+
+
+def _carry_forward(observed: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """Last observed price on or before each day; the list price before the first observation."""
+    filled = pd.DataFrame(observed.T).ffill().to_numpy().T
+    return np.where(np.isnan(filled), initial[:, None], filled)
+
+
+def category_rollup(panel: SalesPanel) -> pd.DataFrame:
+    """Daily units per category and in total (long format: level, key, date, units)."""
+    units = np.nan_to_num(panel.units)
+    frames = []
+    for name in sorted(set(panel.category)):
+        frames.append(pd.DataFrame({"level": "category", "key": name, "date": panel.days.date,
+                                    "units": units[panel.category == name].sum(axis=0)}))
+    frames.append(pd.DataFrame({"level": "total", "key": "all", "date": panel.days.date, "units": units.sum(axis=0)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def panel_from_layout(layout: DataLayout, source_kind: str) -> SalesPanel:
+    """The panel of everything ingested so far, with the shop's sales calendar."""
+    events = read_events(layout)
+    start, end = events["event_time"].min().tz_localize(None), events["event_time"].max().tz_localize(None)
+    return build_panel(events, read_frame(layout.table("catalog")), calendar=calendar_for(source_kind, start, end))
+
+
+def panel_to_long(panel: SalesPanel) -> pd.DataFrame:
+    """The stored form: one row per product-day from its first day, plus the product's list price."""
+    frame = panel.long()
+    frame["list_price"] = panel.list_price[pd.Index(panel.product_ids).get_indexer(frame["product_id"])]
+    return frame
+
+
+def panel_from_long(frame: pd.DataFrame, calendar: SalesCalendar | None = None) -> SalesPanel:
+    """Inverse of `panel_to_long` (days before a product's first row become NaN again)."""
+    dates = pd.to_datetime(frame["date"])
+    days = pd.date_range(dates.min(), dates.max(), freq="D")
+    products = np.array(sorted(frame["product_id"].unique()), dtype=object)
+    p = pd.Index(products).get_indexer(frame["product_id"])
+    t = (dates - days[0]).dt.days.to_numpy()
+    shape = (len(products), len(days))
+    units, views, price = np.full(shape, np.nan), np.zeros(shape), np.full(shape, np.nan)
+    units[p, t] = frame["units"].to_numpy(dtype=float)
+    views[p, t] = frame["views"].to_numpy(dtype=float)
+    price[p, t] = frame["price"].to_numpy(dtype=float)
+    first = frame.groupby(p)[["list_price", "category"]].first().sort_index()
+    list_price = first["list_price"].to_numpy(dtype=float)
+    price = np.where(np.isnan(price), list_price[:, None], price)
+    return SalesPanel(products, days, units, views, price, list_price, first["category"].to_numpy(dtype=object),
+                      calendar or SalesCalendar())
+
+
+def calendar_to_frame(calendar: SalesCalendar) -> pd.DataFrame:
+    return calendar.table() if calendar.events else pd.DataFrame(columns=["name", "start", "days", "discount"])

@@ -1,0 +1,65 @@
+"""The demand model as an MLflow pyfunc, so the registry decides which version serves.
+
+The boosters are saved in LightGBM's own text format plus a JSON of what the
+model needs around them (feature order, categories, interval calibration) and
+the embedding basis, so a version loaded months later still builds features
+the way it was trained.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+
+from ecomarket_assets.forecasting.features import EmbeddingBasis
+from ecomarket_assets.forecasting.model import QUANTILES, DemandModel, IntervalCalibration
+
+ARTIFACT = "demand_model"
+
+
+def save_model(model: DemandModel, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.mean.save_model(str(folder / "mean.txt"))
+    for q, booster in model.quantiles.items():
+        booster.save_model(str(folder / f"quantile_{q:.2f}.txt"))
+    meta = {"categories": model.categories, "feature_names": model.feature_names,
+            "calibration": asdict(model.calibration), "params": model.params, "quantiles": list(model.quantiles)}
+    (folder / "model.json").write_text(json.dumps(meta, indent=2, default=float))
+    if model.basis is not None:
+        np.savez(folder / "embedding_basis.npz", product_ids=model.basis.product_ids.astype(str),
+                 coordinates=model.basis.coordinates)
+    return folder
+
+
+def load_model(folder: Path) -> DemandModel:
+    meta = json.loads((folder / "model.json").read_text())
+    basis = None
+    if (folder / "embedding_basis.npz").exists():
+        stored = np.load(folder / "embedding_basis.npz", allow_pickle=False)
+        basis = EmbeddingBasis(stored["product_ids"].astype(object), stored["coordinates"])
+    return DemandModel(
+        mean=lgb.Booster(model_file=str(folder / "mean.txt")),
+        quantiles={float(q): lgb.Booster(model_file=str(folder / f"quantile_{float(q):.2f}.txt"))
+                   for q in meta.get("quantiles", QUANTILES)},
+        categories=meta["categories"],
+        feature_names=meta["feature_names"],
+        calibration=IntervalCalibration(**meta["calibration"]),
+        basis=basis,
+        params=meta["params"],
+    )
+
+
+class DemandForecaster(mlflow.pyfunc.PythonModel):
+    """Feature rows in, `forecast`/`p10`/`p50`/`p90` out."""
+
+    def load_context(self, context) -> None:
+        self.model = load_model(Path(context.artifacts[ARTIFACT]))
+
+    def predict(self, context, model_input, params=None):
+        return self.model.predict(pd.DataFrame(model_input))

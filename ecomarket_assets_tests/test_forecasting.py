@@ -1,0 +1,172 @@
+"""Unit tests of the plain forecasting code: panel, leak-free features, calibration, folds, serving."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecomarket_assets.forecasting import calendar as cal
+from ecomarket_assets.forecasting import features as ft
+from ecomarket_assets.forecasting import forecast as fc
+from ecomarket_assets.forecasting import model as dm
+from ecomarket_assets.forecasting import panel as pn
+from ecomarket_assets.forecasting import training as tr
+
+
+def _events(rows: list[tuple[str, str, str, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "event_time": pd.to_datetime([r[0] for r in rows], utc=True),
+        "event_type": [r[1] for r in rows],
+        "product_id": [r[2] for r in rows],
+        "quantity": [r[3] for r in rows],
+        "unit_price": [r[4] for r in rows],
+    })
+
+
+CATALOG = pd.DataFrame({"product_id": ["A", "B"], "category": ["lamps", "rugs"], "price": [10.0, 20.0]})
+
+
+def test_panel_zero_days_are_zeros_and_days_before_launch_are_nan():
+    events = _events([
+        ("2025-01-01 10:00", "purchase", "A", 2, 10.0),
+        ("2025-01-01 11:00", "purchase", "A", 1, 10.0),
+        ("2025-01-03 09:00", "view", "B", 1, 18.0),
+        ("2025-01-04 09:00", "purchase", "B", 3, 18.0),
+        ("2025-01-04 09:30", "return", "A", 1, 10.0),
+    ])
+    panel = pn.build_panel(events, CATALOG)
+    assert list(panel.product_ids) == ["A", "B"] and len(panel.days) == 4
+    np.testing.assert_array_equal(panel.units[0], [3, 0, 0, 0])  # a return is not negative demand
+    assert np.isnan(panel.units[1, :2]).all() and panel.units[1, 2:].tolist() == [0, 3]
+    assert panel.first_day.tolist() == [0, 2]
+    assert panel.views[1].tolist() == [0, 0, 1, 0]
+    assert panel.price[1].tolist() == [20.0, 20.0, 18.0, 18.0]  # list price until observed, then carried
+    round_trip = pn.panel_from_long(pn.panel_to_long(panel), panel.calendar)
+    np.testing.assert_array_equal(round_trip.units, panel.units)
+    np.testing.assert_array_equal(round_trip.price, panel.price)
+    assert round_trip.category.tolist() == ["lamps", "rugs"]
+
+
+def _random_panel(n_products: int = 12, n_days: int = 150, seed: int = 0) -> pn.SalesPanel:
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2025-01-01", periods=n_days, freq="D")
+    rate = rng.gamma(2.0, 1.0, size=(n_products, 1)) * (1 + 0.5 * (days.dayofweek.to_numpy() >= 5))[None, :]
+    units = rng.poisson(rate).astype(float)
+    first = rng.integers(0, 60, size=n_products)
+    first[0] = 0
+    units[np.arange(n_days)[None, :] < first[:, None]] = np.nan
+    views = rng.poisson(rate * 5).astype(float)
+    price = np.tile(rng.uniform(5, 50, size=(n_products, 1)), (1, n_days))
+    categories = np.array([f"c{i % 3}" for i in range(n_products)], dtype=object)
+    calendar = cal.SalesCalendar((cal.SaleEvent("spring", pd.Timestamp("2025-03-01"), 5, 0.2),))
+    return pn.SalesPanel(np.array([f"P{i}" for i in range(n_products)], dtype=object), days, units, views, price,
+                         price[:, 0].copy(), categories, calendar)
+
+
+def test_features_never_read_the_target_day_or_later():
+    """Scramble every day after each row's cutoff: the row's features must not move."""
+    panel = _random_panel()
+    p, d, h = ft.training_rows(panel, panel.units.shape[1] - 1, seed=1)
+    pick = np.random.default_rng(2).choice(len(p), size=300, replace=False)
+    p, d, h = p[pick], d[pick], h[pick]
+    before = ft.build_features(panel, p, d, h)
+    for row in range(0, 300, 15):
+        cutoff = d[row] - h[row]
+        scrambled = _random_panel(seed=99)
+        changed = pn.SalesPanel(panel.product_ids, panel.days, panel.units.copy(), panel.views.copy(),
+                                panel.price.copy(), panel.list_price, panel.category, panel.calendar)
+        future = np.arange(panel.units.shape[1]) > cutoff
+        for name in ("units", "views", "price"):
+            matrix = getattr(changed, name)
+            matrix[:, future] = getattr(scrambled, name)[:, future]
+        changed.units[np.isnan(panel.units)] = np.nan  # launch days are known, keep them
+        after = ft.build_features(changed, p[row : row + 1], d[row : row + 1], h[row : row + 1])
+        pd.testing.assert_frame_equal(before.iloc[[row]].reset_index(drop=True), after, check_exact=True)
+
+
+def test_features_known_values():
+    panel = _random_panel()
+    p, d, h = np.array([0]), np.array([100]), np.array([10])
+    row = ft.build_features(panel, p, d, h).iloc[0]
+    units = panel.units[0]
+    c = 90
+    assert row["last_day_units"] == units[c]
+    assert row["mean_7"] == pytest.approx(units[c - 6 : c + 1].mean())
+    assert row["mean_28"] == pytest.approx(units[c - 27 : c + 1].mean())
+    assert row["same_weekday_lag_1"] == units[100 - 14]  # h=10: the newest same weekday at or before the cutoff
+    assert row["same_weekday_lag_2"] == units[100 - 21]
+    assert row["weekday"] == (panel.days[0] + pd.Timedelta(days=100)).dayofweek
+    assert row["days_since_sale"] == c - max(i for i in range(c + 1) if units[i] > 0)
+    sale = ft.build_features(panel, np.array([0]), np.array([60]), np.array([3])).iloc[0]  # 2025-03-02
+    assert sale["site_sale"] == 1.0 and sale["site_sale_discount"] == 0.2
+    with pytest.raises(ValueError):
+        ft.build_features(panel, np.array([0]), np.array([5]), np.array([6]))  # cutoff before launch
+
+
+def test_training_rows_cover_each_product_day_once_with_valid_horizons():
+    panel = _random_panel()
+    p, d, h = ft.training_rows(panel, 120, seed=0)
+    assert ((h >= 1) & (h <= ft.HORIZON)).all() and (d <= 120).all() and (d - h >= panel.first_day[p]).all()
+    expected = sum(max(0, 121 - f - 1) for f in panel.first_day)
+    assert len(p) == expected and not pd.DataFrame({"p": p, "d": d}).duplicated().any()
+
+
+def test_plan_folds_puts_tuning_before_backtest():
+    plan = tr.plan_folds(180)
+    assert plan.backtest_origins == [123, 151] and plan.tuning_origins == [67, 95]
+    assert tr.plan_folds(150).tuning_origins == [65]  # the earliest window lacks training days
+    with pytest.raises(ValueError, match="at least"):
+        tr.plan_folds(100)
+
+
+def test_calibration_hits_the_target_coverage_on_held_out_rows():
+    rng = np.random.default_rng(0)
+    n = 40_000
+    scale = rng.uniform(1, 20, n)
+    actual = rng.poisson(scale).astype(float)
+    low, high = scale * 0.9, scale * 1.1  # far too narrow
+    calibration = dm.calibrate(low[: n // 2], high[: n // 2], actual[: n // 2])
+    assert calibration.coverage_before < 0.5
+    new_low, new_high = dm.apply_calibration(low[n // 2 :], high[n // 2 :], calibration)
+    assert dm.coverage(actual[n // 2 :], new_low, new_high) == pytest.approx(0.8, abs=0.02)
+    assert (new_low <= new_high).all() and (new_low >= 0).all()
+
+
+def test_calibration_with_a_pile_of_zeros_does_not_overshoot():
+    rng = np.random.default_rng(1)
+    actual = np.where(rng.random(20_000) < 0.7, 0.0, rng.poisson(3, 20_000) + 1.0)
+    low, high = np.zeros(20_000), np.full(20_000, 10.0)  # covers almost everything
+    calibration = dm.calibrate(low, high, actual)
+    assert calibration.coverage_before > 0.95
+    assert calibration.coverage_after == pytest.approx(0.8, abs=0.03)
+
+
+def test_rollups_add_up_and_intervals_are_ordered():
+    forecast = pd.DataFrame({
+        "product_id": ["A", "B", "C"] * 2, "category": ["x", "x", "y"] * 2,
+        "date": ["2025-01-01"] * 3 + ["2025-01-02"] * 3,
+        "forecast": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "p10": [0.0] * 6, "p50": [1.0] * 6, "p90": [3.0] * 6,
+    })
+    rollups = fc.rollups(forecast)
+    total = rollups[rollups["level"] == "total"].set_index("date")
+    assert total["forecast"].tolist() == [6.0, 15.0]
+    category = rollups[(rollups["level"] == "category") & (rollups["date"] == "2025-01-01")].set_index("key")
+    assert category["forecast"].to_dict() == {"x": 3.0, "y": 3.0}
+    spread = fc.Z80 * np.sqrt(3 * (3 / (2 * fc.Z80)) ** 2)
+    assert total.loc["2025-01-01", "p90"] == pytest.approx(6.0 + spread)
+    assert (rollups["p10"] <= rollups["forecast"]).all() and (rollups["forecast"] <= rollups["p90"]).all()
+
+
+def test_model_quantiles_are_ordered_and_serving_round_trip(tmp_path):
+    from ecomarket_assets.forecasting import serving
+
+    panel = _random_panel(n_products=20)
+    train = tr.make_training_set(panel, None)
+    model = dm.fit(train.features, train.target, {"num_leaves": 7, "min_data_in_leaf": 20}, 30)
+    fold = tr.fold_data(panel, 120, None)
+    predicted = model.predict(fold.features)
+    assert ((predicted["p10"] <= predicted["p50"]) & (predicted["p50"] <= predicted["p90"])).all()
+    assert (predicted["p10"] >= 0).all() and (predicted["forecast"] >= 0).all()
+    loaded = serving.load_model(serving.save_model(model, tmp_path / "m"))
+    pd.testing.assert_frame_equal(loaded.predict(fold.features), predicted)
+    unknown = fold.features.head(3).assign(category="never seen")
+    assert loaded.predict(unknown).notna().all().all()
