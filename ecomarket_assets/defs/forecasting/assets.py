@@ -280,6 +280,7 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
         "path": dg.MetadataValue.path(str(store.backtest)),
     }
     if result.truth_table is not None:
+        write_frame(result.truth_table, store.backtest / "against_true_demand.parquet")
         meta["against_true_demand"] = md.table(result.truth_table.round(4))
         meta["model_wape_vs_truth"] = float(result.truth_table.set_index("method").loc[bt.MODEL, "wape_vs_truth"])
     return dg.MaterializeResult(metadata=meta)
