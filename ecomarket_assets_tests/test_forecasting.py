@@ -140,15 +140,22 @@ def test_calibration_with_a_pile_of_zeros_does_not_overshoot():
     assert calibration.coverage_after == pytest.approx(0.8, abs=0.03)
 
 
+def test_level_factor_corrects_a_low_forecast_and_is_bounded():
+    actual = np.array([[0.0, 4.0, np.nan], [2.0, 0.0, 0.0]])
+    assert dm.level_factor(actual, np.array([[1.0, 1.0, 9.0], [1.0, 0.0, 0.0]])) == pytest.approx(2.0)  # NaN ignored
+    assert dm.level_factor(actual, np.full((2, 3), 0.01)) == dm.LEVEL_BOUNDS[1]
+    assert dm.level_factor(actual, np.zeros((2, 3))) == 1.0
+
+
 def test_rollups_add_up_and_intervals_are_ordered():
     forecast = pd.DataFrame({
         "product_id": ["A", "B", "C"] * 2, "category": ["x", "x", "y"] * 2,
         "date": ["2025-01-01"] * 3 + ["2025-01-02"] * 3,
-        "forecast": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "p10": [0.0] * 6, "p50": [1.0] * 6, "p90": [3.0] * 6,
+        "forecast": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "expected_units": [2.0] * 6, "p10": [0.0] * 6, "p50": [1.0] * 6, "p90": [3.0] * 6,
     })
     rollups = fc.rollups(forecast)
     total = rollups[rollups["level"] == "total"].set_index("date")
-    assert total["forecast"].tolist() == [6.0, 15.0]
+    assert total["forecast"].tolist() == [6.0, 15.0] and total["expected_units"].tolist() == [6.0, 6.0]
     category = rollups[(rollups["level"] == "category") & (rollups["date"] == "2025-01-01")].set_index("key")
     assert category["forecast"].to_dict() == {"x": 3.0, "y": 3.0}
     spread = fc.Z80 * np.sqrt(3 * (3 / (2 * fc.Z80)) ** 2)
@@ -166,6 +173,7 @@ def test_model_quantiles_are_ordered_and_serving_round_trip(tmp_path):
     predicted = model.predict(fold.features)
     assert ((predicted["p10"] <= predicted["p50"]) & (predicted["p50"] <= predicted["p90"])).all()
     assert (predicted["p10"] >= 0).all() and (predicted["forecast"] >= 0).all()
+    np.testing.assert_allclose(predicted["expected_units"], predicted["forecast"] * model.calibration.level)
     loaded = serving.load_model(serving.save_model(model, tmp_path / "m"))
     pd.testing.assert_frame_equal(loaded.predict(fold.features), predicted)
     unknown = fold.features.head(3).assign(category="never seen")

@@ -67,7 +67,8 @@ def test_forecasting_group_materializes_with_checks(shop):
 
     meta = _meta(first, "demand_backtest")
     table = read_frame(store.backtest / "metrics.parquet").set_index("method")
-    assert set(table.index) == {"lightgbm", "seasonal_naive", "moving_average", "auto_ets"}
+    assert set(table.index) == {"lightgbm", "lightgbm_expected_units", "seasonal_naive", "moving_average", "auto_ets"}
+    assert abs(table.loc["lightgbm_expected_units", "bias_day"]) < abs(table.loc["lightgbm", "bias_day"])
     assert table.loc["lightgbm", "wape_day"] == pytest.approx(meta["model_wape"])
     assert 0.5 < table.loc["lightgbm", "coverage_day"] <= 1.0
     assert table.loc["lightgbm", "wape_day"] < table.loc["seasonal_naive", "wape_day"]  # sparse counts: naive is poor
@@ -95,7 +96,7 @@ def test_champion_serves_and_a_retrain_only_adds_a_challenger(shop):
     store = ForecastStore(DataLayout(root / "data"))
     features = read_frame(store.training / "features.parquet").head(50)
     served = champion.predict(features.drop(columns=["product_id", "target_date", "units"]))
-    assert list(served.columns) == ["forecast", "p10", "p50", "p90"] and np.isfinite(served.to_numpy()).all()
+    assert list(served.columns) == ["forecast", "expected_units", "p10", "p50", "p90"] and np.isfinite(served.to_numpy()).all()
 
     second = run(["demand_model", "demand_forecast"], run_config=QUICK)
     assert second.success

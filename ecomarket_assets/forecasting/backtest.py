@@ -27,7 +27,8 @@ from ecomarket_assets.forecasting.training import (
 )
 
 MODEL = "lightgbm"
-METHODS = (MODEL, "seasonal_naive", "moving_average", "auto_ets")
+EXPECTED = "lightgbm_expected_units"  # the same model, level-corrected: the column whose totals should match
+METHODS = (MODEL, EXPECTED, "seasonal_naive", "moving_average", "auto_ets")
 
 
 @dataclass
@@ -68,6 +69,7 @@ def forecast_fold(panel: SalesPanel, train: TrainingSet, tuning: Tuning, basis: 
     methods = {
         MODEL: MethodForecast(predicted["forecast"].to_numpy().reshape(shape),
                               predicted["p10"].to_numpy().reshape(shape), predicted["p90"].to_numpy().reshape(shape)),
+        EXPECTED: MethodForecast(predicted["expected_units"].to_numpy().reshape(shape)),
         "seasonal_naive": MethodForecast(baselines.seasonal_naive(history, horizon)),
         "moving_average": MethodForecast(baselines.moving_average(history, horizon)),
         "auto_ets": MethodForecast(ets.mean, ets.lo, ets.hi),

@@ -39,7 +39,7 @@ def product_forecast(panel: SalesPanel, predict: Callable[[pd.DataFrame], pd.Dat
         "date": panel.date_of(d).date,
         "horizon": h,
     })
-    return pd.concat([frame, predicted[["forecast", "p10", "p50", "p90"]]], axis=1)
+    return pd.concat([frame, predicted[["forecast", "expected_units", "p10", "p50", "p90"]]], axis=1)
 
 
 def rollups(forecast: pd.DataFrame) -> pd.DataFrame:
@@ -52,12 +52,14 @@ def rollups(forecast: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for level, key in (("category", "category"), ("total", "total")):
         grouped = frame.groupby([key, "date"], as_index=False).agg(
-            forecast=("forecast", "sum"), variance=("variance", "sum"), products=("product_id", "nunique"))
+            forecast=("forecast", "sum"), expected_units=("expected_units", "sum"), variance=("variance", "sum"),
+            products=("product_id", "nunique"))
         spread = Z80 * np.sqrt(grouped["variance"])
         grouped["p10"] = np.maximum(grouped["forecast"] - spread, 0.0)
         grouped["p90"] = grouped["forecast"] + spread
         parts.append(grouped.rename(columns={key: "key"}).assign(level=level).drop(columns="variance"))
-    return pd.concat(parts, ignore_index=True)[["level", "key", "date", "forecast", "p10", "p90", "products"]]
+    columns = ["level", "key", "date", "forecast", "expected_units", "p10", "p90", "products"]
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def rising_products(panel: SalesPanel, forecast: pd.DataFrame, top: int = 10) -> pd.DataFrame:

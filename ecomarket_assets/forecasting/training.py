@@ -161,16 +161,17 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
     best = study.best_trial
     rounds = int(best.params["num_boost_round"])
     params = {k: v for k, v in best.params.items() if k != "num_boost_round"}
-    fold_rows, lows, highs, actuals = [], [], [], []
+    fold_rows, lows, highs, actuals, means = [], [], [], [], []
     for fold, (x, y) in zip(folds, fold_train, strict=True):
         fitted = dm.fit(x, y, params, rounds)
         raw = fitted.raw_quantiles(fold.features)
         mean = fitted.predict(fold.features)["forecast"].to_numpy().reshape(fold.actual.shape)
-        lows.append(raw[0.1]), highs.append(raw[0.9]), actuals.append(fold.actual.ravel())
+        lows.append(raw[0.1]), highs.append(raw[0.9]), actuals.append(fold.actual.ravel()), means.append(mean.ravel())
         fold_rows.append({"origin": fold.origin, "train_rows": len(y), "wape": metrics.wape(fold.actual, mean),
                           "bias": metrics.bias(fold.actual, mean),
                           "raw_coverage_p10_p90": dm.coverage(fold.actual.ravel(), raw[0.1], raw[0.9])})
     calibration = dm.calibrate(np.concatenate(lows), np.concatenate(highs), np.concatenate(actuals))
+    calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate(means))
     return Tuning(params, rounds, float(best.value), _trials_frame(study), pd.DataFrame(fold_rows), calibration,
                   time.perf_counter() - start, study)
 

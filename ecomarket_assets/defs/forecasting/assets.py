@@ -166,6 +166,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
                                           "calibrated coverage": round(tuning.calibration.coverage_after, 4),
                                           "lower offset": round(tuning.calibration.lower, 4),
                                           "upper offset": round(tuning.calibration.upper, 4),
+                                          "level factor (expected_units)": round(tuning.calibration.level, 4),
                                           "calibration rows": tuning.calibration.calibration_rows}, "what", "value"),
         "feature_importance": plots.importance(importance),
         "optuna_history": plots.optuna_history(tuning.trials),
@@ -184,7 +185,8 @@ def _log_training(tuning: tr.Tuning, plan: pd.DataFrame, importance: pd.DataFram
                        "train_rows": rows, "tuning_folds": len(tuning.fold_metrics)})
     mlflow.log_metrics({"cv_wape": tuning.best_wape, "tuning_seconds": tuning.seconds, "fit_seconds": fit_seconds,
                         "interval_coverage_calibrated": tuning.calibration.coverage_after,
-                        "interval_coverage_raw": tuning.calibration.coverage_before})
+                        "interval_coverage_raw": tuning.calibration.coverage_before,
+                        "level_factor": tuning.calibration.level})
     for i, row in tuning.fold_metrics.iterrows():
         mlflow.log_metrics({"fold_wape": row["wape"], "fold_bias": row["bias"]}, step=int(i))
     mlflow.log_table(tuning.trials.astype({c: str for c in tuning.trials.columns if tuning.trials[c].dtype == object}),
@@ -223,6 +225,7 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
         "forecast_from": str(forecast["date"].min()),
         "forecast_to": str(forecast["date"].max()),
         "units_next_28_days": float(forecast["forecast"].sum()),
+        "expected_units_next_28_days": float(forecast["expected_units"].sum()),
         "units_last_28_days": float(np.nansum(panel.units[:, -28:])),
         "by_category": md.table(rollups[rollups["level"] == "category"].groupby("key")["forecast"].sum().round(1)
                                 .sort_values(ascending=False).rename_axis("category").reset_index()),

@@ -52,7 +52,9 @@ def demand_forecast_valid(data_dir: DataDirResource) -> dg.AssetCheckResult:
         "negative_forecasts": int((forecast["forecast"] < 0).sum()),
         "products_without_28_days": int((forecast.groupby("product_id").size() != 28).sum()),
         "rollup_mismatch": int(not (np.isclose(total, forecast["forecast"].sum())
-                                    and np.isclose(by_category, forecast["forecast"].sum()))),
+                                    and np.isclose(by_category, forecast["forecast"].sum())
+                                    and np.isclose(rollups.loc[rollups["level"] == "total", "expected_units"].sum(),
+                                                   forecast["expected_units"].sum()))),
     }
     return dg.AssetCheckResult(passed=not any(problems.values()), metadata={**problems, "rows": len(forecast)})
 
