@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ecomarket_assets.forecasting import baselines, metrics
-from ecomarket_assets.forecasting.features import EmbeddingBasis, _Cumulative
+from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
 from ecomarket_assets.forecasting.panel import SalesPanel
 from ecomarket_assets.forecasting.training import (
     FoldPlan,
@@ -54,7 +54,7 @@ def _pad(history: np.ndarray, length: int) -> np.ndarray:
 
 
 def forecast_fold(panel: SalesPanel, train: TrainingSet, tuning: Tuning, basis: EmbeddingBasis | None,
-                  origin: int, cumulative: _Cumulative
+                  origin: int, cumulative: PanelSums
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, MethodForecast], float, np.ndarray]:
     """(products, actual, forecasts by method, model training seconds, AutoETS fallback flags) at one origin."""
     fold = fold_data(panel, origin, basis, cumulative)
@@ -78,8 +78,9 @@ def forecast_fold(panel: SalesPanel, train: TrainingSet, tuning: Tuning, basis: 
 
 
 def run_backtest(panel: SalesPanel, train: TrainingSet, plan: FoldPlan, tuning: Tuning,
-                 basis: EmbeddingBasis | None, truth: pd.DataFrame | None = None) -> BacktestResult:
-    cumulative = _Cumulative(panel)
+                 basis: EmbeddingBasis | None, truth: pd.DataFrame | None = None,
+                 cumulative: PanelSums | None = None) -> BacktestResult:
+    cumulative = cumulative or PanelSums(panel)
     length = plan.backtest_origins[-1] + 1
     pooled: dict[str, list[MethodForecast]] = {m: [] for m in METHODS}
     actuals, histories, frames, fold_rows = [], [], [], []

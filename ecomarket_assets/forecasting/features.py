@@ -12,6 +12,7 @@ recursive feeding of its own forecasts).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,16 @@ class EmbeddingBasis:
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         return cls(np.asarray(product_ids, dtype=object), (centred @ vt[:k].T).astype(np.float32))
 
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, product_ids=self.product_ids.astype(str), coordinates=self.coordinates)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> EmbeddingBasis:
+        stored = np.load(path, allow_pickle=False)
+        return cls(stored["product_ids"].astype(object), stored["coordinates"])
+
     def lookup(self, product_ids: np.ndarray) -> np.ndarray:
         index = pd.Index(self.product_ids).get_indexer(product_ids)
         out = np.full((len(product_ids), self.coordinates.shape[1]), np.nan, dtype=np.float32)
@@ -45,7 +56,7 @@ class EmbeddingBasis:
         return out
 
 
-class _Cumulative:
+class PanelSums:
     """Prefix sums over the panel so any window ending at day c is O(1) per row."""
 
     def __init__(self, panel: SalesPanel) -> None:
@@ -85,14 +96,14 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def build_features(panel: SalesPanel, product_index: np.ndarray, target_day: np.ndarray, horizon: np.ndarray,
-                   basis: EmbeddingBasis | None = None, cumulative: _Cumulative | None = None) -> pd.DataFrame:
+                   basis: EmbeddingBasis | None = None, cumulative: PanelSums | None = None) -> pd.DataFrame:
     """Feature rows for (product, target day index, horizon); reads only days <= target - horizon."""
     p, d, h = (np.asarray(a, dtype=np.int64) for a in (product_index, target_day, horizon))
     c = d - h
     first = panel.first_day[p]
     if np.any(c < first) or np.any(c >= panel.units.shape[1]) or np.any(h < 1):
         raise ValueError("every row needs 1 <= h and first_day <= d - h <= last panel day")
-    cum = cumulative or _Cumulative(panel)
+    cum = cumulative or PanelSums(panel)
     dates = panel.date_of(d)
     features: dict[str, np.ndarray] = {
         "horizon": h,

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
-import numpy as np
 import pandas as pd
 
 from ecomarket_assets.forecasting.features import EmbeddingBasis
 from ecomarket_assets.forecasting.model import QUANTILES, DemandModel, IntervalCalibration
 
 ARTIFACT = "demand_model"
+BASIS_FILE = "embedding_basis.npz"
 
 
 def save_model(model: DemandModel, folder: Path) -> Path:
@@ -32,17 +32,13 @@ def save_model(model: DemandModel, folder: Path) -> Path:
             "calibration": asdict(model.calibration), "params": model.params, "quantiles": list(model.quantiles)}
     (folder / "model.json").write_text(json.dumps(meta, indent=2, default=float))
     if model.basis is not None:
-        np.savez(folder / "embedding_basis.npz", product_ids=model.basis.product_ids.astype(str),
-                 coordinates=model.basis.coordinates)
+        model.basis.save(folder / BASIS_FILE)
     return folder
 
 
 def load_model(folder: Path) -> DemandModel:
     meta = json.loads((folder / "model.json").read_text())
-    basis = None
-    if (folder / "embedding_basis.npz").exists():
-        stored = np.load(folder / "embedding_basis.npz", allow_pickle=False)
-        basis = EmbeddingBasis(stored["product_ids"].astype(object), stored["coordinates"])
+    basis = EmbeddingBasis.load(folder / BASIS_FILE) if (folder / BASIS_FILE).exists() else None
     return DemandModel(
         mean=lgb.Booster(model_file=str(folder / "mean.txt")),
         quantiles={float(q): lgb.Booster(model_file=str(folder / f"quantile_{float(q):.2f}.txt"))

@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ecomarket_assets.forecasting.calendar import calendar_from_frame
@@ -48,15 +47,8 @@ class ForecastStore:
             raise FileNotFoundError(f"{self.panel_path} missing: materialize demand_training_set first")
         return panel_from_long(read_frame(self.panel_path), calendar_from_frame(read_frame(self.calendar_path)))
 
-    def write_basis(self, basis: EmbeddingBasis) -> None:
-        self.basis_path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(self.basis_path, product_ids=basis.product_ids.astype(str), coordinates=basis.coordinates)
-
     def read_basis(self) -> EmbeddingBasis | None:
-        if not self.basis_path.exists():
-            return None
-        stored = np.load(self.basis_path, allow_pickle=False)
-        return EmbeddingBasis(stored["product_ids"].astype(object), stored["coordinates"])
+        return EmbeddingBasis.load(self.basis_path) if self.basis_path.exists() else None
 
     def write_tuning(self, tuning: Tuning, extra: dict) -> None:
         """What the backtest needs to replay the model's choices (all made on the tuning folds)."""

@@ -21,7 +21,7 @@ from ecomarket_assets.forecasting import model as dm
 from ecomarket_assets.forecasting.features import (
     HORIZON,
     EmbeddingBasis,
-    _Cumulative,
+    PanelSums,
     build_features,
     forecast_rows,
     training_rows,
@@ -78,7 +78,7 @@ class TrainingSet:
 
 
 def make_training_set(panel: SalesPanel, basis: EmbeddingBasis | None, seed: int = 0,
-                      cumulative: _Cumulative | None = None) -> TrainingSet:
+                      cumulative: PanelSums | None = None) -> TrainingSet:
     p, d, h = training_rows(panel, panel.units.shape[1] - 1, seed=seed)
     features = build_features(panel, p, d, h, basis, cumulative)
     return TrainingSet(features, panel.units[p, d], p, d, h)
@@ -95,7 +95,7 @@ class FoldData:
 
 
 def fold_data(panel: SalesPanel, origin: int, basis: EmbeddingBasis | None,
-              cumulative: _Cumulative | None = None, horizon: int = HORIZON) -> FoldData:
+              cumulative: PanelSums | None = None, horizon: int = HORIZON) -> FoldData:
     p, d, h = forecast_rows(panel, origin, horizon=horizon)
     products = np.unique(p)
     features = build_features(panel, p, d, h, basis, cumulative)
@@ -116,6 +116,10 @@ def default_search_space(trial: optuna.Trial) -> tuple[dict, int]:
         "tweedie_variance_power": trial.suggest_float("tweedie_variance_power", 1.05, 1.7),
     }
     return params, trial.suggest_int("num_boost_round", 100, 700, step=50)
+
+
+_TUNED = ("learning_rate", "num_leaves", "min_data_in_leaf", "feature_fraction", "bagging_fraction", "lambda_l2",
+          "tweedie_variance_power")
 
 
 @dataclass
@@ -174,10 +178,6 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
     calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate(means))
     return Tuning(params, rounds, float(best.value), _trials_frame(study), pd.DataFrame(fold_rows), calibration,
                   time.perf_counter() - start, study)
-
-
-_TUNED = ("learning_rate", "num_leaves", "min_data_in_leaf", "feature_fraction", "bagging_fraction", "lambda_l2",
-          "tweedie_variance_power")
 
 
 def _trials_frame(study: optuna.Study) -> pd.DataFrame:

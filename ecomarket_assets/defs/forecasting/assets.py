@@ -18,7 +18,7 @@ from ecomarket_assets.forecasting import backtest as bt
 from ecomarket_assets.forecasting import forecast as fc
 from ecomarket_assets.forecasting import plots
 from ecomarket_assets.forecasting import training as tr
-from ecomarket_assets.forecasting.features import EmbeddingBasis, build_features, training_rows
+from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
 from ecomarket_assets.forecasting.model import feature_importance
 from ecomarket_assets.forecasting.panel import (
     calendar_to_frame,
@@ -69,14 +69,14 @@ def demand_training_set(data_dir: DataDirResource, source: ShopSourceResource) -
     write_frame(long, store.panel_path)
     write_frame(calendar_to_frame(panel.calendar), store.calendar_path)
     if basis is not None:
-        store.write_basis(basis)
+        basis.save(store.basis_path)
     rollup = category_rollup(panel)
     write_frame(rollup, store.training / "rollup.parquet")
-    p, d, h = training_rows(panel, panel.units.shape[1] - 1)
-    features = build_features(panel, p, d, h, basis)
-    features.insert(0, "product_id", panel.product_ids[p])
-    features.insert(1, "target_date", panel.date_of(d).date)
-    features["units"] = panel.units[p, d]
+    train = tr.make_training_set(panel, basis)
+    features = train.features.copy()
+    features.insert(0, "product_id", panel.product_ids[train.product_index])
+    features.insert(1, "target_date", panel.date_of(train.target_day).date)
+    features["units"] = train.target
     write_frame(features, store.training / "features.parquet")
     total = rollup[rollup["level"] == "total"]
     return dg.MaterializeResult(metadata={
@@ -122,8 +122,9 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     store = ForecastStore(data_dir.layout())
     panel, basis = store.read_panel(), store.read_basis()
     plan = tr.plan_folds(len(panel.days))
-    train = tr.make_training_set(panel, basis, seed=config.seed)
-    folds = [tr.fold_data(panel, o, basis) for o in plan.tuning_origins]
+    sums = PanelSums(panel)
+    train = tr.make_training_set(panel, basis, seed=config.seed, cumulative=sums)
+    folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
     tuning = tr.tune(train, folds, n_trials=config.n_trials, timeout=config.timeout_seconds, seed=config.seed)
     context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
     start = time.perf_counter()
@@ -252,9 +253,10 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
     panel, basis = store.read_panel(), store.read_basis()
     saved = store.read_tuning()
     plan = tr.plan_folds(len(panel.days))
-    train = tr.make_training_set(panel, basis)
+    sums = PanelSums(panel)
+    train = tr.make_training_set(panel, basis, cumulative=sums)
     start = time.perf_counter()
-    result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis, _truth_demand(source, layout))
+    result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis, _truth_demand(source, layout), sums)
     seconds = time.perf_counter() - start
     write_frame(result.table, store.backtest / "metrics.parquet")
     write_frame(result.predictions, store.backtest / "predictions.parquet")
