@@ -1,0 +1,344 @@
+"""Recommender assets: candidates per cutoff -> lambdarank model in MLflow -> top-K with reasons, and the evaluation."""
+
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+from ecomarket_assets import metadata as md
+from ecomarket_assets.defs.ingestion.assets import catalog, customers
+from ecomarket_assets.defs.profiles.assets import user_daily_activity
+from ecomarket_assets.forecasting.forecast import rising_products
+from ecomarket_assets.forecasting.store import ForecastStore
+from ecomarket_assets.mlops import registry
+from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
+from ecomarket_assets.recommender import evaluation as ev
+from ecomarket_assets.recommender import plots
+from ecomarket_assets.recommender import ranker as rk
+from ecomarket_assets.recommender.candidates import FEATURES, nominated
+from ecomarket_assets.recommender.generators import GENERATORS, tune_ease_l2
+from ecomarket_assets.recommender.pipeline import fit_at, labelled_set, read_history, serving_set
+from ecomarket_assets.recommender.rerank import (
+    ServeConfig,
+    add_reasons,
+    filter_candidates,
+    mmr_rerank,
+    top_by_score,
+)
+from ecomarket_assets.recommender.store import EXPERIMENT, MODEL_NAME, CutoffPlan, RecStore
+from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.simulator.shop import true_product_affinity
+from ecomarket_assets.storage import read_frame, write_frame
+
+GROUP = "recommender"
+OWNERS = ["team:data-science"]
+
+
+class CandidatesConfig(dg.Config):
+    per_generator: int = 100
+    train_windows: int = 2
+    window_days: int = 28
+
+
+class RecommendationsConfig(dg.Config):
+    k: int = 20
+    mmr_lambda: float = ServeConfig.mmr_lambda
+    repeatable_rate: float = ServeConfig.repeatable_rate
+    active_days: int = ServeConfig.active_days
+
+    def serve(self) -> ServeConfig:
+        return ServeConfig(k=self.k, mmr_lambda=self.mmr_lambda, repeatable_rate=self.repeatable_rate,
+                           active_days=self.active_days)
+
+
+def _peak_gb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)
+
+
+def _forecast_rising(layout, top: int = 20) -> pd.Index | None:
+    """Products the demand forecast expects to rise, when a forecast exists (it is optional here)."""
+    store = ForecastStore(layout)
+    path = store.forecast / "demand_forecast.parquet"
+    if not path.exists() or not store.panel_path.exists():
+        return None
+    rising = rising_products(store.read_panel(), read_frame(path), top=top)
+    return pd.Index(rising.loc[rising["change"] > 0, "product_id"].astype(str))
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    # demand_forecast is optional (its rising products join the serving candidates when present); the dep
+    # orders a whole-graph run and shows the lineage.
+    deps=[user_daily_activity, catalog, customers, dg.AssetKey("product_embeddings"), dg.AssetKey("demand_forecast")],
+    description="Candidates per user from eight generators (item-kNN, EASE, content similarity of interest and "
+    "product embeddings, popular, trending, repurchase, popular in the user's country, popular in the user's "
+    "categories), each score a feature. Built at training cutoffs, at the hold-out cutoff (last 4 weeks) and "
+    "as of the day after the last event for serving. Uses the demand forecast's rising products when a "
+    "forecast has been materialized.",
+)
+def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
+                   data_dir: DataDirResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = RecStore(layout)
+    history = read_history(layout)
+    plan = CutoffPlan.for_last_day(history.last_day, config.window_days, config.train_windows)
+    l2, grid = tune_ease_l2(history.interactions, history.product_ids, plan.train[0], plan.window_days)
+    context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
+    sets, rows = {}, []
+    for name, cutoff in plan.sets().items():
+        start = time.perf_counter()
+        if name == "serving":
+            rising = _forecast_rising(layout)
+            built = serving_set(history, cutoff, l2, config.per_generator, rising)
+        else:
+            built = labelled_set(history, name, cutoff, plan.window_days, l2, config.per_generator)
+        write_frame(built.frame, store.candidate_path(name))
+        if built.labels is not None:
+            write_frame(built.labels, store.labels_path(name))
+        sets[name] = built
+        rows.append(_set_row(built, time.perf_counter() - start))
+    summary = pd.DataFrame(rows)
+    holdout = sets["holdout"]
+    store.write_plan(plan, {"ease_l2": l2, "ease_grid": {str(k): v for k, v in grid.items()},
+                            "sets": summary.to_dict("records"), "forecast_rising": len(rising or [])})
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": int(summary["rows"].sum()),
+        "plan": md.table(plan.describe()),
+        "sets": md.table(summary.round(4)),
+        "holdout_candidate_recall": float(holdout.candidate_recall()),
+        "serving_users": len(sets["serving"].users),
+        "serving_cold_users": len(sets["serving"].cold_users),
+        "ease_l2": l2,
+        "ease_l2_grid_ndcg10": md.table({str(k): round(v, 4) for k, v in grid.items()}, "l2", "ndcg@10"),
+        "purchases_found_by_generator": md.table(_found_by(holdout.frame)),
+        "forecast_rising_products": 0 if rising is None else len(rising),
+        "peak_memory_gb": _peak_gb(),
+        "preview": md.preview(sets["serving"].frame[["user_id", "product_id", *FEATURES[:8]]].round(3)),
+        "path": dg.MetadataValue.path(str(store.candidates)),
+    })
+
+
+def _set_row(built, seconds: float) -> dict:
+    per_user = built.frame.groupby("user_id").size()
+    return {"set": built.name, "cutoff": str(built.cutoff), "users": len(built.users),
+            "cold_users": len(built.cold_users), "rows": len(built.frame),
+            "min_candidates_per_user": int(per_user.min()) if len(per_user) else 0,
+            "candidate_recall": built.candidate_recall(), "seconds": round(seconds, 1)}
+
+
+def _found_by(frame: pd.DataFrame) -> pd.DataFrame:
+    """Of the hold-out purchases that are among the candidates, the share each generator nominated."""
+    hits = frame[frame["label"] > 0]
+    shares = {g: float(nominated(hits["nominated_by"], g).mean()) if len(hits) else 0.0 for g in GENERATORS}
+    only = {g: float((hits["nominated_by"] == (1 << i)).mean()) if len(hits) else 0.0 for i, g in enumerate(GENERATORS)}
+    return pd.DataFrame({"generator": list(shares), "share_of_found_purchases": list(shares.values()),
+                         "found_by_it_alone": list(only.values())}).round(4)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "lightgbm", "mlflow"},
+    owners=OWNERS,
+    deps=[rec_candidates],
+    description="LightGBM lambdarank over candidate features. The rounds are chosen by early stopping on a user "
+    "split of the training cutoffs; that model is scored on the hold-out (never trained on it). The version "
+    "that serves is refitted with the same settings on the windows shifted to end at the last day, logged to "
+    "MLflow and registered as `recommender` (challenger; the first version is also champion).",
+)
+def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResource,
+                      mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    store = RecStore(data_dir.layout())
+    plan, saved = store.read_plan()
+    train_names = [f"train_{i + 1}" for i in range(len(plan.train))]
+    evaluated = rk.train_ranker([store.read_candidates(n) for n in train_names])
+    holdout = store.read_candidates("holdout")
+    holdout["score"] = rk.score(evaluated.booster, holdout, evaluated.cold_policy)
+    truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
+    holdout_ndcg = ev.mean_ndcg(ev.lists_from_rows(top_by_score(holdout, ev.K)), truth)
+    described = {"rounds": evaluated.rounds, "cold_policy": evaluated.cold_policy}
+    rk.save_ranker(evaluated.booster, store.model / "holdout_ranker", {**described, "sets": train_names})
+    start = time.perf_counter()
+    serving_frames = [store.read_candidates(n) for n in plan.serving_training_sets()]
+    served = rk.refit(serving_frames, evaluated.rounds)
+    refit_seconds = time.perf_counter() - start
+    importance = rk.feature_importance(served)
+    tags = {**dagster_tags(context), "history_until": str(plan.serving)}
+    with mlflow_tracking.start_run(EXPERIMENT, "recommender_model", tags) as run:
+        mlflow.log_params({**{k: v for k, v in rk.PARAMS.items() if k != "eval_at"}, "num_boost_round": evaluated.rounds,
+                           "ease_l2": saved["ease_l2"], "train_sets": ",".join(plan.serving_training_sets()),
+                           "features": len(FEATURES), "cold_policy": evaluated.cold_policy})
+        mlflow.log_metrics({"holdout_ndcg_at_10": holdout_ndcg, "valid_ndcg_at_10": evaluated.valid_ndcg,
+                            "train_rows": evaluated.train_rows, "fit_seconds": evaluated.seconds + refit_seconds})
+        mlflow.log_table(importance, "feature_importance.json")
+        mlflow.log_figure(plots.importance_figure(importance), "feature_importance.png")
+        example = serving_frames[-1][FEATURES].head(20)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = rk.save_ranker(served, Path(tmp) / rk.ARTIFACT, described)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=rk.RecommenderRanker(), artifacts={rk.ARTIFACT: str(folder)},
+                signature=infer_signature(example, served.predict(example)), input_example=example,
+                pip_requirements=_requirements(),
+            )
+        version = registry.register_challenger(
+            mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
+            tags={"holdout_ndcg_at_10": f"{holdout_ndcg:.4f}", "dagster_run_id": context.run.run_id},
+        )
+    return dg.MaterializeResult(metadata={
+        "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
+        "model_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
+        "registered_version": int(version.version),
+        "aliases": ", ".join(version.aliases),
+        "holdout_ndcg@10": holdout_ndcg,
+        "valid_ndcg@10": evaluated.valid_ndcg,
+        "boosting_rounds": evaluated.rounds,
+        "cold_user_policy": evaluated.cold_policy,
+        "cold_validation_ndcg@10": md.table({k: round(v, 4) for k, v in evaluated.cold_valid_ndcg.items()},
+                                            "policy", "ndcg@10"),
+        "train_rows": evaluated.train_rows,
+        "train_queries": evaluated.train_users,
+        "fit_seconds": round(evaluated.seconds + refit_seconds, 1),
+        "peak_memory_gb": _peak_gb(),
+        "feature_importance": plots.importance(importance),
+    })
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "pandas", "numpy")]
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "mlflow", "parquet"},
+    owners=OWNERS,
+    deps=[recommender_model, rec_candidates, catalog],
+    description="Top-K products (default 20) for every customer with an id, as of the day after the last event: "
+    "serving candidates scored by the `champion` recommender from the MLflow registry, already-bought "
+    "non-repeatable and inactive products filtered, an MMR re-rank for category variety, and a reason naming "
+    "the product, category or country behind each line.",
+)
+def recommendations(config: RecommendationsConfig, data_dir: DataDirResource,
+                    mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = RecStore(layout)
+    plan, _ = store.read_plan()
+    serve = config.serve()
+    candidates = store.read_candidates("serving")
+    champion = registry.load_champion(mlflow_tracking, MODEL_NAME)
+    version = registry.champion_version(mlflow_tracking.client(), MODEL_NAME)
+    candidates["score"] = np.asarray(champion.predict(candidates[FEATURES]), dtype=float)
+    kept, removed = filter_candidates(candidates, serve)
+    catalog_frame = read_frame(layout.table("catalog"))
+    category_of = catalog_frame.drop_duplicates("product_id").set_index("product_id")["category"]
+    recs = mmr_rerank(kept, category_of, serve)
+    country = read_frame(layout.table("customers")).drop_duplicates("user_id").set_index("user_id")["country"]
+    recs = add_reasons(recs, catalog_frame, country)
+    output = _output_frame(recs, catalog_frame, plan, str(version.version))
+    write_frame(output, store.recommendations_path)
+    per_user = output.groupby("user_id").size()
+    users = candidates["user_id"].nunique()
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(output),
+        "users": int(per_user.size),
+        "users_with_fewer_than_k": int((per_user < serve.k).sum() + (users - per_user.size)),
+        "as_of": str(plan.serving),
+        "champion_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
+        "candidates_scored": len(candidates),
+        "removed_by_filter": md.table(removed, "rule", "rows"),
+        "reasons": md.table(output["reason_type"].value_counts().rename_axis("reason").reset_index()),
+        "categories_per_top10": float(output[output["rank"] <= 10].groupby("user_id")["category"].nunique().mean()),
+        "distinct_products": int(output["product_id"].nunique()),
+        "preview": md.preview(output[["user_id", "rank", "product_id", "title", "score", "reason"]].round(4), 20),
+        "path": dg.MetadataValue.path(str(store.recommendations_path)),
+    })
+
+
+def _output_frame(recs: pd.DataFrame, catalog_frame: pd.DataFrame, plan: CutoffPlan, version: str) -> pd.DataFrame:
+    products = catalog_frame.drop_duplicates("product_id").set_index("product_id")
+    out = recs[["user_id", "rank", "product_id", "score", "reason", "reason_type", "reason_product_id"]].copy()
+    out["title"] = out["product_id"].map(products["title"])
+    out["category"] = out["product_id"].map(products["category"])
+    out["price"] = out["product_id"].map(products["price"])
+    out["cold_user"] = (recs["user_items"] == 0).to_numpy()
+    out["as_of"] = plan.serving
+    out["model_version"] = version
+    return out.sort_values(["user_id", "rank"], ignore_index=True)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "mlflow", "parquet"},
+    owners=OWNERS,
+    deps=[recommender_model, rec_candidates],
+    description="The hold-out comparison (last 4 weeks): the ranker (raw, and as served after filters and MMR) "
+    "against most-popular, item-kNN and EASE, for all buyers of the window and for cold users: Recall@10/20, "
+    "NDCG@10, MAP@10, hit rate, catalog coverage, novelty, categories per list. On the simulator also against "
+    "each user's true product preferences.",
+)
+def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsConfig, data_dir: DataDirResource,
+                   source: ShopSourceResource, mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = RecStore(layout)
+    plan, saved = store.read_plan()
+    history = read_history(layout)
+    holdout = store.read_candidates("holdout")
+    holdout["score"] = rk.score(rk.load_ranker(store.model / "holdout_ranker"), holdout,
+                                rk.load_meta(store.model / "holdout_ranker").get("cold_policy", "ranker"))
+    built = fit_at(history, plan.holdout, saved["ease_l2"])
+    truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
+    category_of = history.catalog.drop_duplicates("product_id").set_index("product_id")["category"]
+    kept, _ = filter_candidates(holdout, config.serve())
+    lists = {ev.MODEL: ev.lists_from_rows(top_by_score(holdout, ev.K)),
+             ev.SERVED: ev.lists_from_rows(mmr_rerank(kept, category_of, config.serve())),
+             **ev.baseline_lists(built, truth.index)}
+    cold = truth.index[built.inter.user_rows(truth.index) < 0]
+    table = ev.evaluation_table(lists, truth, cold, ev.history_popularity(built), len(history.product_ids), category_of)
+    write_frame(table, store.evaluation / "metrics.parquet")
+    best, lift = ev.lift_over_best_baseline(table)
+    best_cold, lift_cold = ev.lift_over_best_baseline(table, group="cold")
+    served_best, served_lift = ev.lift_over_best_baseline(table, method=ev.SERVED)
+    meta = {
+        "evaluation": md.table(table.round(4)),
+        "ndcg@10": float(table.query("users_group == 'all' and method == @ev.MODEL")["ndcg@10"].iloc[0]),
+        "best_baseline": best,
+        "ndcg@10_lift_over_best_baseline": round(lift, 4),
+        "served_ndcg@10_lift_over_best_baseline": round(served_lift, 4),
+        "cold_users": len(cold),
+        "cold_ndcg@10_lift_over_best_baseline": round(lift_cold, 4),
+        "holdout": f"{plan.holdout} .. {plan.serving - pd.Timedelta(days=1)}",
+        "plot": plots.evaluation(table),
+        "path": dg.MetadataValue.path(str(store.evaluation)),
+    }
+    affinity = _true_affinity(source, layout, truth.index)
+    if affinity is not None:
+        against = ev.truth_table(lists, affinity)
+        write_frame(against, store.evaluation / "against_truth.parquet")
+        meta["against_true_preferences"] = md.table(against.round(4))
+    with mlflow_tracking.start_run(EXPERIMENT, "rec_evaluation", dagster_tags(context)) as run:
+        for row in table.to_dict("records"):
+            mlflow.log_metrics({f"{row['method']}_{row['users_group']}_{k.replace('@', '_at_')}": float(v)
+                                for k, v in row.items() if k not in ("method", "users_group") and pd.notna(v)})
+        mlflow.log_table(table, "rec_evaluation.json")
+        mlflow.log_figure(plots.evaluation_figure(table), "rec_evaluation.png")
+    meta["mlflow_run"] = dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id))
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _true_affinity(source: ShopSourceResource, layout, users: pd.Index) -> pd.DataFrame | None:
+    if source.kind != "simulator":
+        return None
+    truth_dir = source.staged(layout).truth_dir
+    if not truth_dir or not (truth_dir / "product_choice.parquet").exists():
+        return None
+    names = ("users", "user_category_preferences", "product_choice", "products")
+    truth = {name: read_frame(truth_dir / f"{name}.parquet") for name in names}
+    return true_product_affinity(truth, list(users))

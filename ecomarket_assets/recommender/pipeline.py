@@ -1,0 +1,103 @@
+"""The shop history the recommender reads, and one candidate set per cutoff.
+
+Assets call these; each is plain pandas so tests and benchmarks run them without Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ecomarket_assets.profiles import activity as act
+from ecomarket_assets.recommender.candidates import attach_labels, build_candidates
+from ecomarket_assets.recommender.generators import FittedGenerators, fit_generators
+from ecomarket_assets.recommender.interactions import build_interactions, label_rows
+from ecomarket_assets.storage import DataLayout, read_frame
+from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
+
+
+@dataclass
+class ShopHistory:
+    interactions: pd.DataFrame  # user_daily_activity interactions: date, user_id, product_id, views, ...
+    catalog: pd.DataFrame
+    customers: pd.DataFrame
+    embeddings: tuple[pd.Series, np.ndarray] | None
+
+    @property
+    def product_ids(self) -> np.ndarray:
+        return self.catalog["product_id"].drop_duplicates().to_numpy()
+
+    @property
+    def last_day(self) -> dt.date:
+        return dt.date.fromisoformat(self.interactions["date"].max())
+
+
+def read_history(layout: DataLayout) -> ShopHistory:
+    if not layout.activity_days():
+        raise FileNotFoundError("no user_daily_activity partitions: materialize raw_events and user_daily_activity")
+    embeddings = None
+    path = embeddings_path(layout.root)
+    if path.exists():
+        ids, vectors = read_embeddings(path)
+        embeddings = (ids["product_id"], vectors)
+    return ShopHistory(act.read_days(layout).interactions, read_frame(layout.table("catalog")),
+                       read_frame(layout.table("customers")), embeddings)
+
+
+def fit_at(history: ShopHistory, cutoff: dt.date, ease_l2: float) -> FittedGenerators:
+    inter = build_interactions(history.interactions, history.product_ids, cutoff)
+    return fit_generators(history.interactions, inter, history.catalog, history.customers, history.embeddings,
+                          ease_l2=ease_l2)
+
+
+@dataclass
+class CandidateSet:
+    name: str
+    cutoff: dt.date
+    frame: pd.DataFrame
+    labels: pd.DataFrame | None  # purchases in the label window (None for serving)
+    users: pd.Index
+    cold_users: pd.Index  # users with no history before the cutoff
+    generators: FittedGenerators
+
+    def candidate_recall(self) -> float:
+        """Share of the window's purchases that made it into the user's candidates (the ranker's ceiling)."""
+        if self.labels is None or not len(self.labels):
+            return float("nan")
+        return float(self.frame["label"].sum() / len(self.labels))
+
+
+def labelled_set(history: ShopHistory, name: str, cutoff: dt.date, window_days: int, ease_l2: float,
+                 per_generator: int) -> CandidateSet:
+    """Candidates for every customer who bought in [cutoff, cutoff + window), labelled by those purchases."""
+    gen = fit_at(history, cutoff, ease_l2)
+    labels = label_rows(history.interactions, cutoff, window_days)
+    users = pd.Index(np.sort(labels["user_id"].unique()), name="user_id")
+    frame = attach_labels(build_candidates(gen, users, per_generator), labels)
+    return CandidateSet(name, cutoff, frame, labels, users, users[gen.inter.user_rows(users) < 0], gen)
+
+
+def serving_users(history: ShopHistory, cutoff: dt.date) -> pd.Index:
+    """Every customer with an id known before the cutoff: in the customers table or seen in events."""
+    seen = history.interactions.loc[history.interactions["date"] < cutoff.isoformat(), "user_id"]
+    customers = history.customers
+    signed = customers.loc[customers["signup_time"].isna() |
+                           (customers["signup_time"] < pd.Timestamp(cutoff, tz="UTC")), "user_id"]
+    return pd.Index(np.sort(pd.unique(pd.concat([seen, signed]).dropna().astype(str))), name="user_id")
+
+
+def serving_set(history: ShopHistory, cutoff: dt.date, ease_l2: float, per_generator: int,
+                rising: pd.Index | None = None) -> CandidateSet:
+    """Candidates for everyone, with reason anchors; forecast-rising products offered to every user."""
+    gen = fit_at(history, cutoff, ease_l2)
+    users = serving_users(history, cutoff)
+    extra = None
+    if rising is not None and len(rising):
+        positions = gen.inter.items.get_indexer(rising)
+        extra = positions[positions >= 0]
+    frame = build_candidates(gen, users, per_generator, extra_items=extra, anchors=True)
+    frame["forecast_rising"] = frame["product_id"].isin(rising) if rising is not None else False
+    return CandidateSet("serving", cutoff, frame, None, users, users[gen.inter.user_rows(users) < 0], gen)

@@ -1,0 +1,172 @@
+"""The learned ranker: LightGBM lambdarank over candidate rows, and its MLflow pyfunc form.
+
+Training rows come from candidate sets built at cutoffs before the hold-out,
+labelled by what each user bought in the 28 days after their cutoff. Users whose
+candidates contain none of their purchases carry no ranking signal and are left
+out of training (they still count against candidate recall in the evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+
+from ecomarket_assets.recommender.candidates import FEATURES
+
+ARTIFACT = "recommender_model"
+PARAMS: dict[str, object] = {
+    "objective": "lambdarank",
+    "metric": "ndcg",
+    "eval_at": [10],
+    "lambdarank_truncation_level": 20,
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 100,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "num_threads": 2,
+    "verbose": -1,
+}
+
+
+COLD_POLICIES = ("ranker", "popular")
+
+
+@dataclass
+class RankerFit:
+    booster: lgb.Booster
+    rounds: int
+    valid_ndcg: float
+    train_rows: int
+    train_users: int
+    seconds: float
+    cold_policy: str  # how users without history are ranked: by the ranker or by popularity
+    cold_valid_ndcg: dict[str, float]  # NDCG@10 of each policy on the validation split's cold users
+
+
+def rankable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of users with at least one purchased product among their candidates, grouped by user."""
+    positives = frame.groupby("user_id", sort=False)["label"].transform("max") > 0
+    return frame[positives].sort_values(["user_id"], kind="stable")
+
+
+def _dataset(frame: pd.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    groups = frame.groupby("user_id", sort=False).size().to_numpy()
+    return lgb.Dataset(frame[FEATURES], label=frame["label"], group=groups, reference=reference,
+                       free_raw_data=False)
+
+
+def _user_in_validation(user_ids: pd.Series, share: float, seed: int) -> np.ndarray:
+    hashed = pd.util.hash_pandas_object(user_ids.astype(str) + f"#{seed}", index=False).to_numpy()
+    return (hashed % 1000) < share * 1000
+
+
+def train_ranker(frames: list[pd.DataFrame], seed: int = 7, max_rounds: int = 600, valid_share: float = 0.2,
+                 params: dict | None = None) -> RankerFit:
+    """Fit with early stopping on a user split of the training cutoffs (never on the hold-out)."""
+    start = time.perf_counter()
+    data = rankable(pd.concat([_with_set(f, i) for i, f in enumerate(frames)], ignore_index=True))
+    person = data["user_id"].str.rsplit("@", n=1).str[0]  # a person's cutoffs stay on one side
+    valid = _user_in_validation(person, valid_share, seed)
+    train_set = _dataset(data[~valid])
+    valid_set = _dataset(data[valid], reference=train_set)
+    settings = {**PARAMS, **(params or {}), "seed": seed}
+    booster = lgb.train(settings, train_set, num_boost_round=max_rounds, valid_sets=[valid_set],
+                        callbacks=[lgb.early_stopping(50, verbose=False)])
+    rounds = max(int(booster.best_iteration), 1)
+    best = float(booster.best_score["valid_0"]["ndcg@10"])
+    policy, cold_ndcg = choose_cold_policy(data, rounds, seed, params)
+    final = refit(frames, rounds, seed, params)
+    return RankerFit(final, rounds, best, len(data), int(data["user_id"].nunique()), time.perf_counter() - start,
+                     policy, cold_ndcg)
+
+
+def choose_cold_policy(data: pd.DataFrame, rounds: int, seed: int, params: dict | None) -> tuple[str, dict[str, float]]:
+    """Users without history are few, so the ranker may learn little about them. Fit it on the warm users
+    of the training cutoffs and keep it for cold users only if it ranks the (unseen) cold users of those
+    cutoffs better than plain popularity does. Decided before, and without, the hold-out."""
+    cold = data["user_items"] == 0
+    if not cold.any() or cold.all():
+        return "ranker", {}
+    settings = {**PARAMS, **(params or {}), "seed": seed}
+    settings.pop("metric", None)
+    warm_only = lgb.train(settings, _dataset(data[~cold]), num_boost_round=rounds)
+    by_policy = {"ranker": warm_only.predict(data.loc[cold, FEATURES], num_threads=2),
+                 "popular": data.loc[cold, "popular_score"].to_numpy()}
+    ndcg = {name: _group_ndcg(data[cold], scores) for name, scores in by_policy.items()}
+    return ("popular" if ndcg["popular"] > ndcg["ranker"] else "ranker"), ndcg
+
+
+def _group_ndcg(frame: pd.DataFrame, scores: np.ndarray, k: int = 10) -> float:
+    from ecomarket_assets.recommender.metrics import ndcg_at_k
+
+    ranked = frame.assign(score=scores).sort_values(["user_id", "score"], ascending=[True, False])
+    values = [ndcg_at_k(list(g["product_id"]), set(g.loc[g["label"] > 0, "product_id"]), k)
+              for _, g in ranked.groupby("user_id", sort=False)]
+    return float(np.mean(values))
+
+
+def _with_set(frame: pd.DataFrame, index: int) -> pd.DataFrame:
+    """Users appear at several cutoffs: keep each (user, cutoff) its own query group."""
+    return frame.assign(user_id=frame["user_id"].astype(str) + f"@{index}")
+
+
+def refit(frames: list[pd.DataFrame], rounds: int, seed: int = 7, params: dict | None = None) -> lgb.Booster:
+    """All users of `frames`, a fixed number of rounds (chosen earlier by early stopping)."""
+    data = rankable(pd.concat([_with_set(f, i) for i, f in enumerate(frames)], ignore_index=True))
+    settings = {**PARAMS, **(params or {}), "seed": seed}
+    settings.pop("metric", None)
+    return lgb.train(settings, _dataset(data), num_boost_round=rounds)
+
+
+def score(booster: lgb.Booster, candidates: pd.DataFrame, cold_policy: str = "ranker") -> np.ndarray:
+    """Ranking scores; comparable within a user only (cold users may be ranked by popularity)."""
+    scores = booster.predict(candidates[FEATURES], num_threads=2)
+    if cold_policy == "popular":
+        scores = np.where(candidates["user_items"].to_numpy() == 0, candidates["popular_score"].to_numpy(), scores)
+    return scores
+
+
+def feature_importance(booster: lgb.Booster) -> pd.DataFrame:
+    gain = booster.feature_importance("gain")
+    frame = pd.DataFrame({"feature": booster.feature_name(), "gain": gain})
+    frame["share"] = frame["gain"] / max(frame["gain"].sum(), 1e-12)
+    return frame.sort_values("gain", ascending=False, ignore_index=True)
+
+
+def save_ranker(booster: lgb.Booster, folder: Path, meta: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(folder / "ranker.txt"))
+    (folder / "model.json").write_text(json.dumps({"features": FEATURES, **meta}, indent=2, default=str))
+    return folder
+
+
+def load_ranker(folder: Path) -> lgb.Booster:
+    return lgb.Booster(model_file=str(folder / "ranker.txt"))
+
+
+def load_meta(folder: Path) -> dict:
+    return json.loads((folder / "model.json").read_text())
+
+
+class RecommenderRanker(mlflow.pyfunc.PythonModel):
+    """Candidate feature rows in, one ranking score per row out (higher = show first)."""
+
+    def load_context(self, context) -> None:
+        folder = Path(context.artifacts[ARTIFACT])
+        self.booster = load_ranker(folder)
+        meta = json.loads((folder / "model.json").read_text())
+        self.features, self.cold_policy = meta["features"], meta.get("cold_policy", "ranker")
+
+    def predict(self, context, model_input, params=None):
+        frame = pd.DataFrame(model_input)
+        return pd.Series(score(self.booster, frame, self.cold_policy), name="score")
