@@ -206,3 +206,12 @@ def test_ranker_learns_from_candidates_and_beats_its_inputs(history):
     model = np.mean([m.ndcg_at_k(r, t, 10) for r, t in zip(ranked, truth, strict=True)])
     chance = np.mean([m.ndcg_at_k(r, t, 10) for r, t in zip(random_lists, truth, strict=True)])
     assert model > chance + 0.05
+
+
+def test_forecast_rising_products_join_every_serving_list_with_their_reason(history):
+    rising = pd.Index([history.catalog["product_id"].iloc[-1]])
+    built = serving_set(history, CUTOFF, 50.0, 5, rising)
+    offered = built.frame[built.frame["product_id"].isin(rising)]
+    assert set(offered["user_id"]) == set(built.users)
+    assert offered["forecast_rising"].all() and not built.frame.loc[~built.frame["product_id"].isin(rising),
+                                                                     "forecast_rising"].any()

@@ -108,7 +108,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
     summary = pd.DataFrame(rows)
     holdout = sets["holdout"]
     store.write_plan(plan, {"ease_l2": l2, "ease_grid": {str(k): v for k, v in grid.items()},
-                            "sets": summary.to_dict("records"), "forecast_rising": len(rising or [])})
+                            "sets": summary.to_dict("records"), "forecast_rising": 0 if rising is None else len(rising)})
     return dg.MaterializeResult(metadata={
         "dagster/row_count": int(summary["rows"].sum()),
         "plan": md.table(plan.describe()),
