@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import resource
 from collections.abc import Mapping
 
 import dagster as dg
@@ -30,13 +31,32 @@ def plot(figure) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")
 
 
-def daily_bars(frame: pd.DataFrame, x: str, stacks: list[str], title: str) -> dg.MetadataValue:
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use (not when Dagster loads definitions)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 3))
+    return plt
+
+
+def peak_memory_gb() -> float:
+    """Peak resident memory of this process so far."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)
+
+
+def importance_figure(importance: pd.DataFrame, title: str, top: int = 20):
+    """Horizontal bars of `share` per `feature` (a frame from `mlops.tracking.gain_importance`)."""
+    head = importance.head(top).iloc[::-1]
+    fig, ax = pyplot().subplots(figsize=(7, 0.28 * len(head) + 1))
+    ax.barh(head["feature"], head["share"])
+    ax.set(xlabel="share of total gain", title=title)
+    return fig
+
+
+def daily_bars(frame: pd.DataFrame, x: str, stacks: list[str], title: str) -> dg.MetadataValue:
+    fig, ax = pyplot().subplots(figsize=(9, 3))
     bottom = None
     for col in stacks:
         ax.bar(pd.to_datetime(frame[x]), frame[col], bottom=bottom, label=col, width=0.9)

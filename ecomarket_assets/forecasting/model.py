@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ecomarket_assets.forecasting.features import EmbeddingBasis
+from ecomarket_assets.mlops.tracking import gain_importance
 
 QUANTILES = (0.1, 0.5, 0.9)
 TARGET_COVERAGE = 0.8
@@ -177,7 +178,4 @@ def coverage(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
 
 
 def feature_importance(model: DemandModel) -> pd.DataFrame:
-    gain = model.mean.feature_importance(importance_type="gain")
-    frame = pd.DataFrame({"feature": model.mean.feature_name(), "gain": gain})
-    frame["share"] = frame["gain"] / max(frame["gain"].sum(), 1e-12)
-    return frame.sort_values("gain", ascending=False, ignore_index=True)
+    return gain_importance(model.mean)

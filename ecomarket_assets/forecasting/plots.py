@@ -12,21 +12,8 @@ from ecomarket_assets import metadata as md
 from ecomarket_assets.forecasting.panel import SalesPanel
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def importance_figure(importance: pd.DataFrame, top: int = 20):
-    head = importance.head(top).iloc[::-1]
-    fig, ax = _pyplot().subplots(figsize=(7, 0.28 * len(head) + 1))
-    ax.barh(head["feature"], head["share"])
-    ax.set(xlabel="share of total gain", title="demand model: feature importance")
-    return fig
+def importance_figure(importance: pd.DataFrame):
+    return md.importance_figure(importance, "demand model: feature importance")
 
 
 def importance(importance_frame: pd.DataFrame):
@@ -35,7 +22,7 @@ def importance(importance_frame: pd.DataFrame):
 
 def optuna_history_figure(trials: pd.DataFrame):
     done = trials[trials["state"] == "COMPLETE"]
-    fig, ax = _pyplot().subplots(figsize=(7, 3))
+    fig, ax = md.pyplot().subplots(figsize=(7, 3))
     ax.scatter(done["number"], done["value"], s=14, label="trial")
     ax.plot(done["number"], done["value"].cummin(), color="tab:red", label="best so far")
     ax.set(xlabel="trial", ylabel="mean WAPE over tuning folds", title="Optuna study")
@@ -48,7 +35,7 @@ def optuna_history(trials: pd.DataFrame):
 
 
 def history_and_forecast(panel: SalesPanel, total: pd.DataFrame, history_days: int = 90):
-    fig, ax = _pyplot().subplots(figsize=(9, 3))
+    fig, ax = md.pyplot().subplots(figsize=(9, 3))
     units = np.nansum(panel.units[:, -history_days:], axis=0)
     ax.plot(panel.days[-history_days:], units, color="black", lw=1, label="units sold")
     dates = pd.to_datetime(total["date"])
@@ -62,7 +49,7 @@ def history_and_forecast(panel: SalesPanel, total: pd.DataFrame, history_days: i
 
 def top_products_figure(predictions: pd.DataFrame, top: int = 4):
     best = predictions.groupby("product_id")["actual"].sum().nlargest(top).index
-    fig, axes = _pyplot().subplots(len(best), 1, figsize=(9, 2.2 * len(best)), sharex=True, squeeze=False)
+    fig, axes = md.pyplot().subplots(len(best), 1, figsize=(9, 2.2 * len(best)), sharex=True, squeeze=False)
     for ax, product in zip(axes[:, 0], best, strict=True):
         rows = predictions[predictions["product_id"] == product].sort_values("date")
         dates = pd.to_datetime(rows["date"])

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlparse
 
 import dagster as dg
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.tracking._model_registry import utils as _registry_utils
@@ -158,6 +159,20 @@ class MlflowResource(dg.ConfigurableResource):
 
     def model_version_url(self, name: str, version: str | int) -> str:
         return f"{self.resolved_ui_url()}/#/models/{quote(name, safe='')}/versions/{version}"
+
+
+def pip_requirements(*names: str) -> list[str]:
+    """Pinned requirements for a logged model; explicit, because MLflow's inference costs ~10 s per run."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "pandas", "numpy", *names)]
+
+
+def gain_importance(booster: Any) -> pd.DataFrame:
+    """A LightGBM booster's total gain per feature, with each feature's share, largest first."""
+    frame = pd.DataFrame({"feature": booster.feature_name(), "gain": booster.feature_importance(importance_type="gain")})
+    frame["share"] = frame["gain"] / max(frame["gain"].sum(), 1e-12)
+    return frame.sort_values("gain", ascending=False, ignore_index=True)
 
 
 def dagster_tags(context: Any) -> dict[str, str]:

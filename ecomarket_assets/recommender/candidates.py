@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from ecomarket_assets.recommender.generators import GENERATORS, Batch, FittedGenerators, score_batch
 
@@ -85,17 +86,18 @@ def _batch_rows(gen: FittedGenerators, batch: Batch, per_generator: int, extra_i
         columns[f"{name}_score"] = batch.scores[name][r, c]
     for name in GENERATORS:
         columns[f"{name}_rank"] = ranks[name][r, c].astype(np.float32)
-    history = {"ui_views": inter.views, "ui_purchase_days": inter.purchase_days,
+    sources = {"ui_views": inter.views, "ui_purchase_days": inter.purchase_days,
                "ui_days_since_seen": inter.last_seen, "ui_days_since_bought": inter.last_bought}
-    for name, matrix in history.items():
-        values = np.asarray(inter.rows_of(matrix, batch.rows)[r, c]).ravel().astype(np.float32)
+    history = {name: inter.rows_of(matrix, batch.rows) for name, matrix in sources.items()}  # this batch's rows
+    for name, rows in history.items():
+        values = np.asarray(rows[r, c]).ravel().astype(np.float32)
         if name.startswith("ui_days"):
             values = np.where(values > 0, values - 1, np.nan)  # stored as 1 + age, 0 = never
         columns[name] = values
     frame = pd.DataFrame(columns)
     items = item_block.iloc[c].reset_index(drop=True)
     frame = pd.concat([frame, items], axis=1)
-    user = _user_block(gen, batch)
+    user = _user_block(gen, batch, history)
     for name in ("user_items", "user_purchase_days", "user_days_since_seen", "user_log_price"):
         frame[name] = user[name][r]
     category_of = np.asarray(gen.category_onehot.argmax(axis=1)).ravel()
@@ -104,16 +106,14 @@ def _batch_rows(gen: FittedGenerators, batch: Batch, per_generator: int, extra_i
     frame["nominated_by"] = bitmask[r, c]
     frame["n_generators"] = np.array([bin(v).count("1") for v in range(1 << len(GENERATORS))], dtype=np.float32)[bitmask[r, c]]
     if anchors:
-        for name, values in _anchors(gen, batch, r, c).items():
+        for name, values in _anchors(gen, batch, r, c, history["ui_purchase_days"]).items():
             frame[name] = values
     return frame
 
 
-def _user_block(gen: FittedGenerators, batch: Batch) -> dict[str, np.ndarray]:
-    inter = gen.inter
+def _user_block(gen: FittedGenerators, batch: Batch, history: dict) -> dict[str, np.ndarray]:
     engaged = batch.engagement
-    bought = inter.rows_of(inter.purchase_days, batch.rows)
-    last = inter.rows_of(inter.last_seen, batch.rows)
+    bought, last = history["ui_purchase_days"], history["ui_days_since_seen"]
     log_price = np.nan_to_num(np.log1p(gen.stats.column("price").clip(min=0)), nan=0.0)
     priced = bought @ log_price
     count = np.asarray(bought.sum(axis=1)).ravel()
@@ -126,13 +126,13 @@ def _user_block(gen: FittedGenerators, batch: Batch) -> dict[str, np.ndarray]:
     }
 
 
-def _anchors(gen: FittedGenerators, batch: Batch, r: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
+def _anchors(gen: FittedGenerators, batch: Batch, r: np.ndarray, c: np.ndarray,
+             bought: sparse.csr_matrix) -> dict[str, np.ndarray]:
     """For each candidate, the user's history product that explains its item-kNN and its content score,
     and whether the user bought (or only viewed) that product."""
     items = gen.inter.items.to_numpy()
     out = {"knn_anchor": np.full(len(r), None, dtype=object), "content_anchor": np.full(len(r), None, dtype=object),
            "knn_anchor_bought": np.zeros(len(r), dtype=bool), "content_anchor_bought": np.zeros(len(r), dtype=bool)}
-    bought = gen.inter.rows_of(gen.inter.purchase_days, batch.rows)
     starts = np.searchsorted(r, np.arange(len(batch.user_ids) + 1))
     for u in range(len(batch.user_ids)):
         lo, hi = starts[u], starts[u + 1]

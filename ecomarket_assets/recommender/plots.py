@@ -8,21 +8,8 @@ import pandas as pd
 from ecomarket_assets import metadata as md
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def importance_figure(importance: pd.DataFrame, top: int = 20):
-    head = importance.head(top).iloc[::-1]
-    fig, ax = _pyplot().subplots(figsize=(7, 0.28 * len(head) + 1))
-    ax.barh(head["feature"], head["share"])
-    ax.set(xlabel="share of total gain", title="recommender: feature importance")
-    return fig
+def importance_figure(importance: pd.DataFrame):
+    return md.importance_figure(importance, "recommender: feature importance")
 
 
 def importance(frame: pd.DataFrame):
@@ -32,7 +19,7 @@ def importance(frame: pd.DataFrame):
 def evaluation_figure(table: pd.DataFrame, metrics: tuple[str, ...] = ("ndcg@10", "recall@20", "map@10")):
     """Grouped bars: each method's metrics for all hold-out buyers and for the cold ones."""
     groups = [g for g in ("all", "cold") if (table["users_group"] == g).any()]
-    fig, axes = _pyplot().subplots(1, len(groups), figsize=(5.5 * len(groups), 3.4), squeeze=False)
+    fig, axes = md.pyplot().subplots(1, len(groups), figsize=(5.5 * len(groups), 3.4), squeeze=False)
     for ax, group in zip(axes[0], groups, strict=True):
         part = table[table["users_group"] == group].set_index("method")
         x = np.arange(len(part))

@@ -18,6 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from ecomarket_assets.mlops.tracking import gain_importance
 from ecomarket_assets.recommender.candidates import FEATURES
 
 ARTIFACT = "recommender_model"
@@ -137,10 +138,7 @@ def score(booster: lgb.Booster, candidates: pd.DataFrame, cold_policy: str = "ra
 
 
 def feature_importance(booster: lgb.Booster) -> pd.DataFrame:
-    gain = booster.feature_importance("gain")
-    frame = pd.DataFrame({"feature": booster.feature_name(), "gain": gain})
-    frame["share"] = frame["gain"] / max(frame["gain"].sum(), 1e-12)
-    return frame.sort_values("gain", ascending=False, ignore_index=True)
+    return gain_importance(booster)
 
 
 def save_ranker(booster: lgb.Booster, folder: Path, meta: dict) -> Path:

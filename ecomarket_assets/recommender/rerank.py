@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ecomarket_assets.recommender.candidates import nominated
+from ecomarket_assets.recommender.candidates import BITS
 
 # Reason priority when two generators rank a product equally well.
 REASON_ORDER = ("repurchase", "item_knn", "ease", "content", "category_popular", "country_popular", "trending", "popular")
@@ -95,7 +95,7 @@ def add_reasons(recs: pd.DataFrame, catalog: pd.DataFrame, country_of: pd.Series
 
 
 def _reason(row, title: pd.Series, category: pd.Series, country_of: pd.Series) -> tuple[str, str, str | None]:
-    options = [g for g in REASON_ORDER if nominated(np.array([row.nominated_by]), g)[0]]
+    options = [g for g in REASON_ORDER if row.nominated_by & BITS[g]]
     options.sort(key=lambda g: (getattr(row, f"{g}_rank"), REASON_ORDER.index(g)))
     for generator in options:
         found = _text(generator, row, title, category, country_of)

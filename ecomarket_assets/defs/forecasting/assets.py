@@ -1,7 +1,6 @@
 """Forecasting assets: sales panel -> tuned LightGBM in MLflow -> 28-day forecast, and the backtest."""
 
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from ecomarket_assets.forecasting.store import (
     tuning_from_dict,
 )
 from ecomarket_assets.mlops import registry
-from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
+from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import read_frame, write_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
@@ -139,7 +138,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=DemandForecaster(), artifacts={ARTIFACT: str(folder)},
                 signature=infer_signature(example, model.predict(example)), input_example=example,
-                pip_requirements=_requirements(),  # explicit: inferring them costs ~10 s per run
+                pip_requirements=pip_requirements("lightgbm"),
             )
         version = registry.register_challenger(
             mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
@@ -172,12 +171,6 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
         "feature_importance": plots.importance(importance),
         "optuna_history": plots.optuna_history(tuning.trials),
     })
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "pandas", "numpy")]
 
 
 def _log_training(tuning: tr.Tuning, plan: pd.DataFrame, importance: pd.DataFrame, fit_seconds: float,
@@ -279,7 +272,7 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
         "autoets_fallback_share": round(result.ets_fallback_share, 4),
         "train_seconds": round(result.train_seconds, 1),
         "wall_seconds": round(seconds, 1),
-        "peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+        "peak_memory_gb": md.peak_memory_gb(),
         "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
         "top_products": plots.top_products(result.predictions),
         "path": dg.MetadataValue.path(str(store.backtest)),

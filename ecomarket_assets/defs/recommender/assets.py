@@ -1,6 +1,5 @@
 """Recommender assets: candidates per cutoff -> lambdarank model in MLflow -> top-K with reasons, and the evaluation."""
 
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from ecomarket_assets.defs.profiles.assets import user_daily_activity
 from ecomarket_assets.forecasting.forecast import rising_products
 from ecomarket_assets.forecasting.store import ForecastStore
 from ecomarket_assets.mlops import registry
-from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
+from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
 from ecomarket_assets.recommender import evaluation as ev
 from ecomarket_assets.recommender import plots
 from ecomarket_assets.recommender import ranker as rk
@@ -55,10 +54,6 @@ class RecommendationsConfig(dg.Config):
     def serve(self) -> ServeConfig:
         return ServeConfig(k=self.k, mmr_lambda=self.mmr_lambda, repeatable_rate=self.repeatable_rate,
                            active_days=self.active_days)
-
-
-def _peak_gb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)
 
 
 def _forecast_rising(layout, top: int = 20) -> pd.Index | None:
@@ -120,7 +115,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         "ease_l2_grid_ndcg10": md.table({str(k): round(v, 4) for k, v in grid.items()}, "l2", "ndcg@10"),
         "purchases_found_by_generator": md.table(_found_by(holdout.frame)),
         "forecast_rising_products": 0 if rising is None else len(rising),
-        "peak_memory_gb": _peak_gb(),
+        "peak_memory_gb": md.peak_memory_gb(),
         "preview": md.preview(sets["serving"].frame[["user_id", "product_id", *FEATURES[:8]]].round(3)),
         "path": dg.MetadataValue.path(str(store.candidates)),
     })
@@ -158,15 +153,16 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
     store = RecStore(data_dir.layout())
     plan, saved = store.read_plan()
     train_names = [f"train_{i + 1}" for i in range(len(plan.train))]
-    evaluated = rk.train_ranker([store.read_candidates(n) for n in train_names])
-    holdout = store.read_candidates("holdout")
+    frames = {name: store.read_candidates(name) for name in {*train_names, *plan.serving_training_sets()}}
+    evaluated = rk.train_ranker([frames[n] for n in train_names])
+    holdout = frames["holdout"].copy()
     holdout["score"] = rk.score(evaluated.booster, holdout, evaluated.cold_policy)
     truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
     holdout_ndcg = ev.mean_ndcg(ev.lists_from_rows(top_by_score(holdout, ev.K)), truth)
     described = {"rounds": evaluated.rounds, "cold_policy": evaluated.cold_policy}
     rk.save_ranker(evaluated.booster, store.model / "holdout_ranker", {**described, "sets": train_names})
     start = time.perf_counter()
-    serving_frames = [store.read_candidates(n) for n in plan.serving_training_sets()]
+    serving_frames = [frames[n] for n in plan.serving_training_sets()]
     served = rk.refit(serving_frames, evaluated.rounds)
     refit_seconds = time.perf_counter() - start
     importance = rk.feature_importance(served)
@@ -185,7 +181,7 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=rk.RecommenderRanker(), artifacts={rk.ARTIFACT: str(folder)},
                 signature=infer_signature(example, served.predict(example)), input_example=example,
-                pip_requirements=_requirements(),
+                pip_requirements=pip_requirements("lightgbm"),
             )
         version = registry.register_challenger(
             mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
@@ -205,15 +201,9 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
         "train_rows": evaluated.train_rows,
         "train_queries": evaluated.train_users,
         "fit_seconds": round(evaluated.seconds + refit_seconds, 1),
-        "peak_memory_gb": _peak_gb(),
+        "peak_memory_gb": md.peak_memory_gb(),
         "feature_importance": plots.importance(importance),
     })
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "pandas", "numpy")]
 
 
 @dg.asset(
