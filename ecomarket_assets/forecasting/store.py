@@ -10,6 +10,7 @@ import pandas as pd
 
 from ecomarket_assets.forecasting.calendar import calendar_from_frame
 from ecomarket_assets.forecasting.features import EmbeddingBasis
+from ecomarket_assets.forecasting.forecast import rising_products
 from ecomarket_assets.forecasting.panel import SalesPanel, panel_from_long
 from ecomarket_assets.forecasting.training import Tuning
 from ecomarket_assets.storage import DataLayout, read_frame
@@ -68,3 +69,13 @@ def tuning_from_dict(payload: dict) -> Tuning:
 
     return Tuning(payload["params"], int(payload["rounds"]), float(payload["best_wape"]), pd.DataFrame(),
                   pd.DataFrame(), IntervalCalibration(**payload["calibration"]), 0.0)
+
+
+def forecast_rising_ids(layout: DataLayout, top: int = 20) -> pd.Index | None:
+    """Products the demand forecast expects to rise, or None when no forecast exists (it is optional downstream)."""
+    store = ForecastStore(layout)
+    path = store.forecast / "demand_forecast.parquet"
+    if not path.exists() or not store.panel_path.exists():
+        return None
+    rising = rising_products(store.read_panel(), read_frame(path), top=top)
+    return pd.Index(rising.loc[rising["change"] > 0, "product_id"].astype(str))

@@ -13,8 +13,7 @@ from mlflow.models import infer_signature
 from ecomarket_assets import metadata as md
 from ecomarket_assets.defs.ingestion.assets import catalog, customers
 from ecomarket_assets.defs.profiles.assets import user_daily_activity
-from ecomarket_assets.forecasting.forecast import rising_products
-from ecomarket_assets.forecasting.store import ForecastStore
+from ecomarket_assets.forecasting.store import forecast_rising_ids
 from ecomarket_assets.mlops import registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
 from ecomarket_assets.recommender import evaluation as ev
@@ -56,16 +55,6 @@ class RecommendationsConfig(dg.Config):
                            active_days=self.active_days)
 
 
-def _forecast_rising(layout, top: int = 20) -> pd.Index | None:
-    """Products the demand forecast expects to rise, when a forecast exists (it is optional here)."""
-    store = ForecastStore(layout)
-    path = store.forecast / "demand_forecast.parquet"
-    if not path.exists() or not store.panel_path.exists():
-        return None
-    rising = rising_products(store.read_panel(), read_frame(path), top=top)
-    return pd.Index(rising.loc[rising["change"] > 0, "product_id"].astype(str))
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "parquet"},
@@ -91,7 +80,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
     for name, cutoff in plan.sets().items():
         start = time.perf_counter()
         if name == "serving":
-            rising = _forecast_rising(layout)
+            rising = forecast_rising_ids(layout)
             built = serving_set(history, cutoff, l2, config.per_generator, rising)
         else:
             built = labelled_set(history, name, cutoff, plan.window_days, l2, config.per_generator)

@@ -1,0 +1,356 @@
+"""Campaign specs: one YAML file per campaign in a folder, validated strictly.
+
+Every model forbids unknown keys, so a misspelt field is an error rather than a
+silently ignored default. Audience and creative rules are parsed when loaded,
+against the profile columns the caller passes, so a typo in a column name fails
+at load time with a suggestion instead of selecting nobody at send time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import string
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import pandas as pd
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ecomarket_assets.campaigns.rules import Rule, parse_rule
+
+Objective = Literal["win-back", "cross-sell", "new-arrival", "replenishment", "cart-recovery", "vip"]
+Channel = Literal["email", "sms", "push"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+CHANNELS: tuple[str, ...] = get_args(Channel)
+WEEKDAYS: tuple[str, ...] = get_args(Weekday)
+DEFAULT_COST_PER_MESSAGE: dict[str, float] = {"email": 0.002, "sms": 0.04, "push": 0.001}
+SUBJECT_PLACEHOLDERS = ("first_product", "top_category")
+SLUG = r"^[a-z0-9_]+$"
+LOADER_FIELDS = ("source_file",)  # set by load_specs, never by a YAML file
+
+Slug = Annotated[str, Field(pattern=SLUG)]
+Problem = tuple[str, str, str]  # (file, field path, message)
+
+
+class SpecError(ValueError):
+    """Every problem found in a campaign folder, one per line, so all files can be fixed in one go."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(f"{file}: {field}: {message}" for file, field, message in self.problems))
+
+
+def _allowed_columns(info: ValidationInfo) -> Collection[str] | None:
+    return (info.context or {}).get("allowed_columns")
+
+
+def _unique(values: list[Any], what: str) -> list[Any]:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{what} must be unique, repeated: {', '.join(repeated)}")
+    return values
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AudienceSpec(_Spec):
+    rule: str
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _yaml_true(cls, value: Any) -> Any:
+        """`rule: true` in YAML is a boolean, but it plainly means everyone."""
+        return "True" if value is True else value
+
+    @field_validator("rule")
+    @classmethod
+    def _valid_rule(cls, value: str, info: ValidationInfo) -> str:
+        parse_rule(value, _allowed_columns(info))
+        return value
+
+
+class ProductSpec(_Spec):
+    count: int = Field(3, ge=1, le=10)
+    categories: list[str] | None = Field(None, min_length=1)  # restrict to these catalog categories
+    in_stock: bool = True  # only products sold recently
+    forecast_rising: bool = False  # only products the demand forecast expects to rise
+    exclude_purchased: bool = True
+
+
+class CreativeSpec(_Spec):
+    id: Slug
+    subject: str = Field(min_length=1)
+    when: str | None = None  # first creative whose rule matches is used; the one without is the fallback
+
+    @field_validator("subject")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("subject is blank")
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"bad placeholder braces: {exc}") from None
+        unknown = sorted(fields - set(SUBJECT_PLACEHOLDERS))
+        if unknown:
+            allowed = ", ".join("{" + p + "}" for p in SUBJECT_PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; use {allowed}")
+        return value
+
+    @field_validator("when")
+    @classmethod
+    def _valid_rule(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            parse_rule(value, _allowed_columns(info))
+        return value
+
+    def render(self, first_product: str, top_category: str) -> str:
+        return self.subject.format(first_product=first_product, top_category=top_category)
+
+
+class ScheduleSpec(_Spec):
+    weekdays: list[Weekday] = Field(min_length=1)
+    start_hour: int = Field(9, ge=0, le=23)  # send window, UTC hours [start_hour, end_hour)
+    end_hour: int = Field(21, ge=1, le=24)
+
+    @field_validator("weekdays")
+    @classmethod
+    def _unique_days(cls, value: list[str]) -> list[str]:
+        return _unique(value, "weekdays")
+
+    @model_validator(mode="after")
+    def _window(self) -> ScheduleSpec:
+        if self.start_hour >= self.end_hour:
+            raise ValueError(f"start_hour ({self.start_hour}) must be before end_hour ({self.end_hour})")
+        return self
+
+
+class BudgetSpec(_Spec):
+    max_recipients: int | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> BudgetSpec:
+        if self.max_recipients is None and self.max_cost is None:
+            raise ValueError("give max_recipients, max_cost or both; a campaign without a limit could message everyone")
+        return self
+
+
+class FrequencyCap(_Spec):
+    """At most `messages` campaign touches per person in any `days` days, counted across all campaigns."""
+
+    messages: int = Field(ge=1)
+    days: int = Field(ge=1)
+
+
+class CampaignSpec(_Spec):
+    name: Slug
+    objective: Objective
+    description: str = ""
+    enabled: bool = True
+    priority: int = 100  # lower goes first when campaigns compete for the same person
+    audience: AudienceSpec
+    products: ProductSpec = Field(default_factory=ProductSpec)
+    channels: list[Channel] = Field(min_length=1)  # preference order
+    creatives: list[CreativeSpec] = Field(min_length=1)
+    schedule: ScheduleSpec
+    budget: BudgetSpec
+    frequency_cap: FrequencyCap
+    control_share: float = Field(gt=0, le=0.5)
+    measurement_days: int = Field(7, ge=1, le=60)  # outcome window after a send
+    cost_per_message: dict[Channel, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_COST_PER_MESSAGE))
+    source_file: str = ""
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[str]) -> list[str]:
+        return _unique(value, "channels")
+
+    @field_validator("creatives")
+    @classmethod
+    def _one_fallback_last(cls, value: list[CreativeSpec]) -> list[CreativeSpec]:
+        """Creatives are tried in order, so the rule-less fallback must be last and unique."""
+        _unique([c.id for c in value], "creative ids")
+        fallbacks = [c.id for c in value if c.when is None]
+        if not fallbacks:
+            raise ValueError("needs a fallback creative without `when` as the last one, for users no rule matches")
+        if len(fallbacks) > 1:
+            raise ValueError(f"only one creative may omit `when`, found {len(fallbacks)}: {', '.join(fallbacks)}")
+        if value[-1].when is not None:
+            raise ValueError(f"the fallback creative {fallbacks[0]!r} (no `when`) must be the last one; "
+                             "creatives after it could never be chosen")
+        return value
+
+    @field_validator("cost_per_message")
+    @classmethod
+    def _fill_costs(cls, value: dict[str, float]) -> dict[str, float]:
+        return {**DEFAULT_COST_PER_MESSAGE, **value}
+
+    def audience_rule(self) -> Rule:
+        return parse_rule(self.audience.rule)
+
+    def creative_rules(self) -> list[tuple[CreativeSpec, Rule | None]]:
+        return [(c, None if c.when is None else parse_rule(c.when)) for c in self.creatives]
+
+
+def field_path(loc: Iterable[str | int]) -> str:
+    """Pydantic loc ('creatives', 1, 'when') -> 'creatives[1].when'."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "[key]":  # pydantic marks dict-key errors with an extra '[key]'
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _model_at(loc: Iterable[str | int]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = CampaignSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model else None
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_inner_model, get_args(annotation)) if m), None)
+
+
+def _message(error: dict[str, Any]) -> str:
+    """Readable message for one pydantic error: rule errors verbatim, unknown keys with a suggestion."""
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    if error["type"] == "extra_forbidden":
+        model = _model_at(error["loc"][:-1])
+        known = [name for name in (model.model_fields if model else {}) if name not in LOADER_FIELDS]
+        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+        return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else f"; known fields: {', '.join(known)}")
+    if error["type"] == "missing":
+        return "required field is missing"
+    return error["msg"]
+
+
+def validate_spec(data: dict[str, Any], source_file: str = "",
+                  allowed_columns: Collection[str] | None = None) -> tuple[CampaignSpec | None, list[tuple[str, str]]]:
+    """(spec or None, [(field path, message)]) for one campaign mapping."""
+    problems = [(key, "set by the loader from the file name; remove it from the YAML") for key in LOADER_FIELDS if key in data]
+    data = {k: v for k, v in data.items() if k not in LOADER_FIELDS} | {"source_file": source_file}
+    try:
+        spec = CampaignSpec.model_validate(data, context={"allowed_columns": allowed_columns})
+    except ValidationError as exc:
+        return None, problems + [(field_path(e["loc"]) or "(document)", _message(e)) for e in exc.errors()]
+    return (None if problems else spec), problems
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice instead of silently keeping the last one."""
+
+
+def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, str) and key in seen:
+            raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
+                                                    f"key {key!r} appears twice", key_node.start_mark)
+        if isinstance(key, str):
+            seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+
+
+def _read_yaml(path: Path) -> tuple[Any, str | None]:
+    """(document, None) or (None, message with the line number)."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader), None  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        return None, f"{where}{getattr(exc, 'problem', None) or exc}"
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot read file: {exc}"
+
+
+def campaign_files(folder: Path) -> list[Path]:
+    """*.yaml / *.yml directly in the folder, sorted; `_draft.yaml` and dotfiles are skipped."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith(("_", ".")))
+
+
+def load_specs(folder: Path, allowed_columns: Collection[str] | None = None) -> list[CampaignSpec]:
+    """All campaigns in the folder, sorted by (priority, name); raises one SpecError listing every problem."""
+    folder = Path(folder)
+    label = folder.resolve().name
+    if not folder.is_dir():
+        raise SpecError([(label, "(folder)", f"campaign folder {folder} does not exist")])
+    files = campaign_files(folder)
+    if not files:
+        raise SpecError([(label, "(folder)", f"no campaign files (*.yaml, *.yml) in {folder}")])
+    problems: list[Problem] = []
+    specs: list[CampaignSpec] = []
+    first_file: dict[str, str] = {}
+    for path in files:
+        rel = f"{label}/{path.name}"  # relative to the folder's parent: campaigns/win_back.yaml
+        data, yaml_problem = _read_yaml(path)
+        if yaml_problem:
+            problems.append((rel, "(yaml)", yaml_problem))
+            continue
+        if not isinstance(data, dict):
+            got = "an empty file" if data is None else f"a {type(data).__name__}"
+            problems.append((rel, "(document)", f"expected one campaign as a mapping of fields, got {got}"))
+            continue
+        spec, found = validate_spec(data, rel, allowed_columns)
+        problems += [(rel, field, message) for field, message in found]
+        name = data.get("name")
+        if isinstance(name, str):
+            if name in first_file:
+                problems.append((rel, "name", f"duplicate campaign name {name!r}, also in {first_file[name]}"))
+            first_file.setdefault(name, rel)
+        if spec is not None:
+            specs.append(spec)
+    if problems:
+        raise SpecError(problems)
+    return sorted(specs, key=lambda s: (s.priority, s.name))
+
+
+def _budget_text(budget: BudgetSpec) -> str:
+    parts = [f"{budget.max_recipients} recipients" if budget.max_recipients else "",
+             f"{budget.max_cost:.2f} cost" if budget.max_cost else ""]
+    return " / ".join(p for p in parts if p)
+
+
+def specs_table(specs: list[CampaignSpec]) -> pd.DataFrame:
+    """One display row per campaign, e.g. for Dagster metadata or a README table."""
+    rows = [{
+        "name": s.name, "objective": s.objective, "enabled": s.enabled, "priority": s.priority,
+        "audience": s.audience.rule, "channels": ">".join(s.channels), "products": s.products.count,
+        "weekdays": ",".join(s.schedule.weekdays), "window_utc": f"{s.schedule.start_hour:02d}-{s.schedule.end_hour:02d}",
+        "budget": _budget_text(s.budget), "cap": f"{s.frequency_cap.messages} per {s.frequency_cap.days} d",
+        "control_share": s.control_share, "source_file": s.source_file,
+    } for s in specs]
+    columns = ["name", "objective", "enabled", "priority", "audience", "channels", "products", "weekdays", "window_utc",
+               "budget", "cap", "control_share", "source_file"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,383 @@
+"""Campaign assets: YAML specs -> eligible audiences -> dated lists with control groups -> outcomes -> uplift."""
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+from ecomarket_assets import metadata as md
+from ecomarket_assets.campaigns import audience as aud
+from ecomarket_assets.campaigns import plots
+from ecomarket_assets.campaigns import uplift as up
+from ecomarket_assets.campaigns.planner import plan_campaigns
+from ecomarket_assets.campaigns.results import attribute_outcomes, uplift_table
+from ecomarket_assets.campaigns.specs import SpecError, load_specs, specs_table
+from ecomarket_assets.campaigns.store import (
+    EXPERIMENT,
+    MODEL_NAME,
+    CampaignStore,
+    export_lists,
+    specs_dir,
+)
+from ecomarket_assets.defs.ingestion.assets import raw_events
+from ecomarket_assets.defs.profiles.assets import user_daily_activity, user_profiles, user_segments
+from ecomarket_assets.defs.recommender.assets import recommendations
+from ecomarket_assets.forecasting.store import forecast_rising_ids
+from ecomarket_assets.mlops import registry
+from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
+from ecomarket_assets.profiles import activity as act
+from ecomarket_assets.recommender.store import RecStore
+from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.simulator import campaigns as sim_campaigns
+from ecomarket_assets.storage import read_frame, write_frame
+
+GROUP = "campaigns"
+OWNERS = ["team:marketing-ops"]
+IN_STOCK_DAYS = 14
+SEND_KEY = ["campaign", "user_id", "send_date"]
+
+
+class SpecsConfig(dg.Config):
+    folder: str = ""  # empty = ECOMARKET_CAMPAIGNS_DIR or campaigns/ in the checkout
+
+
+class AudiencesConfig(dg.Config):
+    ranking: str = "auto"  # auto: uplift x order value when a campaign_uplift champion exists, else propensity x value
+
+
+class ListsConfig(dg.Config):
+    start_date: str = ""  # first send date; empty = the day after the profiles' as-of day
+    horizon_days: int = 28
+
+
+class UpliftConfig(dg.Config):
+    holdout_share: float = 0.5  # the later send dates are held out for evaluation
+
+
+def _profiles_frame(layout) -> pd.DataFrame:
+    segments_path = layout.table("user_segments")
+    segments = read_frame(segments_path) if segments_path.exists() else None
+    return aud.audience_frame(read_frame(layout.table("user_profiles")), segments)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"yaml"},
+    owners=OWNERS,
+    deps=[user_profiles, user_segments],
+    description="Campaigns declared in YAML (`campaigns/` in the repository, or ECOMARKET_CAMPAIGNS_DIR): "
+    "validated against a schema and against the profile columns their rules use; a bad file fails the run "
+    "with every problem named by file and field.",
+)
+def campaign_specs(config: SpecsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    folder = Path(config.folder).expanduser().resolve() if config.folder else specs_dir()
+    try:
+        specs = load_specs(folder, allowed_columns=set(_profiles_frame(layout).columns))
+    except SpecError as error:
+        raise dg.Failure(description=f"campaign specs in {folder} are invalid:\n{error}") from error
+    CampaignStore(layout).write_specs(specs)
+    table = specs_table(specs)
+    return dg.MaterializeResult(metadata={
+        "campaigns": len(specs), "enabled": sum(s.enabled for s in specs),
+        "specs": md.table(table), "folder": dg.MetadataValue.path(str(folder)),
+    })
+
+
+def _offer_inputs(layout, as_of: dt.date) -> aud.OfferInputs:
+    interactions = act.read_days(layout).interactions
+    bought = interactions[interactions["purchase_units"] > 0]
+    day = pd.to_datetime(bought["date"]).dt.date
+    in_stock = set(bought.loc[day > as_of - dt.timedelta(days=IN_STOCK_DAYS), "product_id"])
+    recent = bought.loc[day > as_of - dt.timedelta(days=aud.RECENT_PURCHASE_DAYS), ["user_id", "product_id"]]
+    rising = forecast_rising_ids(layout, top=50)
+    return aud.OfferInputs(read_frame(RecStore(layout).recommendations_path), in_stock,
+                           set(rising) if rising is not None else set(), recent.drop_duplicates())
+
+
+def _uplift_scorer(ranking: str, mlflow_tracking: MlflowResource) -> tuple[aud.UpliftScorer | None, str]:
+    if ranking == "propensity":
+        return None, "propensity x order value (configured)"
+    version = registry.champion_version(mlflow_tracking.client(), MODEL_NAME)
+    if version is None:
+        if ranking == "uplift":
+            raise dg.Failure(f"ranking='uplift' but {MODEL_NAME!r} has no champion: materialize campaign_uplift_model")
+        return None, f"propensity x order value (no {MODEL_NAME} champion yet)"
+    model = registry.load_champion(mlflow_tracking, MODEL_NAME)
+    return (lambda frame: np.asarray(model.predict(up.feature_matrix(frame)), dtype=float),
+            f"uplift x order value ({MODEL_NAME} v{version.version})")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[campaign_specs, user_profiles, user_segments, recommendations, user_daily_activity,
+          dg.AssetKey("demand_forecast")],
+    description="Per campaign, everyone its audience rule selects: eligible, or removed by the first rule that "
+    "excludes them (suppression list, no consent for any of its channels, no product passing its product rules). "
+    "Eligible users carry their offer (recommended products with reasons), creative, channel, send minute, "
+    "propensity, order value and the score that ranks them within the budget.",
+)
+def campaign_audiences(config: AudiencesConfig, data_dir: DataDirResource,
+                       mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = CampaignStore(layout)
+    specs = [s for s in store.read_specs() if s.enabled]
+    users = _profiles_frame(layout)
+    as_of = dt.date.fromisoformat(str(users["as_of"].iloc[0]))
+    suppressed, suppression_table = store.suppressed_users()
+    offers = _offer_inputs(layout, as_of)
+    scorer, ranking = _uplift_scorer(config.ranking, mlflow_tracking)
+    frames = [aud.build_audience(spec, users, suppressed, offers, scorer) for spec in specs]
+    audiences = pd.concat(frames, ignore_index=True)
+    write_frame(audiences.drop(columns=[c for c in audiences.columns if c.startswith("affinity_")]), store.audiences_path)
+    funnel = audience_funnel(audiences)
+    return dg.MaterializeResult(metadata={
+        "as_of": as_of.isoformat(),
+        "dagster/row_count": len(audiences),
+        "eligible": int(audiences["eligible"].sum()),
+        "ranking": ranking,
+        "funnel": md.table(funnel),
+        "suppression_lists": md.table(suppression_table.groupby("list").size().rename("users").reset_index()),
+        "in_stock_products": len(offers.in_stock),
+        "forecast_rising_products": len(offers.rising),
+        "preview": md.preview(audiences.loc[audiences["eligible"], ["campaign", "user_id", "channel", "creative_id",
+                                                                     "propensity", "expected_value", "rank_score"]]),
+        "path": dg.MetadataValue.path(str(store.audiences_path)),
+    })
+
+
+def audience_funnel(audiences: pd.DataFrame) -> pd.DataFrame:
+    """Per campaign: matched = eligible + removed by each rule (shares of matched)."""
+    rows = []
+    for campaign, part in audiences.groupby("campaign", sort=False):
+        row = {"campaign": campaign, "matched": len(part)}
+        for rule in aud.REMOVAL_RULES:
+            row[rule] = int((part["removed_by"] == rule).sum())
+        row["eligible"] = int(part["eligible"].sum())
+        row |= {f"{rule}_share": round(row[rule] / max(len(part), 1), 3) for rule in aud.REMOVAL_RULES}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet", "csv"},
+    owners=OWNERS,
+    deps=[campaign_audiences],
+    description="Who gets which campaign on which day: campaigns planned day by day over the horizon in priority "
+    "order; each send is the best-ranked part of the eligible pool that nobody already in the campaign, nobody at "
+    "the frequency cap (across campaigns) and the budget (recipients, message cost) allow. Group = stable hash of "
+    "campaign and user. One CSV and one Parquet per campaign and send date under campaign_lists/exports/.",
+)
+def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = CampaignStore(layout)
+    specs = store.read_specs()
+    audiences = read_frame(store.audiences_path)
+    as_of = dt.date.fromisoformat(str(audiences["as_of"].iloc[0])) if len(audiences) else dt.date.today()
+    start = dt.date.fromisoformat(config.start_date) if config.start_date else as_of + dt.timedelta(days=1)
+    plan = plan_campaigns(specs, audiences, start, config.horizon_days)
+    write_frame(plan.lists, store.lists_path)
+    write_frame(plan.funnel, store.funnel_path)
+    files = export_lists(plan.lists, store.exports)
+    matched = audiences.groupby("campaign").size()
+    shares = list_rule_shares(audiences, plan.funnel)
+    return dg.MaterializeResult(metadata={
+        "first_send_date": start.isoformat(),
+        "horizon_days": config.horizon_days,
+        "dagster/row_count": len(plan.lists),
+        "treatment": int((plan.lists["group"] == "treatment").sum()),
+        "control": int((plan.lists["group"] == "control").sum()),
+        "distinct_recipients": int(plan.lists["user_id"].nunique()),
+        "expected_value": round(float(plan.lists["expected_value"].sum()), 2),
+        "message_cost": round(float(plan.lists["cost"].sum()), 2),
+        "audience_matched": md.table(matched.rename("users").reset_index()),
+        "share_removed_by_rule": md.table(shares),
+        "per_send": md.table(plan.funnel.round(2)),
+        "plot": plots.sends_per_day(plan.lists),
+        "preview": md.preview(plan.lists[["campaign", "send_date", "send_time", "user_id", "group", "channel",
+                                          "creative_id", "expected_value"]]),
+        "export_files": len(files),
+        "exports": dg.MetadataValue.path(str(store.exports)),
+    })
+
+
+def list_rule_shares(audiences: pd.DataFrame, funnel: pd.DataFrame) -> pd.DataFrame:
+    """Per campaign, share of the matched audience removed by each rule (audience rules, then per-send rules
+    summed over send dates, as shares of the eligible pool offered at each send)."""
+    base = audience_funnel(audiences).set_index("campaign")
+    sends = funnel.groupby("campaign")[["pool", "already_in_campaign", "frequency_cap", "over_budget", "recipients"]].sum()
+    out = base[["matched"] + [f"{r}_share" for r in aud.REMOVAL_RULES]].join(sends, how="left")
+    for rule in ("already_in_campaign", "frequency_cap", "over_budget"):
+        out[f"{rule}_share"] = (out[rule] / out["pool"].where(out["pool"] > 0)).round(3)
+    return out.drop(columns=["already_in_campaign", "frequency_cap", "over_budget"]).reset_index()
+
+
+def _truth(source: ShopSourceResource, layout) -> dict[str, pd.DataFrame] | None:
+    if source.kind != "simulator":
+        return None
+    truth_dir = source.staged(layout).truth_dir
+    names = ("users", "user_category_preferences", "product_choice", "products")
+    if not truth_dir or not all((truth_dir / f"{n}.parquet").exists() for n in names):
+        return None
+    return {name: read_frame(truth_dir / f"{name}.parquet") for name in names}
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[campaign_lists, raw_events],
+    description="Purchases that can answer the campaigns: the shop's purchase events from the first send date on. "
+    "The built-in simulator's shop ends before the sends, so for it the outcomes are simulated from its true "
+    "campaign response (uplift depends on the person and the offer), and the true uplift per send is kept beside.",
+)
+def campaign_outcomes(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = CampaignStore(layout)
+    lists = store.read_lists()
+    truth = _truth(source, layout)
+    if truth is not None and len(lists):
+        catalog = read_frame(layout.table("catalog"))
+        response = sim_campaigns.true_response(lists, truth, catalog)
+        purchases = sim_campaigns.simulate_outcomes(lists, response, truth, catalog, seed=source.sim_seed)
+        observed_until = (lists["send_time"] + pd.to_timedelta(lists["measurement_days"], unit="D")).max()
+        write_frame(pd.concat([lists[SEND_KEY], response], axis=1), store.outcomes / "true_response.parquet")
+        origin = "simulated from the simulator's true campaign response"
+    else:
+        purchases, observed_until = _observed_purchases(layout, lists)
+        origin = "raw_events purchases"
+    write_frame(purchases, store.outcomes / "purchases.parquet")
+    write_frame(pd.DataFrame({"observed_until": [observed_until]}), store.outcomes / "observed_until.parquet")
+    return dg.MaterializeResult(metadata={
+        "origin": origin, "dagster/row_count": len(purchases),
+        "observed_until": str(observed_until), "path": dg.MetadataValue.path(str(store.outcomes)),
+    })
+
+
+def _observed_purchases(layout, lists: pd.DataFrame) -> tuple[pd.DataFrame, pd.Timestamp]:
+    days = sorted(p.parent.name.removeprefix("date=") for p in (layout.root / "raw_events").glob("date=*/part-0.parquet"))
+    first = min(lists["send_date"]).isoformat() if len(lists) else "9999-12-31"
+    frames = [read_frame(layout.raw_events_day(d)) for d in days if d >= first]
+    events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["user_id", "event_time", "event_type", "order_id", "quantity", "unit_price"])
+    until = pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) if days else pd.Timestamp(0, tz="UTC")
+    return events[events["event_type"] == "purchase"].reset_index(drop=True), until
+
+
+def read_outcomes(store: CampaignStore) -> pd.DataFrame:
+    """Lists with attributed outcomes (and the true response, for the simulator)."""
+    purchases = read_frame(store.outcomes / "purchases.parquet")
+    until = read_frame(store.outcomes / "observed_until.parquet")["observed_until"].iloc[0]
+    sends = attribute_outcomes(store.read_lists(), purchases, pd.Timestamp(until))
+    truth_path = store.outcomes / "true_response.parquet"
+    if truth_path.exists():
+        sends = sends.merge(read_frame(truth_path), on=SEND_KEY, how="left")
+    return sends
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=OWNERS,
+    deps=[campaign_outcomes],
+    description="Each campaign's uplift once its measurement windows have closed: conversion and revenue per "
+    "recipient in treatment vs control, the difference with a 95% Welch interval, incremental conversions and "
+    "revenue. Per campaign (all send dates) and per send. On the simulator, also the true uplift and whether "
+    "the interval holds it.",
+)
+def campaign_results(data_dir: DataDirResource) -> dg.MaterializeResult:
+    store = CampaignStore(data_dir.layout())
+    sends = read_outcomes(store)
+    by_campaign = uplift_table(sends, ["campaign"])
+    by_send = uplift_table(sends, ["campaign", "send_date"])
+    write_frame(sends.drop(columns=["product_ids", "product_titles", "product_reasons"]), store.results / "sends.parquet")
+    write_frame(by_campaign, store.results / "by_campaign.parquet")
+    write_frame(by_send, store.results / "by_send.parquet")
+    meta: dict[str, object] = {
+        "sends_measured": int(sends["complete"].sum()),
+        "sends_waiting_for_outcomes": int((~sends["complete"]).sum()),
+        "by_campaign": md.table(by_campaign.round(4)),
+        "by_send": md.table(by_send.round(4)),
+        "incremental_revenue": round(float(by_campaign["incremental_revenue"].sum()), 2) if len(by_campaign) else 0.0,
+        "path": dg.MetadataValue.path(str(store.results)),
+    }
+    if len(by_campaign):
+        meta["plot"] = plots.uplift_intervals(by_campaign)
+    if "true_within_ci" in by_campaign:
+        for name, table in (("campaigns", by_campaign), ("sends", by_send)):
+            measured = table["true_within_ci"].dropna()
+            meta[f"{name}_with_true_uplift_in_ci"] = f"{int(measured.sum())}/{len(measured)}"
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "lightgbm", "mlflow"},
+    owners=OWNERS,
+    deps=[campaign_results],
+    description="Who is persuadable: an X-learner (LightGBM) on past sends' treatment/control outcomes. Scored "
+    "on the later send dates (never trained on them) by Qini curves against random and propensity targeting "
+    "(and, on the simulator, by true incremental conversions at each send's budget); the version that serves is "
+    "refitted on all sends and registered as `campaign_uplift` (challenger; the first version also champion). "
+    "campaign_audiences ranks by it once it is champion.",
+)
+def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfig, data_dir: DataDirResource,
+                          source: ShopSourceResource, mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    layout = data_dir.layout()
+    store = CampaignStore(layout)
+    sends = read_outcomes(store)
+    sends = sends[sends["complete"]].reset_index(drop=True)
+    dates = sorted(sends["send_date"].unique())
+    split = dates[int(len(dates) * (1 - config.holdout_share))] if len(dates) > 1 else None
+    if split is None:
+        raise dg.Failure("an uplift model needs completed sends on at least two send dates")
+    train, test = sends[sends["send_date"] < split], sends[sends["send_date"] >= split]
+    evaluated = up.fit_x_learner(train)
+    evaluation = up.evaluate_targeting(evaluated, test)
+    truth = _truth(source, layout)
+    at_budget = None
+    if truth is not None:
+        pools = read_frame(store.audiences_path)
+        at_budget = up.true_targeting_at_budget(evaluated, pools, test, truth, read_frame(layout.table("catalog")))
+    served = up.fit_x_learner(sends)
+    tags = {**dagster_tags(context), "train_until": str(split)}
+    with mlflow_tracking.start_run(EXPERIMENT, "campaign_uplift_model", tags) as run:
+        mlflow.log_params({**{k: v for k, v in up.PARAMS.items()}, "rounds": up.ROUNDS, "learner": "x-learner",
+                           "train_sends": len(train), "holdout_sends": len(test), "holdout_from": str(split)})
+        metrics = {f"qini_{row['method']}": row["qini"] for row in evaluation.summary.to_dict("records")}
+        if at_budget is not None:
+            metrics |= {f"true_incremental_{m}": v for m, v in at_budget.totals.items()}
+        mlflow.log_metrics(metrics)
+        mlflow.log_figure(plots.qini_figure(evaluation.curves), "qini.png")
+        example = up.feature_matrix(sends.head(20))
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = served.save(Path(tmp) / up.ARTIFACT)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=up.UpliftPyfunc(), artifacts={up.ARTIFACT: str(folder)},
+                signature=infer_signature(example, served.predict_x(example)), input_example=example,
+                pip_requirements=pip_requirements("lightgbm"))
+        version = registry.register_challenger(mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
+                                               tags={"qini_uplift": f"{metrics['qini_uplift']:.4f}"})
+    write_frame(evaluation.summary, store.uplift / "qini_summary.parquet")
+    meta: dict[str, object] = {
+        "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
+        "model_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
+        "registered_version": int(version.version), "aliases": ", ".join(version.aliases),
+        "train_sends": len(train), "holdout_sends": len(test), "holdout_from": str(split),
+        "qini": md.table(evaluation.summary.round(4)),
+        "qini_plot": plots.qini(evaluation.curves),
+    }
+    if at_budget is not None:
+        write_frame(at_budget.per_send, store.uplift / "true_targeting_at_budget.parquet")
+        meta["true_incremental_conversions_at_budget"] = md.table(
+            pd.DataFrame({"method": list(at_budget.totals), "incremental_conversions": list(at_budget.totals.values())}).round(2))
+        meta["uplift_vs_propensity_true_gain"] = round(at_budget.totals["uplift"] / max(at_budget.totals["propensity"], 1e-9) - 1, 4)
+    return dg.MaterializeResult(metadata=meta)
