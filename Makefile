@@ -11,7 +11,7 @@ export ECOMARKET_DAGSTER_COMPUTE_LOGS ?= $(CURDIR)/.dagster/logs
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run dev test test-slow test-postgres test-all bench bench-clv bench-sentiment bench-forecast bench-rec mlflow-ui lint clean install
+.PHONY: run dev test test-slow test-postgres test-all bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns mlflow-ui lint clean install
 
 install: $(STAMP)
 
@@ -58,6 +58,9 @@ bench-forecast: $(STAMP)
 
 bench-rec: $(STAMP)
 	$(BIN)/python benchmarks/recommender_eval.py
+
+bench-campaigns: $(STAMP)
+	$(BIN)/python benchmarks/campaign_eval.py
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
