@@ -33,13 +33,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--data-dir", type=Path, default=None, help="working folder (data/ and mlflow.db inside)")
     parser.add_argument("--skip-upstream", action="store_true", help="reuse profiles and recommendations in --data-dir")
+    parser.add_argument("--skip-ingest", action="store_true", help="reuse the ingested shop in --data-dir")
     args = parser.parse_args()
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="ecomarket-campaign-bench-"))
     use_source("simulator", Path(), root)
     os.environ["ECOMARKET_SIM_USERS"] = str(args.users)
     os.environ["ECOMARKET_CAMPAIGNS_DIR"] = str(REPO_ROOT / "campaigns")
     print(f"simulated shop: {args.users} users; working folder: {root}")
-    stages = [] if args.skip_upstream else [run_stage(n, sel, partitioned=p) for n, sel, p in UPSTREAM]
+    upstream = [] if args.skip_upstream else UPSTREAM[2:] if args.skip_ingest else UPSTREAM
+    stages = [run_stage(n, sel, partitioned=p) for n, sel, p in upstream]
     ranking = {"ops": {"campaign_audiences": {"config": {"ranking": "propensity"}}}}
     stages += [run_stage("campaigns", CAMPAIGNS, run_config=ranking), run_stage("uplift", ["campaign_uplift_model"])]
     _report(root / "data", stages)
