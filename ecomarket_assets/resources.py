@@ -65,6 +65,17 @@ class ShopSourceResource(dg.ConfigurableResource):
     def landing_path(self, layout: DataLayout) -> Path:
         return Path(self.landing_dir) if self.landing_dir else layout.landing
 
+    def truth(self, layout: DataLayout, names: tuple[str, ...]) -> dict | None:
+        """The simulator's ground-truth tables by name, or None for real sources (or a staging without them)."""
+        if self.kind != "simulator":
+            return None
+        truth_dir = self.staged(layout).truth_dir
+        if not truth_dir or not all((truth_dir / f"{n}.parquet").exists() for n in names):
+            return None
+        from ecomarket_assets.storage import read_frame
+
+        return {name: read_frame(truth_dir / f"{name}.parquet") for name in names}
+
     def staged_landing(self, layout: DataLayout) -> list[StagedSource]:
         return [staged_landing_file(p, layout.root) for p in landing_files(self.landing_path(layout))]
 

@@ -48,9 +48,8 @@ def assign_group(campaign: str, user_ids: pd.Series, control_share: float) -> np
     return np.where(hash_unit(campaign, user_ids) < control_share, "control", "treatment")
 
 
-def send_dates(spec: CampaignSpec, start: dt.date, days: int) -> list[dt.date]:
-    wanted = {WEEKDAYS.index(day) for day in spec.schedule.weekdays}
-    return [d for d in (start + dt.timedelta(days=i) for i in range(days)) if d.weekday() in wanted]
+def sends_on(spec: CampaignSpec, day: dt.date) -> bool:
+    return WEEKDAYS[day.weekday()] in spec.schedule.weekdays
 
 
 @dataclass
@@ -89,7 +88,7 @@ def plan_campaigns(specs: list[CampaignSpec], audiences: pd.DataFrame, start: dt
     for offset in range(days):
         day = start + dt.timedelta(days=offset)
         for spec in enabled:
-            if day not in send_dates(spec, day, 1):
+            if not sends_on(spec, day):
                 continue
             chosen, counts = _plan_one(spec, pools[spec.name], day, touches)
             touches.add(spec.name, chosen["user_id"].tolist(), day)

@@ -48,9 +48,9 @@ def _affinity(truth: dict[str, pd.DataFrame], user_ids: pd.Index) -> pd.DataFram
     return true_product_affinity(truth, list(user_ids))
 
 
-def user_order_values(truth: dict[str, pd.DataFrame], catalog: pd.DataFrame, user_ids: pd.Index) -> pd.Series:
+def user_order_values(affinity: pd.DataFrame, catalog: pd.DataFrame, user_ids: pd.Index) -> pd.Series:
     """Expected value of an order a user places on their own: affinity-weighted price x mean units."""
-    affinity = _affinity(truth, user_ids).merge(catalog[["product_id", "price"]], on="product_id")
+    affinity = affinity.merge(catalog[["product_id", "price"]], on="product_id")
     affinity["weighted"] = affinity["affinity"] * affinity["price"]
     sums = affinity.groupby("user_id")[["weighted", "affinity"]].sum()
     return (sums["weighted"] / sums["affinity"] * MEAN_UNITS).reindex(user_ids)
@@ -76,7 +76,8 @@ def true_response(sends: pd.DataFrame, truth: dict[str, pd.DataFrame], catalog: 
     days = sends["measurement_days"].to_numpy()
     p_control = 1 - np.exp(-rate * days)
 
-    match = _offer_match(sends, truth, ids)
+    affinity = _affinity(truth, ids)
+    match = _offer_match(sends, affinity)
     sensitivity = u["price_sensitivity"].to_numpy()
     lift = BASE_LIFT + PRICE_LIFT * (sensitivity - 1) + MATCH_LIFT * match
     lift = lift + WIN_BACK_LIFT * ((~alive) & (days_churned < WIN_BACK_DAYS))
@@ -85,7 +86,7 @@ def true_response(sends: pd.DataFrame, truth: dict[str, pd.DataFrame], catalog: 
     lift = np.where(sleeping_dog, SLEEPING_DOG_LIFT, lift)
     p_treated = 1 / (1 + np.exp(-(_logit(p_control) + lift)))
 
-    own_value = user_order_values(truth, catalog, ids).reindex(sends["user_id"]).to_numpy()
+    own_value = user_order_values(affinity, catalog, ids).reindex(sends["user_id"]).to_numpy()
     prices = catalog.set_index("product_id")["price"]
     first_price = prices.reindex(sends["product_ids"].str[0]).to_numpy() * MEAN_UNITS
     treated_value = PROMOTED_SHARE * first_price + (1 - PROMOTED_SHARE) * own_value
@@ -99,9 +100,8 @@ def true_response(sends: pd.DataFrame, truth: dict[str, pd.DataFrame], catalog: 
     return out
 
 
-def _offer_match(sends: pd.DataFrame, truth: dict[str, pd.DataFrame], ids: pd.Index) -> np.ndarray:
+def _offer_match(sends: pd.DataFrame, affinity: pd.DataFrame) -> np.ndarray:
     """log(mean affinity of the offered products / the user's mean affinity), clipped to +-2."""
-    affinity = _affinity(truth, ids)
     mean = affinity.groupby("user_id")["affinity"].mean()
     offered = sends[["user_id", "product_ids"]].explode("product_ids").rename(columns={"product_ids": "product_id"})
     offered = offered.reset_index().merge(affinity, on=["user_id", "product_id"], how="left")

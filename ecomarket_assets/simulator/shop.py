@@ -564,6 +564,9 @@ def _truth(cfg: SimConfig, users: pd.DataFrame, pref: np.ndarray, catalog: pd.Da
     }
 
 
+AFFINITY_TRUTH = ("users", "user_category_preferences", "product_choice", "products")  # tables it reads
+
+
 def true_product_affinity(truth: dict[str, pd.DataFrame], user_ids: list[str] | None = None) -> pd.DataFrame:
     """P(user picks product | a session) = preference for its category x group choice probability."""
     users = truth["users"] if user_ids is None else truth["users"][truth["users"]["user_id"].isin(user_ids)]

@@ -34,6 +34,7 @@ from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.recommender.store import RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.simulator import campaigns as sim_campaigns
+from ecomarket_assets.simulator.shop import AFFINITY_TRUTH
 from ecomarket_assets.storage import read_frame, write_frame
 
 GROUP = "campaigns"
@@ -220,16 +221,6 @@ def list_rule_shares(audiences: pd.DataFrame, funnel: pd.DataFrame) -> pd.DataFr
     return out.drop(columns=["already_in_campaign", "frequency_cap", "over_budget"]).reset_index()
 
 
-def _truth(source: ShopSourceResource, layout) -> dict[str, pd.DataFrame] | None:
-    if source.kind != "simulator":
-        return None
-    truth_dir = source.staged(layout).truth_dir
-    names = ("users", "user_category_preferences", "product_choice", "products")
-    if not truth_dir or not all((truth_dir / f"{n}.parquet").exists() for n in names):
-        return None
-    return {name: read_frame(truth_dir / f"{name}.parquet") for name in names}
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "parquet"},
@@ -243,7 +234,7 @@ def campaign_outcomes(data_dir: DataDirResource, source: ShopSourceResource) -> 
     layout = data_dir.layout()
     store = CampaignStore(layout)
     lists = store.read_lists()
-    truth = _truth(source, layout)
+    truth = source.truth(layout, AFFINITY_TRUTH)
     if truth is not None and len(lists):
         catalog = read_frame(layout.table("catalog"))
         response = sim_campaigns.true_response(lists, truth, catalog)
@@ -342,7 +333,7 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
     train, test = sends[sends["send_date"] < split], sends[sends["send_date"] >= split]
     evaluated = up.fit_x_learner(train)
     evaluation = up.evaluate_targeting(evaluated, test)
-    truth = _truth(source, layout)
+    truth = source.truth(layout, AFFINITY_TRUTH)
     at_budget = None
     if truth is not None:
         pools = read_frame(store.audiences_path)

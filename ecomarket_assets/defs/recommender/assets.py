@@ -31,7 +31,7 @@ from ecomarket_assets.recommender.rerank import (
 )
 from ecomarket_assets.recommender.store import EXPERIMENT, MODEL_NAME, CutoffPlan, RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
-from ecomarket_assets.simulator.shop import true_product_affinity
+from ecomarket_assets.simulator.shop import AFFINITY_TRUTH, true_product_affinity
 from ecomarket_assets.storage import read_frame, write_frame
 
 GROUP = "recommender"
@@ -313,11 +313,5 @@ def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsCon
 
 
 def _true_affinity(source: ShopSourceResource, layout, users: pd.Index) -> pd.DataFrame | None:
-    if source.kind != "simulator":
-        return None
-    truth_dir = source.staged(layout).truth_dir
-    if not truth_dir or not (truth_dir / "product_choice.parquet").exists():
-        return None
-    names = ("users", "user_category_preferences", "product_choice", "products")
-    truth = {name: read_frame(truth_dir / f"{name}.parquet") for name in names}
-    return true_product_affinity(truth, list(users))
+    truth = source.truth(layout, AFFINITY_TRUTH)
+    return None if truth is None else true_product_affinity(truth, list(users))
