@@ -250,9 +250,23 @@ def test_outcomes_count_only_purchases_inside_each_window():
                        send + pd.Timedelta(days=7)],
         "order_id": ["o1", "o2", "o3", "o4"], "quantity": [2, 1, 1, 1], "unit_price": [5.0, 3.0, 9.0, 9.0]})
     out = attribute_outcomes(lists, purchases, send + pd.Timedelta(days=8))
-    assert out["orders"].tolist() == [2, 0, 0] and out["revenue"].tolist() == [13.0, 0.0, 0.0]
+    assert out["outcome_orders"].tolist() == [2, 0, 0] and out["outcome_revenue"].tolist() == [13.0, 0.0, 0.0]
     assert out["complete"].all()
     assert not attribute_outcomes(lists, purchases, send + pd.Timedelta(days=6))["complete"].any()
+
+
+def test_outcomes_never_overwrite_the_profile_features_the_uplift_model_reads():
+    """Regression: outcomes once landed in `orders`/`revenue`, the profile features, leaking the label."""
+    send = pd.Timestamp("2025-12-01 10:00", tz="UTC")
+    lists = pd.DataFrame({"campaign": "c", "user_id": ["a", "b"], "send_time": send, "measurement_days": 7,
+                          "group": "treatment", "orders": [5, 0], "revenue": [250.0, 0.0]})
+    purchases = pd.DataFrame({"user_id": ["b"], "event_time": [send + pd.Timedelta(hours=1)], "order_id": ["o1"],
+                              "quantity": [1], "unit_price": [9.0]})
+    out = attribute_outcomes(lists, purchases, send + pd.Timedelta(days=8))
+    assert out["orders"].tolist() == [5, 0] and out["revenue"].tolist() == [250.0, 0.0]
+    assert out["converted"].tolist() == [False, True]
+    with pytest.raises(ValueError, match="outcome columns"):
+        attribute_outcomes(out, purchases, send + pd.Timedelta(days=8))
 
 
 def test_difference_interval_matches_a_hand_computed_welch_interval():
@@ -272,7 +286,7 @@ def test_uplift_table_recovers_a_known_effect():
     n = 20_000
     group = np.where(rng.random(n) < 0.2, "control", "treatment")
     converted = rng.random(n) < np.where(group == "treatment", 0.15, 0.10)
-    frame = pd.DataFrame({"campaign": "c", "group": group, "converted": converted, "revenue": converted * 20.0,
+    frame = pd.DataFrame({"campaign": "c", "group": group, "converted": converted, "outcome_revenue": converted * 20.0,
                           "complete": True, "cost": 0.0})
     row = uplift_table(frame, ["campaign"]).iloc[0]
     assert row["uplift_low"] < 0.05 < row["uplift_high"] and row["uplift_high"] - row["uplift_low"] < 0.03

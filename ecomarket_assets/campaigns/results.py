@@ -15,11 +15,19 @@ from scipy import stats
 CONFIDENCE = 0.95
 
 
-def attribute_outcomes(lists: pd.DataFrame, purchases: pd.DataFrame, observed_until: pd.Timestamp) -> pd.DataFrame:
-    """Lists plus converted / orders / revenue per send, and whether its window is complete.
+OUTCOME_COLUMNS = ("outcome_orders", "outcome_revenue", "converted", "complete", "window_end")
 
-    `purchases`: canonical purchase events (user_id, event_time, order_id, quantity, unit_price).
+
+def attribute_outcomes(lists: pd.DataFrame, purchases: pd.DataFrame, observed_until: pd.Timestamp) -> pd.DataFrame:
+    """Lists plus converted / outcome_orders / outcome_revenue per send, and whether its window is complete.
+
+    `purchases`: canonical purchase events (user_id, event_time, order_id, quantity, unit_price). The outcome
+    columns have names of their own: lists carry the profile's `orders` and `revenue` as model features, and an
+    outcome written over them would hand the uplift model its own label.
     """
+    clash = sorted(set(OUTCOME_COLUMNS) & set(lists.columns))
+    if clash:
+        raise ValueError(f"lists already have outcome columns {clash}: outcomes would overwrite them")
     sends = lists.reset_index(drop=True).copy()
     sends["window_end"] = sends["send_time"] + pd.to_timedelta(sends["measurement_days"], unit="D")
     sends["complete"] = sends["window_end"] <= observed_until
@@ -28,9 +36,9 @@ def attribute_outcomes(lists: pd.DataFrame, purchases: pd.DataFrame, observed_un
     joined = sends[["user_id", "send_time", "window_end"]].reset_index().merge(buys, on="user_id")
     inside = joined[(joined["event_time"] >= joined["send_time"]) & (joined["event_time"] < joined["window_end"])]
     per_send = inside.groupby("index").agg(orders=("order_id", "nunique"), revenue=("value", "sum"))
-    sends["orders"] = per_send["orders"].reindex(sends.index).fillna(0).astype("int64")
-    sends["revenue"] = per_send["revenue"].reindex(sends.index).fillna(0.0)
-    sends["converted"] = sends["orders"] > 0
+    sends["outcome_orders"] = per_send["orders"].reindex(sends.index).fillna(0).astype("int64")
+    sends["outcome_revenue"] = per_send["revenue"].reindex(sends.index).fillna(0.0)
+    sends["converted"] = sends["outcome_orders"] > 0
     return sends
 
 
@@ -56,14 +64,14 @@ def uplift_table(outcomes: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     for key, part in outcomes[outcomes["complete"]].groupby(by, sort=True):
         treated, control = part[part["group"] == "treatment"], part[part["group"] == "control"]
         conv, conv_lo, conv_hi, conv_p = difference_ci(treated["converted"].to_numpy(float), control["converted"].to_numpy(float))
-        rev, rev_lo, rev_hi, _ = difference_ci(treated["revenue"].to_numpy(float), control["revenue"].to_numpy(float))
+        rev, rev_lo, rev_hi, _ = difference_ci(treated["outcome_revenue"].to_numpy(float), control["outcome_revenue"].to_numpy(float))
         n_t = len(treated)
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
         row |= {"treatment": n_t, "control": len(control),
                 "conversion_treatment": treated["converted"].mean(), "conversion_control": control["converted"].mean(),
                 "uplift": conv, "uplift_low": conv_lo, "uplift_high": conv_hi, "p_value": conv_p,
-                "revenue_per_recipient_treatment": treated["revenue"].mean(),
-                "revenue_per_recipient_control": control["revenue"].mean(),
+                "revenue_per_recipient_treatment": treated["outcome_revenue"].mean(),
+                "revenue_per_recipient_control": control["outcome_revenue"].mean(),
                 "revenue_uplift": rev, "revenue_uplift_low": rev_lo, "revenue_uplift_high": rev_hi,
                 "incremental_conversions": conv * n_t, "incremental_revenue": rev * n_t,
                 "incremental_revenue_low": rev_lo * n_t, "incremental_revenue_high": rev_hi * n_t,
