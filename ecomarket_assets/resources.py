@@ -38,6 +38,7 @@ class ShopSourceResource(dg.ConfigurableResource):
     sim_days: int = SimConfig.n_days
     sim_start: str = DEFAULT_START.isoformat()
     sim_seed: int = SimConfig.seed
+    sim_shift_day: int = SimConfig.shift_day
     landing_dir: str = ""
 
     @classmethod
@@ -51,12 +52,14 @@ class ShopSourceResource(dg.ConfigurableResource):
             sim_days=int(env.get("ECOMARKET_SIM_DAYS", SimConfig.n_days)),
             sim_start=env.get("ECOMARKET_SIM_START", DEFAULT_START.isoformat()),
             sim_seed=int(env.get("ECOMARKET_SIM_SEED", SimConfig.seed)),
+            sim_shift_day=int(env.get("ECOMARKET_SIM_SHIFT_DAY", SimConfig.shift_day)),
             landing_dir=env.get("ECOMARKET_LANDING_DIR", ""),
         )
 
     def spec(self) -> SourceSpec:
         sim = SimConfig(n_users=self.sim_users, n_products=self.sim_products, n_days=self.sim_days,
-                        start_date=dt.date.fromisoformat(self.sim_start), seed=self.sim_seed)
+                        start_date=dt.date.fromisoformat(self.sim_start), seed=self.sim_seed,
+                        shift_day=self.sim_shift_day)
         return SourceSpec(kind=self.kind, path=self.path or None, sim=sim)
 
     def staged(self, layout: DataLayout) -> StagedSource:

@@ -32,6 +32,7 @@ import pyarrow as pa
 from ecomarket_assets.ingestion.tables import SourceTables
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, REVIEWS
 from ecomarket_assets.simulator import vocabulary as vocab
+from ecomarket_assets.simulator.shift import MarketShift, apply_shift
 
 N_PERSONAS = 6
 PRICE_SENSITIVITY = np.array([0.3, 1.0, 2.0])  # per price band: low, medium, high
@@ -53,6 +54,9 @@ class SimConfig:
     mean_lifetime_days: float = 240.0
     # Real trackers misfire: this share of events is sent twice, and as many name a delisted product.
     glitch_share: float = 0.0005
+    # A market shift from this day on (see simulator/shift.py); -1 = none.
+    shift_day: int = -1
+    shift_price_factor: float = 1.3
 
     @property
     def end_date(self) -> dt.date:
@@ -61,6 +65,8 @@ class SimConfig:
 
     def fingerprint(self) -> str:
         values = asdict(self) | {"start_date": self.start_date.isoformat(), "version": SIMULATOR_VERSION}
+        if self.shift_day < 0:  # unshifted shops keep the fingerprint (and staging) they had before shifts existed
+            values = {k: v for k, v in values.items() if not k.startswith("shift_")}
         return "-".join(f"{k}={values[k]}" for k in sorted(values))
 
 
@@ -426,9 +432,12 @@ def simulate(cfg: SimConfig = SimConfig()) -> SimulatedShop:
     events = events[events["time_s"] < cfg.n_days * 86_400]  # the window closes at midnight of its last day
     events = events.sort_values("time_s", kind="stable", ignore_index=True)
     canonical, glitches = _tracker_glitches(rng, _canonical_events(events, cfg, users, catalog), cfg.glitch_share)
+    listed = catalog[CATALOG.names].copy()
+    if cfg.shift_day >= 0:
+        canonical, listed = apply_shift(canonical, listed, cfg.start_date, MarketShift(cfg.shift_day, cfg.shift_price_factor))
     tables = SourceTables(
         events=canonical,
-        catalog=catalog[CATALOG.names].copy(),
+        catalog=listed,
         customers=_customers(users, cfg),
         reviews=_reviews(reviewed, rng, cfg, users, catalog),
         notes={"simulator": cfg.fingerprint(), "sessions": len(sessions), **glitches},
