@@ -269,3 +269,9 @@ def rollback_champion(client: MlflowClient, name: str, reason: str = "") -> Mode
     client.set_model_version_tag(name, previous, TAG_PROMOTION, "restored")
     client.set_registered_model_alias(name, CHAMPION, previous)
     return client.get_model_version(name, previous)
+
+
+def load_version(client: MlflowClient, name: str, version: str | int) -> mlflow.pyfunc.PyFuncModel:
+    """Load one registered version from the store `client` points at (the promotion step loads both contenders)."""
+    with fluent_uris(client.tracking_uri, client._registry_uri):
+        return mlflow.pyfunc.load_model(f"models:/{name}/{version}")

@@ -17,7 +17,7 @@ from ecomarket_assets.forecasting import backtest as bt
 from ecomarket_assets.forecasting import forecast as fc
 from ecomarket_assets.forecasting import plots
 from ecomarket_assets.forecasting import training as tr
-from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
+from ecomarket_assets.forecasting.features import HORIZON, EmbeddingBasis, PanelSums
 from ecomarket_assets.forecasting.model import feature_importance
 from ecomarket_assets.forecasting.panel import (
     calendar_to_frame,
@@ -32,7 +32,7 @@ from ecomarket_assets.forecasting.store import (
     ForecastStore,
     tuning_from_dict,
 )
-from ecomarket_assets.mlops import registry
+from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import read_frame, write_frame
@@ -48,6 +48,9 @@ class DemandModelConfig(dg.Config):
     n_trials: int = int(os.environ.get("ECOMARKET_FORECAST_TRIALS", "15"))
     timeout_seconds: float = float(os.environ.get("ECOMARKET_FORECAST_TIMEOUT", "900"))
     seed: int = 7
+    # The last days the registered version never learns from: the fresh hold-out on which the promotion
+    # step compares it with the champion (features at forecast time still read every day).
+    holdout_days: int = int(os.environ.get("ECOMARKET_FORECAST_HOLDOUT_DAYS", str(HORIZON)))
 
 
 @dg.asset(
@@ -113,8 +116,9 @@ def _embedding_basis(layout) -> EmbeddingBasis | None:
     deps=[demand_training_set],
     description="One global LightGBM (Tweedie) across products, tuned by Optuna on rolling-origin folds that "
     "end before the backtest windows, with P10/P50/P90 quantile models conformally calibrated on the same "
-    "folds. Logged to MLflow and registered as `demand_forecaster` (new version = challenger; the first "
-    "version is also champion).",
+    "folds. The final model learns from every day but the last `holdout_days` (the fresh hold-out of the "
+    "promotion step). Logged to MLflow and registered as `demand_forecaster` (new version = challenger; the "
+    "first version is also champion).",
 )
 def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, data_dir: DataDirResource,
                  mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
@@ -127,8 +131,10 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     tuning = tr.tune(train, folds, n_trials=config.n_trials, timeout=config.timeout_seconds, seed=config.seed)
     context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
     start = time.perf_counter()
-    model = tr.fit_final(train, tuning, basis)
+    origin = len(panel.days) - 1 - config.holdout_days
+    model = tr.fit_final(train, tuning, basis, origin=origin)
     fit_seconds = time.perf_counter() - start
+    trained_through = str(panel.days[origin].date())
     importance = feature_importance(model)
     with mlflow_tracking.start_run(EXPERIMENT, "demand_model", dagster_tags(context)) as run:
         _log_training(tuning, plan.describe(panel), importance, fit_seconds, len(train.target))
@@ -142,8 +148,10 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
             )
         version = registry.register_challenger(
             mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
-            tags={"cv_wape": f"{tuning.best_wape:.4f}", "dagster_run_id": context.run.run_id},
+            tags={"cv_wape": f"{tuning.best_wape:.4f}", "dagster_run_id": context.run.run_id,
+                  promotion.TAG_TRAINED_THROUGH: trained_through},
         )
+        mlflow.set_tag(promotion.TAG_TRAINED_THROUGH, trained_through)
     store.write_tuning(tuning, {"plan": plan.describe(panel).to_dict("records"), "model_version": version.version,
                                 "run_id": run.info.run_id})
     write_frame(tuning.trials, store.model / "optuna_trials.parquet")
@@ -162,6 +170,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
         "tuning_seconds": round(tuning.seconds, 1),
         "final_fit_seconds": round(fit_seconds, 1),
         "train_rows": len(train.target),
+        "trained_through": trained_through,
         "interval_calibration": md.table({"raw P10-P90 coverage": round(tuning.calibration.coverage_before, 4),
                                           "calibrated coverage": round(tuning.calibration.coverage_after, 4),
                                           "lower offset": round(tuning.calibration.lower, 4),

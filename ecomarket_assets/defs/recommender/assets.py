@@ -1,5 +1,6 @@
 """Recommender assets: candidates per cutoff -> lambdarank model in MLflow -> top-K with reasons, and the evaluation."""
 
+import datetime as dt
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from ecomarket_assets import metadata as md
 from ecomarket_assets.defs.ingestion.assets import catalog, customers
 from ecomarket_assets.defs.profiles.assets import user_daily_activity
 from ecomarket_assets.forecasting.store import forecast_rising_ids
-from ecomarket_assets.mlops import registry
+from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
 from ecomarket_assets.recommender import evaluation as ev
 from ecomarket_assets.recommender import plots
@@ -133,16 +134,16 @@ def _found_by(frame: pd.DataFrame) -> pd.DataFrame:
     owners=OWNERS,
     deps=[rec_candidates],
     description="LightGBM lambdarank over candidate features. The rounds are chosen by early stopping on a user "
-    "split of the training cutoffs; that model is scored on the hold-out (never trained on it). The version "
-    "that serves is refitted with the same settings on the windows shifted to end at the last day, logged to "
-    "MLflow and registered as `recommender` (challenger; the first version is also champion).",
+    "split of the training cutoffs; that model is scored on the hold-out (never trained on it) and is the "
+    "version registered as `recommender` (challenger; the first version is also champion): the hold-out "
+    "window stays fresh for the promotion step, while serving features still read the whole history.",
 )
 def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResource,
                       mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
     store = RecStore(data_dir.layout())
     plan, saved = store.read_plan()
     train_names = [f"train_{i + 1}" for i in range(len(plan.train))]
-    frames = {name: store.read_candidates(name) for name in {*train_names, *plan.serving_training_sets()}}
+    frames = {name: store.read_candidates(name) for name in [*train_names, "holdout"]}
     evaluated = rk.train_ranker([frames[n] for n in train_names])
     holdout = frames["holdout"].copy()
     holdout["score"] = rk.score(evaluated.booster, holdout, evaluated.cold_policy)
@@ -150,21 +151,19 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
     holdout_ndcg = ev.mean_ndcg(ev.lists_from_rows(top_by_score(holdout, ev.K)), truth)
     described = {"rounds": evaluated.rounds, "cold_policy": evaluated.cold_policy}
     rk.save_ranker(evaluated.booster, store.model / "holdout_ranker", {**described, "sets": train_names})
-    start = time.perf_counter()
-    serving_frames = [frames[n] for n in plan.serving_training_sets()]
-    served = rk.refit(serving_frames, evaluated.rounds)
-    refit_seconds = time.perf_counter() - start
+    served = evaluated.booster
     importance = rk.feature_importance(served)
-    tags = {**dagster_tags(context), "history_until": str(plan.serving)}
+    trained_through = str(plan.holdout - dt.timedelta(days=1))
+    tags = {**dagster_tags(context), "history_until": str(plan.serving), promotion.TAG_TRAINED_THROUGH: trained_through}
     with mlflow_tracking.start_run(EXPERIMENT, "recommender_model", tags) as run:
         mlflow.log_params({**{k: v for k, v in rk.PARAMS.items() if k != "eval_at"}, "num_boost_round": evaluated.rounds,
-                           "ease_l2": saved["ease_l2"], "train_sets": ",".join(plan.serving_training_sets()),
+                           "ease_l2": saved["ease_l2"], "train_sets": ",".join(train_names),
                            "features": len(FEATURES), "cold_policy": evaluated.cold_policy})
         mlflow.log_metrics({"holdout_ndcg_at_10": holdout_ndcg, "valid_ndcg_at_10": evaluated.valid_ndcg,
-                            "train_rows": evaluated.train_rows, "fit_seconds": evaluated.seconds + refit_seconds})
+                            "train_rows": evaluated.train_rows, "fit_seconds": evaluated.seconds})
         mlflow.log_table(importance, "feature_importance.json")
         mlflow.log_figure(plots.importance_figure(importance), "feature_importance.png")
-        example = serving_frames[-1][FEATURES].head(20)
+        example = frames[train_names[-1]][FEATURES].head(20)
         with tempfile.TemporaryDirectory() as tmp:
             folder = rk.save_ranker(served, Path(tmp) / rk.ARTIFACT, described)
             info = mlflow.pyfunc.log_model(
@@ -174,7 +173,8 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
             )
         version = registry.register_challenger(
             mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
-            tags={"holdout_ndcg_at_10": f"{holdout_ndcg:.4f}", "dagster_run_id": context.run.run_id},
+            tags={"holdout_ndcg_at_10": f"{holdout_ndcg:.4f}", "dagster_run_id": context.run.run_id,
+                  promotion.TAG_TRAINED_THROUGH: trained_through},
         )
     return dg.MaterializeResult(metadata={
         "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
@@ -189,7 +189,8 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
                                             "policy", "ndcg@10"),
         "train_rows": evaluated.train_rows,
         "train_queries": evaluated.train_users,
-        "fit_seconds": round(evaluated.seconds + refit_seconds, 1),
+        "fit_seconds": round(evaluated.seconds, 1),
+        "trained_through": trained_through,
         "peak_memory_gb": md.peak_memory_gb(),
         "feature_importance": plots.importance(importance),
     })
