@@ -1,0 +1,1 @@
+"""Monitoring: data and prediction drift between a reference and a current snapshot of an asset."""
