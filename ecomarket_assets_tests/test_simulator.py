@@ -128,3 +128,25 @@ def test_tracker_glitches_are_injected_for_ingestion_to_catch():
     assert events["event_id"].duplicated().sum() == n
     assert events["product_id"].str.startswith("DELISTED-").sum() >= n - 1  # a doubled row may copy one
     assert not shop.tables.catalog["product_id"].str.startswith("DELISTED-").any()
+
+
+def test_market_shift_changes_only_the_days_from_the_shift_on():
+    from ecomarket_assets.simulator.shift import NEW_CATEGORY
+    from ecomarket_assets.simulator.shop import SimConfig, simulate
+
+    config = {"n_users": 400, "n_products": 60, "n_days": 40, "start_date": dt.date(2025, 10, 1), "seed": 5}
+    base, shifted = simulate(SimConfig(**config)), simulate(SimConfig(**config, shift_day=30))
+    boundary = pd.Timestamp("2025-10-31", tz="UTC")
+    before = [e[e["event_time"] < boundary].reset_index(drop=True) for e in (base.tables.events, shifted.tables.events)]
+    pd.testing.assert_frame_equal(*before)
+    after_base = base.tables.events[base.tables.events["event_time"] >= boundary]
+    after = shifted.tables.events[shifted.tables.events["event_time"] >= boundary]
+    assert len(after) == len(after_base)  # the same shoppers, some on other products
+    category = shifted.tables.catalog.set_index("product_id")["category"]
+    bought = after.loc[after["event_type"] == "purchase", "product_id"].map(category)
+    assert (bought == NEW_CATEGORY).mean() > 0.02
+    unmoved = after["product_id"].to_numpy() == after_base["product_id"].to_numpy()
+    ratio = after.loc[unmoved, "unit_price"] / after_base.loc[unmoved, "unit_price"].to_numpy()
+    assert ratio.dropna().between(1.29, 1.31).all()
+    assert SimConfig(**config).fingerprint() != SimConfig(**config, shift_day=30).fingerprint()
+    assert "shift" not in SimConfig(**config).fingerprint()
