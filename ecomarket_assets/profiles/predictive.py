@@ -125,8 +125,10 @@ def backtest(activity: DailyActivity, all_users: pd.Index, as_of: dt.date, horiz
     if truth_users is not None:
         churned = truth_users.set_index("user_id")["churn_date"].reindex(scored.index)
         truly_gone = pd.to_datetime(churned) <= pd.Timestamp(as_of)
-        if truly_gone.nunique() == 2:
-            metrics["churn_auc_vs_true_churn"] = float(roc_auc_score(truly_gone, scored["churn_probability"]))
+        valid = scored["churn_probability"].notna()
+        if truly_gone[valid].nunique() == 2:
+            metrics["churn_auc_vs_true_churn"] = float(roc_auc_score(truly_gone[valid],
+                                                                     scored.loc[valid, "churn_probability"]))
     return Backtest(metrics, rates, scored.reset_index())
 
 
@@ -138,10 +140,14 @@ def _score(scored: pd.DataFrame, activity: DailyActivity, cutoff: dt.date, horiz
     naive_rate = buying.groupby("user_id")["date"].nunique() / span  # same daily rate as before the cutoff
     naive = (naive_rate * horizon).reindex(scored.index).fillna(0)
     pred, act = scored["predicted_purchases"], scored["actual_purchases"]
+    # A model that cannot score a user (NaN, e.g. a degenerate small-shop fit) is counted, not silently ranked.
+    valid = scored["churn_probability"].notna()
+    churners = scored.loc[valid, "no_purchase"]
     metrics = {
         "backtest_cutoff": cutoff.isoformat(),
         "users_scored": int(len(scored)),
-        "churn_auc": float(roc_auc_score(scored["no_purchase"], scored["churn_probability"])) if scored["no_purchase"].nunique() == 2 else float("nan"),
+        "users_without_churn_prediction": int((~valid).sum()),
+        "churn_auc": float(roc_auc_score(churners, scored.loc[valid, "churn_probability"])) if churners.nunique() == 2 else float("nan"),
         "churn_rate_actual": float(scored["no_purchase"].mean()),
         "churn_probability_mean": float(scored["churn_probability"].mean()),
         "purchases_corr": float(np.corrcoef(pred, act)[0, 1]),

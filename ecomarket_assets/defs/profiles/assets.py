@@ -157,7 +157,11 @@ def _backtest_plot(scored: pd.DataFrame) -> dg.MetadataValue:
     left.plot([0, top], [0, top], color="grey", lw=1)
     left.set(xlabel="predicted purchase days (90 d)", ylabel="actual", title="purchases: backtest")
     bins = pd.cut(scored["churn_probability"], [0, 0.2, 0.4, 0.6, 0.8, 1.0], include_lowest=True)
-    scored.groupby(bins, observed=True)["no_purchase"].mean().plot.bar(ax=right, color="tab:red")
+    calibration = scored.groupby(bins, observed=True)["no_purchase"].mean()
+    if len(calibration):
+        calibration.plot.bar(ax=right, color="tab:red")
+    else:  # the model could not score anyone at the cutoff (too little history): say so instead of a blank chart
+        right.text(0.5, 0.5, "no churn predictions at the cutoff", ha="center", transform=right.transAxes)
     right.set(xlabel="predicted churn probability", ylabel="share with no purchase", title="churn calibration")
     return md.plot(fig)
 
