@@ -11,7 +11,7 @@ export ECOMARKET_DAGSTER_COMPUTE_LOGS ?= $(CURDIR)/.dagster/logs
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run dev test test-slow test-postgres test-all bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns mlflow-ui lint clean install
+.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns mlflow-ui rollback models lint clean install
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ test-postgres: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -m "slow or not slow"
 
+# Headless Chromium against `dagster dev` and `mlflow server` (needs Debian's chromium); screenshots in screenshots/.
+test-browser: $(STAMP)
+	$(BIN)/pytest -m browser
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingestion.py
 
@@ -70,3 +74,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf data .dagster mlruns/mlflow.db mlruns/[0-9]* .pytest_cache
+
+# Registry: who serves (`make models`) and one-command rollback (`make rollback MODEL=recommender`).
+models: $(STAMP)
+	$(BIN)/python -m ecomarket_assets.mlops.cli status
+
+rollback: $(STAMP)
+	@test -n "$(MODEL)" || { echo "usage: make rollback MODEL=demand_forecaster|recommender|campaign_uplift"; exit 2; }
+	$(BIN)/python -m ecomarket_assets.mlops.cli rollback $(MODEL)
