@@ -1,67 +1,16 @@
 """`dagster dev` (as `make dev` starts it) serves the asset graph and runs a materialization launched from the UI's API."""
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from ecomarket_assets_tests.conftest import REPO_ROOT, SMALL_SIM
-
-LAUNCH = """mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
-  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", headers={"content-type": "application/json"},
-                                     data=json.dumps({"query": query, "variables": variables or {}}).encode())
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def _wait_until_up(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "dagster dev exited early"
-        try:
-            nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["data"]["assetNodes"]
-            if nodes:
-                return
-        except (OSError, KeyError, TypeError):
-            pass
-        time.sleep(1)
-    raise TimeoutError("dagster dev did not serve the asset graph in time")
-
-
-def _launch_and_wait(port: int, asset: str, partition: str | None, timeout: float = 180) -> str:
-    tags = [{"key": "dagster/partition", "value": partition}] if partition else []
-    params = {"selector": {"repositoryLocationName": "ecomarket_assets", "repositoryName": "__repository__",
-                           "pipelineName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}]},
-              "executionMetadata": {"tags": tags}}
-    launched = _graphql(port, LAUNCH, {"p": params})["data"]["launchPipelineExecution"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = _graphql(port, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                          {"id": run_id})["data"]["runOrError"]["status"]
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return status
-        time.sleep(1)
-    raise TimeoutError(f"run {run_id} did not finish")
+from ecomarket_assets_tests.ui_support import _free_port, _graphql, _launch_and_wait, _wait_until_up
 
 
 @pytest.fixture
