@@ -11,6 +11,7 @@ from dagster._core.storage.tags import (
 )
 from mlflow import MlflowClient
 
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.forecasting import assets as forecast_assets
 from ecomarket_assets.defs.forecasting import checks as forecast_checks
 from ecomarket_assets.defs.text import assets as text_assets
@@ -36,7 +37,8 @@ def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("forecast")
     tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
     resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**SIM),
-                 "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking}
+                 "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking,
+                 "compute": ComputeResource()}
     instance = dg.DagsterInstance.ephemeral()
 
     def run(selection, **kw):

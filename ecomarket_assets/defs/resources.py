@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.text.model import EmbeddingModelResource
@@ -15,5 +16,6 @@ def resources() -> dg.Definitions:
             "source": ShopSourceResource.from_env(),
             "embedding_model": EmbeddingModelResource.from_env(),
             "mlflow_tracking": MlflowResource(),
+            "compute": ComputeResource.from_env(),
         },
     )

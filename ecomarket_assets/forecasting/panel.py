@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ecomarket_assets.compute import Engine
 from ecomarket_assets.forecasting.calendar import SalesCalendar, calendar_for
 from ecomarket_assets.storage import DataLayout, read_frame
 
@@ -64,43 +65,69 @@ class SalesPanel:
         })
 
 
-def read_events(layout: DataLayout, days: list[str] | None = None) -> pd.DataFrame:
-    """The columns demand needs from every stored `raw_events` day (guests included: they buy too)."""
+def event_day_paths(layout: DataLayout, days: list[str] | None = None) -> list:
+    """The stored `raw_events` day files (all, or those of `days`)."""
     folder = layout.root / "raw_events"
     available = sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if (p / "part-0.parquet").exists())
     wanted = available if days is None else [d for d in available if d in set(days)]
     if not wanted:
         raise FileNotFoundError(f"no raw_events partitions under {folder}: materialize raw_events first")
-    frames = [read_frame(layout.raw_events_day(d), columns=EVENT_COLUMNS) for d in wanted]
-    return pd.concat(frames, ignore_index=True)
+    return [layout.raw_events_day(d) for d in wanted]
+
+
+def read_events(layout: DataLayout, days: list[str] | None = None) -> pd.DataFrame:
+    """The columns demand needs from every stored `raw_events` day (guests included: they buy too)."""
+    return pd.concat([read_frame(p, columns=EVENT_COLUMNS) for p in event_day_paths(layout, days)], ignore_index=True)
+
+
+def product_day_aggregates(events):
+    """Units bought, views, events and the median positive unit price per (product, UTC day).
+
+    `events` is a pandas or a Dask frame: the same expression runs on either engine, and the result
+    (one row per product-day, small) is what the panel is built from.
+    """
+    price = events["unit_price"]
+    frame = events.assign(
+        date=events["event_time"].dt.floor("D"),
+        purchased=events["quantity"].astype("float64").where(events["event_type"] == "purchase", 0.0),
+        viewed=(events["event_type"] == "view").astype("float64"),
+        priced=price.where((price > 0) & (price < float("inf"))),
+    )
+    grouped = frame.groupby(["product_id", "date"])
+    return grouped.agg(units=("purchased", "sum"), views=("viewed", "sum"), events=("viewed", "count"),
+                       price=("priced", "median")).reset_index()
 
 
 def build_panel(events: pd.DataFrame, catalog: pd.DataFrame, end: pd.Timestamp | None = None,
                 calendar: SalesCalendar | None = None) -> SalesPanel:
     """Aggregate canonical events into the panel; `end` extends it with trailing zero days."""
-    day = events["event_time"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+    return panel_from_aggregates(product_day_aggregates(events), catalog, end, calendar)
+
+
+def panel_from_aggregates(aggregates: pd.DataFrame, catalog: pd.DataFrame, end: pd.Timestamp | None = None,
+                          calendar: SalesCalendar | None = None) -> SalesPanel:
+    """The panel from `product_day_aggregates` output; days before a product's first event are NaN units."""
+    day = pd.to_datetime(aggregates["date"])
+    day = (day.dt.tz_convert("UTC").dt.tz_localize(None) if day.dt.tz is not None else day).dt.normalize()
     start = day.min()
     last = max(day.max(), pd.Timestamp(end)) if end is not None else day.max()
     days = pd.date_range(start, last, freq="D")
-    products = np.array(sorted(events["product_id"].dropna().unique()), dtype=object)
-    p_of = pd.Index(products)
-    p_idx = p_of.get_indexer(events["product_id"])
-    t_idx = ((day - start).dt.days).to_numpy()
-    ok = p_idx >= 0
+    products = np.array(sorted(aggregates["product_id"].unique()), dtype=object)
+    p_idx = pd.Index(products).get_indexer(aggregates["product_id"])
+    t_idx = (day - start).dt.days.to_numpy()
     shape = (len(products), len(days))
-    kind = events["event_type"].to_numpy()
-    quantity = events["quantity"].to_numpy(dtype=float)
-
-    units = _accumulate(shape, p_idx, t_idx, np.where((kind == "purchase") & ok, quantity, 0.0))
-    views = _accumulate(shape, p_idx, t_idx, np.where((kind == "view") & ok, 1.0, 0.0))
-    seen = _accumulate(shape, p_idx, t_idx, ok.astype(float)) > 0
+    units, views = np.zeros(shape), np.zeros(shape)
+    units[p_idx, t_idx] = aggregates["units"].to_numpy(dtype=float)
+    views[p_idx, t_idx] = aggregates["views"].to_numpy(dtype=float)
+    seen = np.zeros(shape, dtype=bool)
+    seen[p_idx, t_idx] = True
     first = np.where(seen.any(axis=1), seen.argmax(axis=1), shape[1])
-    before_first = np.arange(shape[1])[None, :] < first[:, None]
-    units[before_first] = np.nan
+    units[np.arange(shape[1])[None, :] < first[:, None]] = np.nan
+    observed_price = np.full(shape, np.nan)
+    observed_price[p_idx, t_idx] = aggregates["price"].to_numpy(dtype=float)
 
     info = catalog.set_index("product_id").reindex(products)
-    observed_price = _daily_price(events, p_idx, t_idx, ok, shape)
-    median_observed = np.nanmedian(np.where(np.isnan(observed_price), np.nan, observed_price), axis=1)
+    median_observed = np.nanmedian(observed_price, axis=1) if shape[1] else np.full(len(products), np.nan)
     list_price = info["price"].to_numpy(dtype=float) if "price" in info else np.full(len(products), np.nan)
     list_price = np.where(np.isfinite(list_price) & (list_price > 0), list_price, median_observed)
     list_price = np.where(np.isfinite(list_price) & (list_price > 0), list_price, 1.0)
@@ -108,25 +135,6 @@ def build_panel(events: pd.DataFrame, catalog: pd.DataFrame, end: pd.Timestamp |
     category = info["category"].fillna("unknown").to_numpy(dtype=object) if "category" in info else np.full(
         len(products), "unknown", dtype=object)
     return SalesPanel(products, days, units, views, price, list_price, category, calendar or SalesCalendar())
-
-
-def _accumulate(shape: tuple[int, int], p_idx: np.ndarray, t_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-    out = np.zeros(shape)
-    ok = p_idx >= 0
-    np.add.at(out, (p_idx[ok], t_idx[ok]), values[ok])
-    return out
-
-
-def _daily_price(events: pd.DataFrame, p_idx: np.ndarray, t_idx: np.ndarray, ok: np.ndarray,
-                 shape: tuple[int, int]) -> np.ndarray:
-    """Median unit price seen per product-day (NaN on days without a priced event)."""
-    price = events["unit_price"].to_numpy(dtype=float)
-    has = ok & np.isfinite(price) & (price > 0)
-    frame = pd.DataFrame({"p": p_idx[has], "t": t_idx[has], "price": price[has]})
-    medians = frame.groupby(["p", "t"])["price"].median()
-    out = np.full(shape, np.nan)
-    out[medians.index.get_level_values(0), medians.index.get_level_values(1)] = medians.to_numpy()
-    return out
 
 
 def _carry_forward(observed: np.ndarray, initial: np.ndarray) -> np.ndarray:
@@ -146,11 +154,14 @@ def category_rollup(panel: SalesPanel) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def panel_from_layout(layout: DataLayout, source_kind: str) -> SalesPanel:
-    """The panel of everything ingested so far, with the shop's sales calendar."""
-    events = read_events(layout)
-    start, end = events["event_time"].min().tz_localize(None), events["event_time"].max().tz_localize(None)
-    return build_panel(events, read_frame(layout.table("catalog")), calendar=calendar_for(source_kind, start, end))
+def panel_from_layout(layout: DataLayout, source_kind: str, engine: Engine | None = None) -> SalesPanel:
+    """The panel of everything ingested so far, with the shop's sales calendar, aggregated on `engine`."""
+    engine = engine or Engine("local")
+    events = engine.read_parquet(event_day_paths(layout), EVENT_COLUMNS)
+    aggregates = engine.compute(product_day_aggregates(events))
+    dates = pd.to_datetime(aggregates["date"]).dt.tz_localize(None)
+    calendar = calendar_for(source_kind, dates.min(), dates.max())
+    return panel_from_aggregates(aggregates, read_frame(layout.table("catalog")), calendar=calendar)
 
 
 def panel_to_long(panel: SalesPanel) -> pd.DataFrame:

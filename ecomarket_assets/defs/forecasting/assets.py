@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from ecomarket_assets import metadata as md
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion.assets import catalog, raw_events
 from ecomarket_assets.forecasting import backtest as bt
 from ecomarket_assets.forecasting import forecast as fc
@@ -62,10 +63,13 @@ class DemandModelConfig(dg.Config):
     "carried-forward price and promotion; category and total roll-ups; the leak-free feature rows the model "
     "trains on (every feature of a row reads only days up to its cutoff); the sales calendar.",
 )
-def demand_training_set(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+def demand_training_set(data_dir: DataDirResource, source: ShopSourceResource,
+                        compute: ComputeResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = ForecastStore(layout)
-    panel = panel_from_layout(layout, source.kind)
+    with compute.session() as engine:  # the product-day aggregation over all events runs on the engine
+        panel = panel_from_layout(layout, source.kind, engine)
+        engine_meta = engine.metadata()
     basis = _embedding_basis(layout)
     long = panel_to_long(panel)
     write_frame(long, store.panel_path)
@@ -98,6 +102,7 @@ def demand_training_set(data_dir: DataDirResource, source: ShopSourceResource) -
         "daily_units": md.daily_bars(total, "date", ["units"], "units sold per day (all products)"),
         "preview": md.preview(features.drop(columns=[c for c in features if c.startswith("embedding_")])),
         "path": dg.MetadataValue.path(str(store.training)),
+        **engine_meta,
     })
 
 

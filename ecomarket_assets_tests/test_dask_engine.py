@@ -1,0 +1,78 @@
+"""The `dask` engine gives the same rows and values as `local`, on a LocalCluster with 2 worker processes."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from ecomarket_assets.compute import ComputeResource, Engine
+from ecomarket_assets.defs.forecasting import assets as forecast_assets
+from ecomarket_assets.forecasting.panel import EVENT_COLUMNS, event_day_paths, product_day_aggregates
+from ecomarket_assets.forecasting.store import ForecastStore
+from ecomarket_assets.storage import DataLayout, read_frame
+from ecomarket_assets_tests.conftest import SMALL_SIM
+from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS
+
+FLOAT_TOLERANCE = 1e-9  # sums and medians of the same floats; only the summation order may differ
+RANGE = {ASSET_PARTITION_RANGE_START_TAG: SMALL_SIM["sim_start"], ASSET_PARTITION_RANGE_END_TAG: "2025-11-30"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ComputeResource(engine="dask", workers=2).session() as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+
+    root = tmp_path_factory.mktemp("dask") / "data"
+    resources = {"data_dir": DataDirResource(path=str(root)), "source": ShopSourceResource(**SMALL_SIM)}
+    assert dg.materialize(ALL_ASSETS, resources=resources, selection=["catalog", "customers", "reviews"]).success
+    assert dg.materialize(ALL_ASSETS, resources=resources, selection=["raw_events"], tags=RANGE).success
+    return resources, DataLayout(root)
+
+
+def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return frame.astype({k: "object" for k in keys if frame[k].dtype != "datetime64[us, UTC]"}).sort_values(
+        keys, ignore_index=True)
+
+
+def test_product_day_aggregates_agree(ingested, cluster):
+    _, layout = ingested
+    paths = event_day_paths(layout)
+    local = Engine("local")
+    expected = _sorted(local.compute(product_day_aggregates(local.read_parquet(paths, EVENT_COLUMNS))),
+                       ["product_id", "date"])
+    events = cluster.read_parquet(paths, EVENT_COLUMNS)
+    assert events.npartitions == len(paths)  # one partition per stored day: the work is spread, not collected
+    got = _sorted(cluster.compute(product_day_aggregates(events)), ["product_id", "date"])
+    assert len(got) == len(expected) > 100
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=FLOAT_TOLERANCE)
+    events_local = local.read_parquet(paths, EVENT_COLUMNS)
+    bought = events_local.loc[events_local["event_type"] == "purchase", "quantity"].sum()
+    assert got["units"].sum() == bought and got["events"].sum() == len(events_local)
+
+
+def test_demand_training_set_is_the_same_on_both_engines(ingested, cluster):
+    resources, layout = ingested
+    store = ForecastStore(layout)
+    outputs, metadata = {}, {}
+    for name, compute in (("local", ComputeResource()), ("dask", ComputeResource(engine="dask", workers=2))):
+        result = dg.materialize([forecast_assets.demand_training_set], resources={**resources, "compute": compute},
+                                selection=["demand_training_set"])
+        assert result.success
+        metadata[name] = result.asset_materializations_for_node("demand_training_set")[0].metadata
+        outputs[name] = (read_frame(store.panel_path), read_frame(store.training / "features.parquet"))
+    for local, dask in zip(outputs["local"], outputs["dask"], strict=True):
+        assert local.shape == dask.shape
+        pd.testing.assert_frame_equal(local, dask, check_dtype=False, rtol=FLOAT_TOLERANCE)
+    assert metadata["local"]["engine"].value == "local"
+    assert metadata["dask"]["engine"].value == "dask" and metadata["dask"]["dask_workers"].value == 2
+    assert metadata["dask"]["dask_dashboard"].value.startswith("http://127.0.0.1:")
+    assert np.nansum(outputs["dask"][0]["units"]) > 0
