@@ -26,9 +26,11 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def small_resources(data_dir: Path) -> dict:
+    from ecomarket_assets.compute import ComputeResource
     from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 
-    return {"data_dir": DataDirResource(path=str(data_dir)), "source": ShopSourceResource(**SMALL_SIM)}
+    return {"data_dir": DataDirResource(path=str(data_dir)), "source": ShopSourceResource(**SMALL_SIM),
+            "compute": ComputeResource()}
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from dagster._core.storage.tags import (
 
 from ecomarket_assets.campaigns.planner import assign_group
 from ecomarket_assets.campaigns.store import MODEL_NAME, CampaignStore
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.campaigns import assets as campaign_assets
 from ecomarket_assets.defs.campaigns import checks as campaign_checks
 from ecomarket_assets.defs.profiles import assets as profile_assets
@@ -71,6 +72,7 @@ def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("campaigns")
     tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
     resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**SIM),
+                 "compute": ComputeResource(),
                  "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking}
     instance = dg.DagsterInstance.ephemeral()
     config = {"ops": {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}},

@@ -11,7 +11,12 @@ from dagster._core.storage.tags import (
 
 from ecomarket_assets.compute import ComputeResource, Engine
 from ecomarket_assets.defs.forecasting import assets as forecast_assets
-from ecomarket_assets.forecasting.panel import EVENT_COLUMNS, event_day_paths, product_day_aggregates
+from ecomarket_assets.defs.profiles import assets as profile_assets
+from ecomarket_assets.forecasting.panel import (
+    EVENT_COLUMNS,
+    event_day_paths,
+    product_day_aggregates,
+)
 from ecomarket_assets.forecasting.store import ForecastStore
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets_tests.conftest import SMALL_SIM
@@ -35,6 +40,9 @@ def ingested(tmp_path_factory):
     resources = {"data_dir": DataDirResource(path=str(root)), "source": ShopSourceResource(**SMALL_SIM)}
     assert dg.materialize(ALL_ASSETS, resources=resources, selection=["catalog", "customers", "reviews"]).success
     assert dg.materialize(ALL_ASSETS, resources=resources, selection=["raw_events"], tags=RANGE).success
+    activity = [profile_assets.user_daily_activity]
+    assert dg.materialize([*ALL_ASSETS, *activity], resources=resources, selection=["user_daily_activity"],
+                          tags=RANGE).success
     return resources, DataLayout(root)
 
 
@@ -76,3 +84,19 @@ def test_demand_training_set_is_the_same_on_both_engines(ingested, cluster):
     assert metadata["dask"]["engine"].value == "dask" and metadata["dask"]["dask_workers"].value == 2
     assert metadata["dask"]["dask_dashboard"].value.startswith("http://127.0.0.1:")
     assert np.nansum(outputs["dask"][0]["units"]) > 0
+
+
+def test_user_features_are_the_same_on_both_engines(ingested):
+    resources, layout = ingested
+    outputs, metadata = {}, {}
+    for name, compute in (("local", ComputeResource()), ("dask", ComputeResource(engine="dask", workers=2))):
+        result = dg.materialize([profile_assets.user_features, *ALL_ASSETS, profile_assets.user_daily_activity],
+                                resources={**resources, "compute": compute}, selection=["user_features"])
+        assert result.success
+        metadata[name] = result.asset_materializations_for_node("user_features")[0].metadata
+        outputs[name] = read_frame(layout.table("user_features"))
+    local, dask = outputs["local"], outputs["dask"]
+    assert list(local.columns) == list(dask.columns) and len(local) == len(dask) > 100
+    pd.testing.assert_frame_equal(local, dask, check_dtype=False, rtol=FLOAT_TOLERANCE)
+    assert local["orders"].sum() > 0 and local["top_category"].notna().sum() > 0
+    assert metadata["dask"]["engine"].value == "dask" and metadata["dask"]["dask_workers"].value == 2

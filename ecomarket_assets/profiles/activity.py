@@ -92,6 +92,11 @@ def write_day(activity: DailyActivity, layout, day: str) -> dict[str, int]:
     return counts
 
 
+def day_files(layout, table: str) -> list:
+    """Every stored day file of one activity table, oldest first (a Dask engine reads one partition per day)."""
+    return sorted((layout.root / "user_daily_activity" / table).glob("date=*/part-0.parquet"))
+
+
 def read_days(layout, days: list[str] | None = None) -> DailyActivity:
     """All stored days (or the given ones) as one DailyActivity."""
     import pyarrow.dataset as ds

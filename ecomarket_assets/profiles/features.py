@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from ecomarket_assets.compute import Engine, group_reduce
 from ecomarket_assets.profiles.activity import DailyActivity
 
 # Engagement weights by event type: a purchase says more about taste than a view.
@@ -40,8 +41,71 @@ def engagement(interactions: pd.DataFrame, as_of: dt.date) -> pd.Series:
     return raw * np.exp(-np.log(2) * _age_days(interactions["date"], as_of) / HALF_LIFE_DAYS)
 
 
-def basic_layer(users: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    seen = users.groupby("user_id").agg(first_seen=("first_time", "min"), last_seen=("last_time", "max"))
+# --------------------------------------------------------------------------- the event-heavy part, on any engine
+
+
+def summarize_activity(interactions, users, hours, catalog: pd.DataFrame, as_of: dt.date) -> dict:
+    """Reduce the daily activity tables (pandas or Dask frames) to small per-user tables.
+
+    Everything that grows with events (one row per user, product and day) is summed here, with
+    expressions that run unchanged on pandas and on Dask; the feature layers below read only the
+    per-user results, so both engines give the same features.
+    """
+    cutoff = as_of.isoformat()
+    interactions = interactions[interactions["date"] <= cutoff]
+    users = users[users["date"] <= cutoff]
+    hours = hours[hours["date"] <= cutoff]
+    age = (pd.Timestamp(as_of) - users["date"].astype("datetime64[ns]")).dt.days
+    windows = {f"{k}_{d}d": users[k].where(age < d, 0) for d in WINDOWS for k in ("events", "orders")}
+    totals = group_reduce(users.assign(**windows), "user_id", ["events", "sessions", "orders", "revenue", *windows])
+    seen = group_reduce(users, "user_id", first_seen=("first_time", "min"), last_seen=("last_time", "max"))
+    buying = users[users["orders"] > 0]
+    rhythm = group_reduce(buying, "user_id", first_order_date=("date", "min"), last_order_date=("date", "max"),
+                          order_days=("date", "count"))
+    carted = interactions["carts"] > 0
+    counted = interactions.assign(carted_rows=carted.astype("int64"),
+                                  abandoned_rows=(carted & (interactions["purchase_units"] == 0)).astype("int64"))
+    per_user = group_reduce(counted, "user_id", [*_INTERACTION_SUMS, "carted_rows", "abandoned_rows"])
+    by_hour = group_reduce(hours, ["user_id", "hour"], "events")
+    weekday = users.assign(weekday=users["date"].astype("datetime64[ns]").dt.weekday)
+    by_weekday = group_reduce(weekday, ["user_id", "weekday"], "events")
+    rows = _weighted_rows(interactions, catalog, as_of)
+    by_category = group_reduce(rows, ["user_id", "category"], "weight")
+    branded = rows[rows["brand"].notnull() & (rows["weight"] > 0)]  # notnull: the spelling pandas and Dask share
+    by_brand = group_reduce(branded, ["user_id", "brand"], "weight")
+    priced = rows[rows["price_index"].notnull() & (rows["weight"] > 0)]
+    price = group_reduce(priced.assign(weighted_index=priced["price_index"] * priced["weight"]), "user_id",
+                         ["weighted_index", "weight"])
+    return {"totals": totals, "seen": seen, "rhythm": rhythm, "per_user": per_user, "by_hour": by_hour,
+            "by_weekday": by_weekday, "by_category": by_category, "by_brand": by_brand, "price": price}
+
+
+_INTERACTION_SUMS = ["views", "carts", "purchase_units", "purchase_value", "return_units", "return_value"]
+
+
+def _weighted_rows(interactions, catalog: pd.DataFrame, as_of: dt.date):
+    """Interaction rows with their recency-weighted engagement, category, brand and price index.
+
+    Catalog columns are looked up with `map` (row by row, no join), so on Dask the small catalog goes
+    to every partition instead of the interactions being shuffled.
+    """
+    products = catalog.drop_duplicates("product_id").set_index("product_id")
+    price_index = products["price"] / products["category"].map(products.groupby("category")["price"].median())
+    age = (pd.Timestamp(as_of) - interactions["date"].astype("datetime64[ns]")).dt.days
+    raw = sum(interactions[col] * w for col, w in WEIGHTS.items())
+    product = interactions["product_id"]
+    return interactions[["user_id"]].assign(
+        weight=raw * np.exp(-np.log(2) * age / HALF_LIFE_DAYS),
+        category=product.map(products["category"]),
+        brand=product.map(products["brand"]),
+        price_index=product.map(price_index),
+    )
+
+
+# --------------------------------------------------------------------------- feature layers from the summary
+
+
+def basic_layer(seen: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     frame = customers.set_index("user_id")[["country", "signup_time", "email_opt_in", "sms_opt_in", "push_opt_in"]]
     frame = frame.join(seen, how="outer")
     end = pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1)
@@ -53,74 +117,81 @@ def basic_layer(users: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date) ->
     return frame
 
 
-def behaviour_layer(activity: DailyActivity, as_of: dt.date) -> pd.DataFrame:
-    inter, users, hours = activity.interactions, activity.users, activity.hours
-    per_user = inter.groupby("user_id")[["views", "carts", "purchase_units", "purchase_value", "return_units", "return_value"]].sum()
-    totals = users.groupby("user_id")[["events", "sessions", "orders", "revenue"]].sum()
-    frame = totals.join(per_user, how="outer").fillna(0)
-    carted = inter[inter["carts"] > 0]
-    frame["cart_abandonment_rate"] = (carted["purchase_units"] == 0).groupby(carted["user_id"]).mean()
+def behaviour_layer(summary: dict, as_of: dt.date) -> pd.DataFrame:
+    per_user = summary["per_user"]
+    window_cols = [f"{k}_{d}d" for d in WINDOWS for k in ("events", "orders")]
+    totals = summary["totals"]
+    frame = totals[["events", "sessions", "orders", "revenue"]].join(per_user[_INTERACTION_SUMS], how="outer").fillna(0)
+    carted = per_user["carted_rows"]
+    frame["cart_abandonment_rate"] = (per_user["abandoned_rows"] / carted.where(carted > 0)).dropna()
     frame["avg_order_value"] = frame["revenue"] / frame["orders"].where(frame["orders"] > 0)
     frame["return_rate"] = (frame["return_units"] / frame["purchase_units"].where(frame["purchase_units"] > 0)).clip(upper=1)
-    frame = frame.join(_order_rhythm(users, as_of))
-    age = _age_days(users["date"], as_of)
-    for days in WINDOWS:
-        recent = users[age < days]
-        frame[f"events_{days}d"] = recent.groupby("user_id")["events"].sum()
-        frame[f"orders_{days}d"] = recent.groupby("user_id")["orders"].sum()
-    by_hour = hours.groupby(["user_id", "hour"])["events"].sum()
-    frame["preferred_hour"] = by_hour.groupby(level=0).idxmax().map(lambda k: k[1])
-    weekday = pd.to_datetime(users["date"]).dt.weekday
-    by_weekday = users.assign(weekday=weekday).groupby(["user_id", "weekday"])["events"].sum()
-    frame["preferred_weekday"] = by_weekday.groupby(level=0).idxmax().map(lambda k: k[1])
-    window_cols = [f"{k}_{d}d" for d in WINDOWS for k in ("events", "orders")]
+    frame = frame.join(_order_rhythm(summary["rhythm"], as_of))
+    frame = frame.join(totals[window_cols])
+    frame["preferred_hour"] = _first_max(summary["by_hour"])
+    frame["preferred_weekday"] = _first_max(summary["by_weekday"])
     frame[window_cols] = frame[window_cols].fillna(0).astype("int64")
     return frame
 
 
-def _order_rhythm(users: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    buying = users[users["orders"] > 0]
-    days = pd.to_datetime(buying["date"])
-    rhythm = days.groupby(buying["user_id"]).agg(["min", "max", "nunique"])
-    rhythm.columns = ["first_order_date", "last_order_date", "order_days"]
+def _first_max(counts: pd.Series) -> pd.Series:
+    """Per user, the key with the most events (the smallest such key on a tie)."""
+    ordered = counts.sort_index()
+    return ordered.groupby(level=0).idxmax().map(lambda k: k[1])
+
+
+def _order_rhythm(rhythm: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    rhythm = rhythm.copy()
+    rhythm["first_order_date"] = pd.to_datetime(rhythm["first_order_date"])
+    rhythm["last_order_date"] = pd.to_datetime(rhythm["last_order_date"])
     gaps = (rhythm["last_order_date"] - rhythm["first_order_date"]).dt.days
     rhythm["days_between_orders"] = gaps / (rhythm["order_days"] - 1).where(rhythm["order_days"] > 1)
     rhythm["days_since_last_order"] = (pd.Timestamp(as_of) - rhythm["last_order_date"]).dt.days
-    return rhythm
+    return rhythm[["first_order_date", "last_order_date", "order_days", "days_between_orders", "days_since_last_order"]]
 
 
-def preference_layer(interactions: pd.DataFrame, catalog: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    products = catalog.set_index("product_id")
-    rows = interactions.assign(weight=engagement(interactions, as_of)).join(products[["category", "brand", "price"]], on="product_id")
-    by_cat = rows.pivot_table(index="user_id", columns="category", values="weight", aggfunc="sum", fill_value=0.0)
+def preference_layer(summary: dict) -> pd.DataFrame:
+    by_cat = summary["by_category"].unstack("category", fill_value=0.0).sort_index(axis=1)
     affinity = by_cat.div(by_cat.sum(axis=1).where(lambda s: s > 0), axis=0)
     affinity.columns = [f"affinity_{slug(c)}" for c in affinity.columns]
     frame = affinity.copy()
     frame["top_category"] = by_cat.idxmax(axis=1).where(by_cat.sum(axis=1) > 0)
-    frame["favourite_brands"] = _top_brands(rows)
-    category_median = products.groupby("category")["price"].median()
-    rows["price_index"] = rows["price"] / rows["category"].map(category_median)
-    priced = rows[rows["price_index"].notna() & (rows["weight"] > 0)]
-    weighted = (priced["price_index"] * priced["weight"]).groupby(priced["user_id"]).sum()
-    frame["price_index"] = weighted / priced.groupby("user_id")["weight"].sum()
+    frame["favourite_brands"] = _top_brands(summary["by_brand"])
+    price = summary["price"]
+    frame["price_index"] = price["weighted_index"] / price["weight"]
     frame["price_band"] = pd.cut(frame["price_index"], [-np.inf, PRICE_BANDS[0], PRICE_BANDS[1], np.inf],
                                  labels=["budget", "mid", "premium"]).astype(object)
     return frame
 
 
-def _top_brands(rows: pd.DataFrame, n: int = 3) -> pd.Series:
-    branded = rows[rows["brand"].notna() & (rows["weight"] > 0)]
-    if branded.empty:
+def _top_brands(by_brand: pd.Series, n: int = 3) -> pd.Series:
+    """The n brands with the most engagement per user (ties by brand name), '; '-joined."""
+    if by_brand.empty:
         return pd.Series(dtype=object)
-    scores = branded.groupby(["user_id", "brand"])["weight"].sum().sort_values(ascending=False)
-    return scores.groupby(level=0).head(n).reset_index().groupby("user_id")["brand"].agg("; ".join)
+    scores = by_brand.rename("weight").reset_index()
+    # Rounded: the same sums added in another order (another engine) must not reorder equal brands.
+    scores = scores.assign(rank_weight=scores["weight"].round(9)).sort_values(
+        ["user_id", "rank_weight", "brand"], ascending=[True, False, True], kind="stable")
+    return scores.groupby("user_id").head(n).groupby("user_id")["brand"].agg("; ".join)
 
 
-def user_features(activity: DailyActivity, customers: pd.DataFrame, catalog: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """One row per user (customers and anyone seen in events) as of the end of `as_of`."""
-    activity = until(activity, as_of)
-    frame = basic_layer(activity.users, customers, as_of)
-    frame = frame.join(behaviour_layer(activity, as_of)).join(preference_layer(activity.interactions, catalog, as_of))
+def user_features(activity: DailyActivity, customers: pd.DataFrame, catalog: pd.DataFrame, as_of: dt.date,
+                  engine: Engine | None = None, frames: dict | None = None) -> pd.DataFrame:
+    """One row per user (customers and anyone seen in events) as of the end of `as_of`.
+
+    `frames` (interactions, users, hours as Dask frames) with a Dask `engine` reduce on the cluster;
+    otherwise `activity` is reduced in this process.
+    """
+    engine = engine or Engine("local")
+    tables = frames if frames is not None else activity.as_dict()
+    lazy = summarize_activity(tables["interactions"], tables["users"], tables["hours"], catalog, as_of)
+    summary = engine.compute_many(lazy)
+    return features_from_summary(summary, customers, as_of)
+
+
+def features_from_summary(summary: dict, customers: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    frame = basic_layer(summary["seen"], customers, as_of)
+    frame = frame.join(behaviour_layer(summary, as_of)).join(preference_layer(summary))
     counts = ["events", "sessions", "orders", "views", "carts", "purchase_units", "return_units"]
     frame[counts] = frame[counts].fillna(0).astype("int64")
     frame[["revenue", "purchase_value", "return_value"]] = frame[["revenue", "purchase_value", "return_value"]].fillna(0.0)

@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ecomarket_assets import metadata as md
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion.assets import catalog, customers, raw_events
 from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.profiles import activity as act
@@ -68,11 +69,18 @@ def _as_of(layout) -> dt.date:
     "(sessions, orders, AOV, return and cart-abandonment rates, 7/30/90-day activity, preferred hour and weekday) "
     "and preference (category affinity, favourite brands, price band).",
 )
-def user_features(data_dir: DataDirResource) -> dg.MaterializeResult:
+def user_features(data_dir: DataDirResource, compute: ComputeResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     as_of = _as_of(layout)
-    features = build_user_features(act.read_days(layout), read_frame(layout.table("customers")),
-                                   read_frame(layout.table("catalog")), as_of)
+    customers, catalog = read_frame(layout.table("customers")), read_frame(layout.table("catalog"))
+    with compute.session() as engine:  # the per-user reduction of every stored day runs on the engine
+        if engine.is_dask:
+            frames = {name: engine.read_parquet(act.day_files(layout, name), act.SCHEMAS[name].names)
+                      for name in act.TABLES}
+            features = build_user_features(None, customers, catalog, as_of, engine, frames)
+        else:
+            features = build_user_features(act.read_days(layout), customers, catalog, as_of)
+        engine_meta = engine.metadata()
     write_frame(features, layout.table("user_features"))
     buyers = features[features["orders"] > 0]
     return dg.MaterializeResult(metadata={
@@ -85,6 +93,7 @@ def user_features(data_dir: DataDirResource) -> dg.MaterializeResult:
         "price_bands": md.table(features["price_band"].value_counts().rename_axis("band").reset_index()),
         "preview": md.preview(features),
         "path": dg.MetadataValue.path(str(layout.table("user_features"))),
+        **engine_meta,
     })
 
 
