@@ -7,6 +7,7 @@ plugin); the other tests only parse the files.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,15 @@ DOCKER_DIR = REPO_ROOT / "docker"
 COMPOSE_FILE = DOCKER_DIR / "docker-compose.yml"
 
 DAGSTER_SERVICES = ("user_code", "webserver", "daemon")
+DASK_SCHEDULER = "dask_scheduler"
+DASK_WORKER = "dask_worker"
+DASK_SETTINGS = (
+    "ECOMARKET_ENGINE",
+    "ECOMARKET_DASK_WORKERS",
+    "ECOMARKET_DASK_MEMORY_LIMIT",
+    "DASK_WORKER_THREADS",
+    "DASK_DASHBOARD_PORT",
+)
 PG_VARS = (
     "DAGSTER_PG_USER",
     "DAGSTER_PG_PASSWORD",
@@ -56,6 +66,21 @@ def _environment(service: dict) -> dict[str, str]:
 def _command(service: dict) -> list[str]:
     command = service.get("command", [])
     return command.split() if isinstance(command, str) else [str(part) for part in command]
+
+
+def _option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def _default(value: str) -> str:
+    """The default of a `${VAR:-default}` reference; a plain value as it is."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return match.group(1) if match else value
+
+
+def _scheduler_address(compose: dict) -> str:
+    command = _command(compose["services"][DASK_SCHEDULER])
+    return f"tcp://{DASK_SCHEDULER}:{_option(command, '--port')}"
 
 
 def test_compose_config_is_valid() -> None:
@@ -196,3 +221,133 @@ def test_dockerfile_installs_cpu_torch_before_the_project() -> None:
     assert re.search(r"^COPY .*docker/dagster\.yaml \"?\$DAGSTER_HOME/dagster\.yaml", text, re.M)
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
+
+
+def test_dask_services_exist_and_run_the_project_image(compose: dict) -> None:
+    services = compose["services"]
+    assert {DASK_SCHEDULER, DASK_WORKER} <= set(services)
+    # The run (the Dask client), the scheduler and the workers must run the same package versions.
+    for name in (DASK_SCHEDULER, DASK_WORKER):
+        assert services[name]["image"] == services["user_code"]["image"] == "ecomarket:latest", name
+        assert services[name]["build"] == services["user_code"]["build"], name
+
+    scheduler = _command(services[DASK_SCHEDULER])
+    assert scheduler[:2] == ["dask", "scheduler"]
+    assert _option(scheduler, "--host") == "0.0.0.0"
+    assert _option(scheduler, "--port") == "8786"
+    assert _option(scheduler, "--dashboard-address") == ":8787"
+
+    worker = services[DASK_WORKER]
+    assert _command(worker)[:2] == ["dask", "worker"]
+    # Replicas, scalable with --scale: no fixed container or worker name may clash.
+    assert int(_default(str(worker["deploy"]["replicas"]))) == 2
+    assert "container_name" not in worker and "--name" not in _command(worker)
+
+
+def test_dask_workers_point_at_the_scheduler(compose: dict) -> None:
+    command = _command(compose["services"][DASK_WORKER])
+    assert command[2] == _scheduler_address(compose) == "tcp://dask_scheduler:8786"
+    assert _option(command, "--memory-limit") == "${ECOMARKET_DASK_MEMORY_LIMIT:-4GiB}"
+    assert int(_default(_option(command, "--nthreads"))) >= 1
+    assert _option(command, "--local-directory").startswith("/tmp/")
+
+
+def test_dask_workers_see_the_same_data_as_user_code(compose: dict) -> None:
+    services = compose["services"]
+    worker, user_code = services[DASK_WORKER], services["user_code"]
+    volumes = [str(v) for v in worker["volumes"]]
+    assert volumes == [str(v) for v in user_code["volumes"]]
+    assert "ecomarket_data:/data" in volumes
+    assert any(v.split(":")[-2:] == ["/data/landing", "ro"] for v in volumes)
+    worker_env, user_code_env = _environment(worker), _environment(user_code)
+    for var in (
+        "ECOMARKET_DATA_DIR",
+        "ECOMARKET_LANDING_DIR",
+        "ECOMARKET_SOURCE",
+        "ECOMARKET_SOURCE_PATH",
+    ):
+        assert worker_env[var] == user_code_env[var], var
+
+
+def test_code_location_selects_the_dask_engine_and_scheduler(compose: dict) -> None:
+    from ecomarket_assets.compute import ENGINES
+
+    services = compose["services"]
+    worker = _command(services[DASK_WORKER])
+    for name in DAGSTER_SERVICES:
+        env = _environment(services[name])
+        assert env["ECOMARKET_ENGINE"] == "${ECOMARKET_ENGINE:-dask}", name
+        assert _default(env["ECOMARKET_ENGINE"]) in ENGINES
+        assert (
+            env["ECOMARKET_DASK_SCHEDULER"]
+            == "${ECOMARKET_DASK_SCHEDULER:-tcp://dask_scheduler:8786}"
+        ), name
+        assert _default(env["ECOMARKET_DASK_SCHEDULER"]) == _scheduler_address(compose), name
+        assert env["ECOMARKET_DASK_MEMORY_LIMIT"] == _option(worker, "--memory-limit"), name
+        assert (
+            env["DASK_DISTRIBUTED__DASHBOARD__LINK"]
+            == "http://localhost:${DASK_DASHBOARD_PORT:-8787}/status"
+        )
+
+
+def test_dask_dashboard_is_published_on_the_bind_address(compose: dict) -> None:
+    services = compose["services"]
+    assert services[DASK_SCHEDULER]["ports"] == [
+        "${ECOMARKET_BIND_ADDRESS:-127.0.0.1}:${DASK_DASHBOARD_PORT:-8787}:8787"
+    ]
+    assert "ports" not in services[DASK_WORKER]  # replicas could not share a host port anyway
+    # The scheduler port has no authentication: never published.
+    for name, service in services.items():
+        assert not any(str(port).endswith(":8786") for port in service.get("ports", [])), name
+
+
+def test_dask_scheduler_is_healthchecked_and_awaited(compose: dict) -> None:
+    services = compose["services"]
+    test = " ".join(services[DASK_SCHEDULER]["healthcheck"]["test"])
+    assert test.startswith("CMD python -c") and "http://localhost:8787/health" in test
+    for name in (DASK_WORKER, "user_code"):
+        assert services[name]["depends_on"][DASK_SCHEDULER]["condition"] == "service_healthy", name
+
+
+def test_dask_settings_are_documented() -> None:
+    env_example = (DOCKER_DIR / ".env.example").read_text()
+    readme = (DOCKER_DIR / "README.md").read_text()
+    compose_text = COMPOSE_FILE.read_text()
+    for var in DASK_SETTINGS:
+        assert "${" + var + ":-" in compose_text, var
+        assert re.search(rf"^{var}=\S", env_example, re.M), var
+        assert f"| `{var}` |" in readme, var
+    assert "## The Dask cluster" in readme
+
+
+def test_compose_resolves_the_dask_defaults(tmp_path: Path) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no compose tool installed")
+    # Neither docker/.env nor the shell may change the defaults.
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    proc = subprocess.run(
+        [*command, "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE), "config"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    assert services[DASK_WORKER]["deploy"]["replicas"] == 2
+    worker = _command(services[DASK_WORKER])
+    assert worker[:3] == ["dask", "worker", "tcp://dask_scheduler:8786"]
+    assert _option(worker, "--memory-limit") == "4GiB" and _option(worker, "--nthreads") == "2"
+    env = _environment(services["user_code"])
+    assert env["ECOMARKET_ENGINE"] == "dask"
+    assert env["ECOMARKET_DASK_SCHEDULER"] == "tcp://dask_scheduler:8786"
+    assert env["ECOMARKET_DASK_MEMORY_LIMIT"] == "4GiB"
+    [port] = services[DASK_SCHEDULER]["ports"]
+    if isinstance(port, dict):  # docker compose v2 prints the long syntax
+        port = f"{port['host_ip']}:{port['published']}:{port['target']}"
+    assert str(port).removesuffix("/tcp") == "127.0.0.1:8787:8787", port
