@@ -32,6 +32,10 @@ class Engine:
     def is_dask(self) -> bool:
         return self.kind == "dask"
 
+    @property
+    def workers(self) -> int:
+        return len(self.client.scheduler_info().get("workers", {})) if self.is_dask else 1
+
     def read_parquet(self, paths: list[Path], columns: list[str]):
         """One frame over many Parquet files: pandas (concatenated) or Dask (one partition per file)."""
         if not paths:

@@ -100,3 +100,25 @@ def test_user_features_are_the_same_on_both_engines(ingested):
     pd.testing.assert_frame_equal(local, dask, check_dtype=False, rtol=FLOAT_TOLERANCE)
     assert local["orders"].sum() > 0 and local["top_category"].notna().sum() > 0
     assert metadata["dask"]["engine"].value == "dask" and metadata["dask"]["dask_workers"].value == 2
+
+
+def test_dask_trained_demand_model_scores_within_two_percent_of_the_local_one(small_shop, cluster):
+    """Same training rows and tuned settings; data-parallel LightGBM differs only in how histograms are summed."""
+    from ecomarket_assets.forecasting import metrics
+    from ecomarket_assets.forecasting import model as dm
+    from ecomarket_assets.forecasting import training as tr
+    from ecomarket_assets.forecasting.panel import build_panel
+
+    panel = build_panel(small_shop.tables.events, small_shop.tables.catalog)
+    origin, horizon = len(panel.days) - 1 - 14, 14
+    train = tr.make_training_set(panel, None)
+    x, y = train.until(origin)
+    fold = tr.fold_data(panel, origin, None, horizon=horizon)
+    wape = {}
+    for name, trainer in (("local", dm.local_trainer), ("dask", dm.dask_trainer(cluster.client, cluster.workers))):
+        model = dm.fit(x, y, {"num_leaves": 15, "min_data_in_leaf": 20}, 120, trainer=trainer)
+        forecast = model.predict(fold.features)["forecast"].to_numpy().reshape(fold.actual.shape)
+        wape[name] = metrics.wape(fold.actual, forecast)
+        assert model.mean.num_trees() == 120 and len(model.quantiles) == 3
+    assert 0.1 < wape["local"] < 2.0
+    assert abs(wape["dask"] - wape["local"]) / wape["local"] < 0.02, wape

@@ -9,6 +9,7 @@ rarely calibrated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import lightgbm as lgb
@@ -90,32 +91,59 @@ class DemandModel:
                              "p10": low, "p50": p50, "p90": high})
 
 
-def _dataset(features: pd.DataFrame, target: np.ndarray, categories: list[str]) -> lgb.Dataset:
+# (params, feature frame with `category` categorical, target, rounds) -> booster
+Trainer = Callable[[dict, pd.DataFrame, np.ndarray, int], lgb.Booster]
+
+
+def local_trainer(params: dict, frame: pd.DataFrame, target: np.ndarray, rounds: int) -> lgb.Booster:
+    data = lgb.Dataset(frame, label=target, categorical_feature=CATEGORICAL, free_raw_data=False)
+    return lgb.train(params, data, num_boost_round=rounds)
+
+
+def dask_trainer(client, partitions: int) -> Trainer:
+    """Data-parallel LightGBM on the Dask cluster (`lightgbm.dask`); the booster comes back like a local one."""
+
+    def train(params: dict, frame: pd.DataFrame, target: np.ndarray, rounds: int) -> lgb.Booster:
+        import dask.dataframe as dd
+        from lightgbm.dask import DaskLGBMRegressor
+
+        settings = {k: v for k, v in params.items() if k != "num_threads"}
+        model = DaskLGBMRegressor(client=client, n_estimators=rounds, num_threads=1, **settings)
+        rows = frame.reset_index(drop=True)
+        model.fit(dd.from_pandas(rows, npartitions=partitions),
+                  dd.from_pandas(pd.Series(target, name="target"), npartitions=partitions),
+                  categorical_feature=CATEGORICAL)
+        return model.to_local().booster_
+
+    return train
+
+
+def _categorical(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
     frame = features.copy()
     frame["category"] = pd.Categorical(frame["category"].astype(str), categories=categories)
-    return lgb.Dataset(frame, label=target, categorical_feature=CATEGORICAL, free_raw_data=False)
+    return frame
 
 
 def fit_mean(features: pd.DataFrame, target: np.ndarray, params: dict, rounds: int,
-             categories: list[str]) -> lgb.Booster:
-    return lgb.train({**BASE_PARAMS, **params}, _dataset(features, target, categories), num_boost_round=rounds)
+             categories: list[str], trainer: Trainer = local_trainer) -> lgb.Booster:
+    return trainer({**BASE_PARAMS, **params}, _categorical(features, categories), target, rounds)
 
 
 def fit_quantiles(features: pd.DataFrame, target: np.ndarray, params: dict, rounds: int,
-                  categories: list[str]) -> dict[float, lgb.Booster]:
+                  categories: list[str], trainer: Trainer = local_trainer) -> dict[float, lgb.Booster]:
     """Quantile boosters sharing the tuned tree shape (tweedie-only keys dropped)."""
     shape = {k: v for k, v in {**BASE_PARAMS, **params}.items() if k != "tweedie_variance_power"}
-    data = _dataset(features, target, categories)
-    return {q: lgb.train({**shape, "objective": "quantile", "alpha": q}, data, num_boost_round=rounds)
-            for q in QUANTILES}
+    frame = _categorical(features, categories)
+    return {q: trainer({**shape, "objective": "quantile", "alpha": q}, frame, target, rounds) for q in QUANTILES}
 
 
 def fit(features: pd.DataFrame, target: np.ndarray, params: dict, rounds: int,
-        basis: EmbeddingBasis | None = None, calibration: IntervalCalibration | None = None) -> DemandModel:
+        basis: EmbeddingBasis | None = None, calibration: IntervalCalibration | None = None,
+        trainer: Trainer = local_trainer) -> DemandModel:
     categories = sorted(features["category"].astype(str).unique())
     return DemandModel(
-        mean=fit_mean(features, target, params, rounds, categories),
-        quantiles=fit_quantiles(features, target, params, rounds, categories),
+        mean=fit_mean(features, target, params, rounds, categories, trainer),
+        quantiles=fit_quantiles(features, target, params, rounds, categories, trainer),
         categories=categories,
         feature_names=list(features.columns),
         calibration=calibration or IntervalCalibration(),

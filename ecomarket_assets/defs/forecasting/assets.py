@@ -16,6 +16,7 @@ from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion.assets import catalog, raw_events
 from ecomarket_assets.forecasting import backtest as bt
 from ecomarket_assets.forecasting import forecast as fc
+from ecomarket_assets.forecasting import model as dm
 from ecomarket_assets.forecasting import plots
 from ecomarket_assets.forecasting import training as tr
 from ecomarket_assets.forecasting.features import HORIZON, EmbeddingBasis, PanelSums
@@ -126,7 +127,7 @@ def _embedding_basis(layout) -> EmbeddingBasis | None:
     "first version is also champion).",
 )
 def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, data_dir: DataDirResource,
-                 mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+                 mlflow_tracking: MlflowResource, compute: ComputeResource) -> dg.MaterializeResult:
     store = ForecastStore(data_dir.layout())
     panel, basis = store.read_panel(), store.read_basis()
     plan = tr.plan_folds(len(panel.days))
@@ -137,7 +138,10 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
     start = time.perf_counter()
     origin = len(panel.days) - 1 - config.holdout_days
-    model = tr.fit_final(train, tuning, basis, origin=origin)
+    with compute.session() as engine:  # the final fit (mean + 3 quantiles) is data-parallel on a Dask engine
+        trainer = dm.dask_trainer(engine.client, engine.workers) if engine.is_dask else dm.local_trainer
+        model = tr.fit_final(train, tuning, basis, origin=origin, trainer=trainer)
+        engine_meta = engine.metadata()
     fit_seconds = time.perf_counter() - start
     trained_through = str(panel.days[origin].date())
     importance = feature_importance(model)
@@ -156,7 +160,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
             tags={"cv_wape": f"{tuning.best_wape:.4f}", "dagster_run_id": context.run.run_id,
                   promotion.TAG_TRAINED_THROUGH: trained_through},
         )
-        mlflow.set_tag(promotion.TAG_TRAINED_THROUGH, trained_through)
+        mlflow.set_tags({promotion.TAG_TRAINED_THROUGH: trained_through, "engine": engine_meta["engine"]})
     store.write_tuning(tuning, {"plan": plan.describe(panel).to_dict("records"), "model_version": version.version,
                                 "run_id": run.info.run_id})
     write_frame(tuning.trials, store.model / "optuna_trials.parquet")
@@ -176,6 +180,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
         "final_fit_seconds": round(fit_seconds, 1),
         "train_rows": len(train.target),
         "trained_through": trained_through,
+        **engine_meta,
         "interval_calibration": md.table({"raw P10-P90 coverage": round(tuning.calibration.coverage_before, 4),
                                           "calibrated coverage": round(tuning.calibration.coverage_after, 4),
                                           "lower offset": round(tuning.calibration.lower, 4),
