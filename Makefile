@@ -11,7 +11,7 @@ export ECOMARKET_DAGSTER_COMPUTE_LOGS ?= $(CURDIR)/.dagster/logs
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns mlflow-ui rollback models lint clean install
+.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale mlflow-ui rollback models lint clean install
 
 install: $(STAMP)
 
@@ -65,6 +65,10 @@ bench-rec: $(STAMP)
 
 bench-campaigns: $(STAMP)
 	$(BIN)/python benchmarks/campaign_eval.py
+
+# user_features + demand aggregation at 1M/10M/50M events: local engine vs a 2-worker Dask LocalCluster.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
