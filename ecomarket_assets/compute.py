@@ -38,7 +38,7 @@ class Engine:
         return len(self.client.scheduler_info().get("workers", {})) if self.is_dask else 1
 
     def read_parquet(self, paths: list[Path], columns: list[str]):
-        """One frame over many Parquet files: pandas (concatenated) or Dask (one partition per file)."""
+        """One frame over many Parquet files: pandas (concatenated) or Dask (lazy, about BLOCKSIZE per partition)."""
         if not paths:
             raise FileNotFoundError("no Parquet files to read")
         if self.is_dask:
