@@ -18,7 +18,7 @@ import dagster as dg
 import pandas as pd
 
 ENGINES = ("local", "dask")
-BLOCKSIZE = "128MiB"
+BLOCKSIZE = "16MiB"  # on disk; compressed Parquet grows ~5-10x in memory, and workers may have 2 GiB
 
 
 @dataclass
