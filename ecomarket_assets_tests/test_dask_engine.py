@@ -115,7 +115,7 @@ def test_dask_trained_demand_model_scores_within_two_percent_of_the_local_one(sm
     x, y = train.until(origin)
     fold = tr.fold_data(panel, origin, None, horizon=horizon)
     wape = {}
-    for name, trainer in (("local", dm.local_trainer), ("dask", dm.dask_trainer(cluster.client, cluster.workers))):
+    for name, trainer in (("local", None), ("dask", dm.dask_trainer(cluster.client, cluster.workers))):
         model = dm.fit(x, y, {"num_leaves": 15, "min_data_in_leaf": 20}, 120, trainer=trainer)
         forecast = model.predict(fold.features)["forecast"].to_numpy().reshape(fold.actual.shape)
         wape[name] = metrics.wape(fold.actual, forecast)

@@ -95,11 +95,6 @@ class DemandModel:
 Trainer = Callable[[dict, pd.DataFrame, np.ndarray, int], lgb.Booster]
 
 
-def local_trainer(params: dict, frame: pd.DataFrame, target: np.ndarray, rounds: int) -> lgb.Booster:
-    data = lgb.Dataset(frame, label=target, categorical_feature=CATEGORICAL, free_raw_data=False)
-    return lgb.train(params, data, num_boost_round=rounds)
-
-
 def dask_trainer(client, partitions: int) -> Trainer:
     """Data-parallel LightGBM on the Dask cluster (`lightgbm.dask`); the booster comes back like a local one."""
 
@@ -124,22 +119,33 @@ def _categorical(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _dataset(features: pd.DataFrame, target: np.ndarray, categories: list[str]) -> lgb.Dataset:
+    return lgb.Dataset(_categorical(features, categories), label=target, categorical_feature=CATEGORICAL,
+                       free_raw_data=False)
+
+
 def fit_mean(features: pd.DataFrame, target: np.ndarray, params: dict, rounds: int,
-             categories: list[str], trainer: Trainer = local_trainer) -> lgb.Booster:
+             categories: list[str], trainer: Trainer | None = None) -> lgb.Booster:
+    if trainer is None:  # in this process, as before the Dask engine existed
+        return lgb.train({**BASE_PARAMS, **params}, _dataset(features, target, categories), num_boost_round=rounds)
     return trainer({**BASE_PARAMS, **params}, _categorical(features, categories), target, rounds)
 
 
 def fit_quantiles(features: pd.DataFrame, target: np.ndarray, params: dict, rounds: int,
-                  categories: list[str], trainer: Trainer = local_trainer) -> dict[float, lgb.Booster]:
+                  categories: list[str], trainer: Trainer | None = None) -> dict[float, lgb.Booster]:
     """Quantile boosters sharing the tuned tree shape (tweedie-only keys dropped)."""
     shape = {k: v for k, v in {**BASE_PARAMS, **params}.items() if k != "tweedie_variance_power"}
+    if trainer is None:
+        data = _dataset(features, target, categories)
+        return {q: lgb.train({**shape, "objective": "quantile", "alpha": q}, data, num_boost_round=rounds)
+                for q in QUANTILES}
     frame = _categorical(features, categories)
     return {q: trainer({**shape, "objective": "quantile", "alpha": q}, frame, target, rounds) for q in QUANTILES}
 
 
 def fit(features: pd.DataFrame, target: np.ndarray, params: dict, rounds: int,
         basis: EmbeddingBasis | None = None, calibration: IntervalCalibration | None = None,
-        trainer: Trainer = local_trainer) -> DemandModel:
+        trainer: Trainer | None = None) -> DemandModel:
     categories = sorted(features["category"].astype(str).unique())
     return DemandModel(
         mean=fit_mean(features, target, params, rounds, categories, trainer),

@@ -187,7 +187,7 @@ def _trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def fit_final(train: TrainingSet, tuning: Tuning, basis: EmbeddingBasis | None, origin: int | None = None,
-              trainer: dm.Trainer = dm.local_trainer) -> dm.DemandModel:
+              trainer: dm.Trainer | None = None) -> dm.DemandModel:
     """The model trained on everything up to `origin` (default: the whole history), by `trainer`."""
     x, y = train.until(origin if origin is not None else int(train.target_day.max()))
     return dm.fit(x, y, tuning.params, tuning.rounds, basis=basis, calibration=tuning.calibration, trainer=trainer)

@@ -139,7 +139,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     start = time.perf_counter()
     origin = len(panel.days) - 1 - config.holdout_days
     with compute.session() as engine:  # the final fit (mean + 3 quantiles) is data-parallel on a Dask engine
-        trainer = dm.dask_trainer(engine.client, engine.workers) if engine.is_dask else dm.local_trainer
+        trainer = dm.dask_trainer(engine.client, engine.workers) if engine.is_dask else None
         model = tr.fit_final(train, tuning, basis, origin=origin, trainer=trainer)
         engine_meta = engine.metadata()
     fit_seconds = time.perf_counter() - start
