@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ecomarket_assets.compute import Engine
+from ecomarket_assets.compute import Engine, group_reduce
 from ecomarket_assets.forecasting.calendar import SalesCalendar, calendar_for
 from ecomarket_assets.storage import DataLayout, read_frame
 
@@ -80,23 +80,48 @@ def read_events(layout: DataLayout, days: list[str] | None = None) -> pd.DataFra
     return pd.concat([read_frame(p, columns=EVENT_COLUMNS) for p in event_day_paths(layout, days)], ignore_index=True)
 
 
-def product_day_aggregates(events):
+def product_day_aggregates(events, engine: Engine | None = None) -> pd.DataFrame:
     """Units bought, views, events and the median positive unit price per (product, UTC day).
 
-    `events` is a pandas or a Dask frame: the same expression runs on either engine, and the result
-    (one row per product-day, small) is what the panel is built from.
+    `events` is a pandas or a Dask frame: the same expressions run on either engine. The median is
+    taken from a per product-day price histogram (a product has a handful of prices a day), so on Dask
+    both parts are sums combined by a tree reduction: no shuffle of events between workers.
     """
+    engine = engine or Engine("local")
     price = events["unit_price"]
     frame = events.assign(
         date=events["event_time"].dt.floor("D"),
         purchased=events["quantity"].astype("float64").where(events["event_type"] == "purchase", 0.0),
         viewed=(events["event_type"] == "view").astype("float64"),
-        priced=price.where((price > 0) & (price < float("inf"))),
+        events=1,
     )
-    grouped = frame.groupby(["product_id", "date"])
-    return grouped.agg(units=("purchased", "sum"), views=("viewed", "sum"), events=("viewed", "count"),
-                       price=("priced", "median")).reset_index()
+    keys = ["product_id", "date"]
+    counts = group_reduce(frame, keys, units=("purchased", "sum"), views=("viewed", "sum"), events=("events", "sum"))
+    priced = frame.assign(price=price)[(price > 0) & (price < float("inf"))]
+    histogram = group_reduce(priced, [*keys, "price"], "events")
+    parts = engine.compute_many({"counts": counts, "histogram": histogram})
+    median = histogram_median(parts["histogram"]).rename("price")
+    return parts["counts"].join(median).reset_index()
 
+
+def histogram_median(counts: pd.Series) -> pd.Series:
+    """Median of the values in the last index level, weighted by `counts`, per group of the other levels.
+
+    Exactly what a median over the raw values gives: the middle value, or the mean of the two middle
+    values when the group's total count is even.
+    """
+    counts = counts[counts > 0].sort_index()
+    groups = list(range(counts.index.nlevels - 1))
+    value = counts.index.get_level_values(-1).to_numpy(dtype=float)
+    upto = counts.groupby(level=groups).cumsum().to_numpy()
+    total = counts.groupby(level=groups).transform("sum").to_numpy()
+    before = upto - counts.to_numpy()
+    group_index = counts.index.droplevel(-1)
+    middle = []
+    for rank in ((total - 1) // 2, total // 2):
+        holds = (before <= rank) & (rank < upto)
+        middle.append(pd.Series(value[holds], index=group_index[holds]))
+    return (middle[0] + middle[1]) / 2
 
 def build_panel(events: pd.DataFrame, catalog: pd.DataFrame, end: pd.Timestamp | None = None,
                 calendar: SalesCalendar | None = None) -> SalesPanel:
@@ -158,7 +183,7 @@ def panel_from_layout(layout: DataLayout, source_kind: str, engine: Engine | Non
     """The panel of everything ingested so far, with the shop's sales calendar, aggregated on `engine`."""
     engine = engine or Engine("local")
     events = engine.read_parquet(event_day_paths(layout), EVENT_COLUMNS)
-    aggregates = engine.compute(product_day_aggregates(events))
+    aggregates = product_day_aggregates(events, engine)
     dates = pd.to_datetime(aggregates["date"]).dt.tz_localize(None)
     calendar = calendar_for(source_kind, dates.min(), dates.max())
     return panel_from_aggregates(aggregates, read_frame(layout.table("catalog")), calendar=calendar)
