@@ -7,10 +7,12 @@ demo and the benchmark). Event-heavy aggregations take a pandas or a Dask frame,
 
 from __future__ import annotations
 
+import atexit
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,18 @@ class Engine:
         keys = list(frames)
         return dict(zip(keys, dask.compute(*(frames[k] for k in keys)), strict=True))
 
+    def map(self, func: Callable, items: list, **shared) -> list:
+        """`func(item, **shared)` for every item, in order: one task per item on Dask (e.g. one per day file).
+
+        Tasks run where the data is reachable by every worker (a shared data directory), and only their
+        small results (reports, counts) come back.
+        """
+        call = partial(func, **shared)
+        if not self.is_dask:
+            return [call(item) for item in items]
+        futures = self.client.map(call, items, pure=False)
+        return self.client.gather(futures)
+
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"engine": self.kind}
         if self.is_dask and self.client is not None:
@@ -113,13 +127,37 @@ class ComputeResource(dg.ConfigurableResource):
         if self.engine == "local":
             yield Engine("local")
             return
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if self.scheduler:
             with Client(self.scheduler) as client:
                 yield Engine("dask", client, client.dashboard_link)
             return
-        with LocalCluster(n_workers=self.workers, threads_per_worker=self.threads_per_worker,
-                          memory_limit=self.memory_limit, processes=True, host="127.0.0.1",
-                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-            yield Engine("dask", client, client.dashboard_link)
+        client = self._local_cluster_client()
+        yield Engine("dask", client, client.dashboard_link)
+
+    def _local_cluster_client(self):
+        """A LocalCluster shared by every step of this process (a run's steps and checks start it once).
+
+        It stops when the process exits; a run in the multiprocess executor gets one per step process.
+        """
+        from distributed import Client, LocalCluster
+
+        key = (self.workers, self.threads_per_worker, self.memory_limit)
+        client = _LOCAL_CLIENTS.get(key)
+        if client is None or client.status != "running":
+            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=self.threads_per_worker,
+                                   memory_limit=self.memory_limit, processes=True, host="127.0.0.1",
+                                   dashboard_address="127.0.0.1:0")
+            client = _LOCAL_CLIENTS[key] = Client(cluster)
+            atexit.register(_close, client, cluster)
+        return client
+
+
+_LOCAL_CLIENTS: dict[tuple, Any] = {}
+
+
+def _close(client, cluster) -> None:
+    with suppress(Exception):
+        client.close()
+        cluster.close()

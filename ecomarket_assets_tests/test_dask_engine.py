@@ -15,12 +15,14 @@ from ecomarket_assets.defs.profiles import assets as profile_assets
 from ecomarket_assets.forecasting.panel import (
     EVENT_COLUMNS,
     event_day_paths,
+    histogram_median,
     product_day_aggregates,
 )
 from ecomarket_assets.forecasting.store import ForecastStore
+from ecomarket_assets.resources import DataDirResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets_tests.conftest import SMALL_SIM
-from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS
+from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS
 
 FLOAT_TOLERANCE = 1e-9  # sums and medians of the same floats; only the summation order may differ
 RANGE = {ASSET_PARTITION_RANGE_START_TAG: SMALL_SIM["sim_start"], ASSET_PARTITION_RANGE_END_TAG: "2025-11-30"}
@@ -34,10 +36,11 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
-    from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+    from ecomarket_assets.resources import ShopSourceResource
 
     root = tmp_path_factory.mktemp("dask") / "data"
-    resources = {"data_dir": DataDirResource(path=str(root)), "source": ShopSourceResource(**SMALL_SIM)}
+    resources = {"data_dir": DataDirResource(path=str(root)), "source": ShopSourceResource(**SMALL_SIM),
+                 "compute": ComputeResource()}
     assert dg.materialize(ALL_ASSETS, resources=resources, selection=["catalog", "customers", "reviews"]).success
     assert dg.materialize(ALL_ASSETS, resources=resources, selection=["raw_events"], tags=RANGE).success
     activity = [profile_assets.user_daily_activity]
@@ -51,20 +54,74 @@ def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         keys, ignore_index=True)
 
 
+def test_raw_events_and_their_checks_are_the_same_on_both_engines(ingested, tmp_path):
+    """A backfill ingested one task per day on the cluster writes the same day files and quarantine."""
+    local_resources, local_layout = ingested
+    root = tmp_path / "data"
+    resources = {**local_resources, "data_dir": DataDirResource(path=str(root)),
+                 "compute": ComputeResource(engine="dask", workers=2)}
+    everything = [*ALL_ASSETS, *ALL_CHECKS]
+    assert dg.materialize(everything, resources=resources, selection=["catalog"]).success
+    result = dg.materialize(everything, resources=resources, selection=["raw_events"], tags=RANGE)
+    assert result.success
+    meta = result.asset_materializations_for_node("raw_events")[0].metadata
+    assert meta["engine"].value == "dask" and meta["dask_workers"].value == 2
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 7 and all(c.passed for c in checks)
+    reconciled = next(c for c in checks if c.check_name == "events_reconciled").metadata
+    assert reconciled["engine"].value == "dask"
+    layout = DataLayout(root)
+    days = [p.parent.name for p in event_day_paths(local_layout)]
+    assert [p.parent.name for p in event_day_paths(layout)] == days and len(days) > 20
+    kept = quarantined = 0
+    for day in (d.removeprefix("date=") for d in days):
+        stored = read_frame(layout.raw_events_day(day))
+        pd.testing.assert_frame_equal(stored, read_frame(local_layout.raw_events_day(day)))
+        held = read_frame(layout.quarantine_day("raw_events", day))
+        pd.testing.assert_frame_equal(held, read_frame(local_layout.quarantine_day("raw_events", day)))
+        kept, quarantined = kept + len(stored), quarantined + len(held)
+    assert kept == meta["rows_kept"].value and quarantined == meta["rows_quarantined"].value > 0
+    assert meta["rows_read"].value == kept + quarantined
+
+
+def _reference_aggregates(events: pd.DataFrame) -> pd.DataFrame:
+    """The product-day aggregates written the direct pandas way (a median over the raw prices)."""
+    price = events["unit_price"]
+    frame = events.assign(date=events["event_time"].dt.floor("D"),
+                          units=events["quantity"].where(events["event_type"] == "purchase", 0.0),
+                          views=(events["event_type"] == "view").astype(float),
+                          price=price.where((price > 0) & np.isfinite(price)))
+    return frame.groupby(["product_id", "date"]).agg(units=("units", "sum"), views=("views", "sum"),
+                                                     events=("views", "size"), price=("price", "median")).reset_index()
+
+
 def test_product_day_aggregates_agree(ingested, cluster):
     _, layout = ingested
     paths = event_day_paths(layout)
     local = Engine("local")
-    expected = _sorted(local.compute(product_day_aggregates(local.read_parquet(paths, EVENT_COLUMNS))),
-                       ["product_id", "date"])
+    events_local = local.read_parquet(paths, EVENT_COLUMNS)
+    expected = _sorted(_reference_aggregates(events_local), ["product_id", "date"])
+    on_local = _sorted(product_day_aggregates(events_local), ["product_id", "date"])
     events = cluster.read_parquet(paths, EVENT_COLUMNS)
     assert 1 <= events.npartitions <= len(paths)  # small day files are read together into larger partitions
-    got = _sorted(cluster.compute(product_day_aggregates(events)), ["product_id", "date"])
+    got = _sorted(product_day_aggregates(events, cluster), ["product_id", "date"])
     assert len(got) == len(expected) > 100
+    assert expected["price"].notna().sum() > 100
+    pd.testing.assert_frame_equal(on_local, expected, check_dtype=False, rtol=FLOAT_TOLERANCE)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=FLOAT_TOLERANCE)
-    events_local = local.read_parquet(paths, EVENT_COLUMNS)
     bought = events_local.loc[events_local["event_type"] == "purchase", "quantity"].sum()
     assert got["units"].sum() == bought and got["events"].sum() == len(events_local)
+
+
+def test_histogram_median_is_the_median_of_the_raw_values():
+    rng = np.random.default_rng(7)
+    raw = pd.DataFrame({"group": rng.integers(0, 40, 2_000), "value": rng.choice([1.5, 2.0, 2.25, 9.99, 10.0], 2_000)})
+    raw = pd.concat([raw, pd.DataFrame({"group": [99, 99], "value": [1.0, 4.0]})])  # even count: mean of the middle two
+    histogram = raw.assign(n=1).groupby(["group", "value"])["n"].sum()
+    got = histogram_median(histogram)
+    expected = raw.groupby("group")["value"].median()
+    pd.testing.assert_series_equal(got.sort_index(), expected, check_names=False)
+    assert got[99] == 2.5
 
 
 def test_demand_training_set_is_the_same_on_both_engines(ingested, cluster):

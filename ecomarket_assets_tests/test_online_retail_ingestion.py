@@ -7,6 +7,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
@@ -14,7 +15,8 @@ from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS,
 
 def test_online_retail_week_reconciles_and_passes_checks(online_retail_file, data_dir):
     resources = {"data_dir": DataDirResource(path=str(data_dir)),
-                 "source": ShopSourceResource(kind="online_retail", path=str(online_retail_file))}
+                 "source": ShopSourceResource(kind="online_retail", path=str(online_retail_file)),
+                 "compute": ComputeResource()}
     layout = DataLayout(data_dir)
     tables = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, selection=["catalog", "customers", "reviews"])
     outcome = checks_by_name(tables)

@@ -10,6 +10,7 @@ from dagster._core.storage.tags import (
 )
 from mlflow import MlflowClient
 
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.profiles import assets as profile_assets
 from ecomarket_assets.defs.recommender import assets as rec_assets
 from ecomarket_assets.defs.recommender import checks as rec_checks
@@ -39,7 +40,8 @@ def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("recommender")
     tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
     resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**SIM),
-                 "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking}
+                 "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking,
+                 "compute": ComputeResource()}
     instance = dg.DagsterInstance.ephemeral()
 
     def run(selection, **kw):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion import assets as ingestion
 from ecomarket_assets.defs.text import assets, checks
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
@@ -29,7 +30,7 @@ TEXT_ASSETS = ["product_embeddings", "review_insights"]
 
 def resources(data_dir, **source) -> dict:
     return {"data_dir": DataDirResource(path=str(data_dir)), "source": ShopSourceResource(**source),
-            "embedding_model": EmbeddingModelResource()}
+            "embedding_model": EmbeddingModelResource(), "compute": ComputeResource()}
 
 
 def materialize(res: dict, selection: list[str] | None = None) -> dg.ExecuteInProcessResult:

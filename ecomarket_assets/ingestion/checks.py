@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ecomarket_assets.compute import Engine
 from ecomarket_assets.ingestion import validation
 from ecomarket_assets.ingestion.pipeline import day_window, read_day
 from ecomarket_assets.ingestion.staging import StagedSource
@@ -46,20 +47,19 @@ def _known_products(layout: DataLayout) -> pd.Index:
     return pd.Index(read_frame(layout.table("catalog"), columns=["product_id"])["product_id"])
 
 
-def events_rules(layout: DataLayout, days: list[str], rule_names: list[str]) -> Outcome:
-    """Count stored rows that break the named validation rules (must be zero)."""
-    products = _known_products(layout)
-    totals = dict.fromkeys(rule_names, 0)
-    failing_days = []
-    for day in days:
-        frame = read_frame(layout.raw_events_day(day))
-        start, end = day_window(day)
-        rules = [r for r in validation.event_rules(start, end, products) if r[0] in rule_names]
-        counts = validation.broken_rows(frame, rules)
-        for name, n in counts.items():
-            totals[name] += n
-        if any(counts.values()):
-            failing_days.append(day)
+def _day_rule_counts(day: str, layout: DataLayout, products: pd.Index, rule_names: list[str]) -> dict[str, int]:
+    frame = read_frame(layout.raw_events_day(day))
+    start, end = day_window(day)
+    rules = [r for r in validation.event_rules(start, end, products) if r[0] in rule_names]
+    return validation.broken_rows(frame, rules)
+
+
+def events_rules(layout: DataLayout, days: list[str], rule_names: list[str], engine: Engine | None = None) -> Outcome:
+    """Count stored rows that break the named validation rules (must be zero); one task per day on Dask."""
+    engine = engine or Engine("local")
+    per_day = engine.map(_day_rule_counts, days, layout=layout, products=_known_products(layout), rule_names=rule_names)
+    totals = {name: sum(counts.get(name, 0) for counts in per_day) for name in rule_names}
+    failing_days = [day for day, counts in zip(days, per_day, strict=True) if any(counts.values())]
     return Outcome(not failing_days, {**{f"rows_{k}": v for k, v in totals.items()}, "threshold": 0,
                                       "days_checked": len(days), "failing_days": ", ".join(failing_days[:20])})
 
@@ -68,16 +68,18 @@ def _rows(path) -> int:
     return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
 
 
-def events_reconciled(layout: DataLayout, sources: list[StagedSource], days: list[str]) -> Outcome:
-    mismatches = {}
-    read_total = kept_total = quarantined_total = 0
-    for day in days:
-        events, rejects = read_day(sources, day)
-        read = len(events) + len(rejects)
-        kept, quarantined = _rows(layout.raw_events_day(day)), _rows(layout.quarantine_day("raw_events", day))
-        read_total, kept_total, quarantined_total = read_total + read, kept_total + kept, quarantined_total + quarantined
-        if read != kept + quarantined:
-            mismatches[day] = f"{read} read != {kept} kept + {quarantined} quarantined"
+def _day_reconciliation(day: str, layout: DataLayout, sources: list[StagedSource]) -> tuple[int, int, int]:
+    events, rejects = read_day(sources, day)
+    return len(events) + len(rejects), _rows(layout.raw_events_day(day)), _rows(layout.quarantine_day("raw_events", day))
+
+
+def events_reconciled(layout: DataLayout, sources: list[StagedSource], days: list[str],
+                      engine: Engine | None = None) -> Outcome:
+    engine = engine or Engine("local")
+    per_day = engine.map(_day_reconciliation, days, layout=layout, sources=sources)
+    mismatches = {day: f"{read} read != {kept} kept + {quarantined} quarantined"
+                  for day, (read, kept, quarantined) in zip(days, per_day, strict=True) if read != kept + quarantined}
+    read_total, kept_total, quarantined_total = (sum(column) for column in zip(*per_day, strict=True)) if per_day else (0, 0, 0)
     return Outcome(not mismatches, {"rows_read": read_total, "rows_kept": kept_total,
                                     "rows_quarantined": quarantined_total, "mismatches": str(mismatches)[:2000]})
 

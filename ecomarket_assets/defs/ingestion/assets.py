@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from ecomarket_assets import metadata as md
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.ingestion.pipeline import IngestReport, ingest_events_day, ingest_table
 from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
@@ -110,16 +111,20 @@ def reviews(data_dir: DataDirResource, source: ShopSourceResource) -> dg.Materia
     ),
     metadata={"dagster/column_schema": EVENTS.dagster()},
 )
-def raw_events(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+def raw_events(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource,
+               compute: ComputeResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     sources = source.event_sources(layout)
     products = pd.Index(read_frame(layout.table("catalog"), columns=["product_id"])["product_id"])
-    reports = []
-    for day in context.partition_keys:
-        report = ingest_events_day(day, sources, products, layout)
-        context.log.info(f"{day}: read {report.rows_read}, kept {report.rows_kept}, quarantined {report.rows_quarantined}")
-        reports.append(report)
-    return dg.MaterializeResult(metadata=_events_metadata(reports, layout, sources, context.partition_keys))
+    with compute.session() as engine:  # on Dask, one task per day: a backfill's days are ingested in parallel
+        reports = engine.map(ingest_events_day, context.partition_keys, sources=sources, known_products=products,
+                             layout=layout)
+        engine_meta = engine.metadata()
+    for report in reports:
+        context.log.info(f"{report.name}: read {report.rows_read}, kept {report.rows_kept}, "
+                         f"quarantined {report.rows_quarantined}")
+    meta = _events_metadata(reports, layout, sources, context.partition_keys)
+    return dg.MaterializeResult(metadata=meta | engine_meta)
 
 
 def _events_metadata(reports: list[IngestReport], layout, sources, days: list[str]) -> dict[str, object]:

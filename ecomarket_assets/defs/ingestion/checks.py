@@ -10,6 +10,7 @@ quarantine share is an alarm (WARN).
 import dagster as dg
 import pandas as pd
 
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion.assets import catalog, customers, raw_events, reviews
 from ecomarket_assets.ingestion import checks as logic
 from ecomarket_assets.partitions import daily_partitions
@@ -23,6 +24,15 @@ def _result(outcome: logic.Outcome, severity=dg.AssetCheckSeverity.ERROR) -> dg.
     return dg.AssetCheckResult(passed=outcome.passed, severity=severity, metadata=outcome.metadata)
 
 
+def _rules_result(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource, compute: ComputeResource,
+                  rule_names: list[str]) -> dg.AssetCheckResult:
+    """The rules re-run over every stored day of the run; on Dask one task per day."""
+    with compute.session() as engine:
+        outcome = logic.events_rules(data_dir.layout(), context.partition_keys, rule_names, engine)
+        outcome.metadata |= engine.metadata()
+    return _result(outcome)
+
+
 def _events_check(name: str, description: str, blocking: bool = True):
     return dg.asset_check(asset=raw_events, name=name, description=description, blocking=blocking,
                           partitions_def=daily_partitions)
@@ -34,30 +44,37 @@ def events_schema(context: dg.AssetCheckExecutionContext, data_dir: DataDirResou
 
 
 @_events_check("events_unique_ids", "No event_id appears twice in a day.")
-def events_unique_ids(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource) -> dg.AssetCheckResult:
-    return _result(logic.events_rules(data_dir.layout(), context.partition_keys, ["duplicate_event_id"]))
+def events_unique_ids(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource,
+                      compute: ComputeResource) -> dg.AssetCheckResult:
+    return _rules_result(context, data_dir, compute, ["duplicate_event_id"])
 
 
 @_events_check("events_in_partition", "Every event_time lies inside its UTC day; required fields are present.")
-def events_in_partition(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource) -> dg.AssetCheckResult:
-    return _result(logic.events_rules(data_dir.layout(), context.partition_keys,
-                                      ["missing_required_field", "unknown_event_type", "outside_partition"]))
+def events_in_partition(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource,
+                        compute: ComputeResource) -> dg.AssetCheckResult:
+    return _rules_result(context, data_dir, compute, ["missing_required_field", "unknown_event_type", "outside_partition"])
 
 
 @_events_check("events_known_products", "Every product_id exists in the catalog (referential integrity).")
-def events_known_products(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource) -> dg.AssetCheckResult:
-    return _result(logic.events_rules(data_dir.layout(), context.partition_keys, ["unknown_product"]))
+def events_known_products(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource,
+                          compute: ComputeResource) -> dg.AssetCheckResult:
+    return _rules_result(context, data_dir, compute, ["unknown_product"])
 
 
 @_events_check("events_valid_quantities_and_prices", "Quantities in 1..1000 and prices in (0, 10000].")
-def events_valid_quantities_and_prices(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource) -> dg.AssetCheckResult:
-    return _result(logic.events_rules(data_dir.layout(), context.partition_keys, ["bad_quantity", "missing_price", "bad_price"]))
+def events_valid_quantities_and_prices(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource,
+                                       compute: ComputeResource) -> dg.AssetCheckResult:
+    return _rules_result(context, data_dir, compute, ["bad_quantity", "missing_price", "bad_price"])
 
 
 @_events_check("events_reconciled", "Rows read from the sources = rows kept + rows quarantined, per day.")
-def events_reconciled(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource, source: ShopSourceResource) -> dg.AssetCheckResult:
+def events_reconciled(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource, source: ShopSourceResource,
+                      compute: ComputeResource) -> dg.AssetCheckResult:
     layout = data_dir.layout()
-    return _result(logic.events_reconciled(layout, source.event_sources(layout), context.partition_keys))
+    with compute.session() as engine:
+        outcome = logic.events_reconciled(layout, source.event_sources(layout), context.partition_keys, engine)
+        outcome.metadata |= engine.metadata()
+    return _result(outcome)
 
 
 @_events_check("events_quarantine_share", f"Alarm when more than {QUARANTINE_WARN_SHARE:.0%} of a day's rows are quarantined.",
