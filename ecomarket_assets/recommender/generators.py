@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ecomarket_assets.recommender.interactions import Interactions, history_rows
+from ecomarket_assets.compute import Engine
+from ecomarket_assets.recommender.interactions import Interactions
 
 GENERATORS = ("item_knn", "ease", "content", "popular", "trending", "repurchase", "country_popular", "category_popular")
 PERSONAL = ("item_knn", "ease", "content", "repurchase", "category_popular")  # zero for users without history
@@ -30,30 +31,29 @@ class ItemStats:
         return self.frame[name].to_numpy(dtype=np.float64)
 
 
-def item_stats(interactions: pd.DataFrame, inter: Interactions, catalog: pd.DataFrame) -> ItemStats:
-    """Buyers in the last 7 / 28 days and the 28 before, repurchase rate and interval, first/last event age."""
-    rows = history_rows(interactions, inter.cutoff, lookback_days=None)
-    age = (pd.Timestamp(inter.cutoff) - pd.to_datetime(rows["date"])).dt.days
-    bought = rows[rows["purchase_units"] > 0].assign(age=age)
+def item_stats(inter: Interactions, catalog: pd.DataFrame) -> ItemStats:
+    """Buyers in the last 7 / 28 days and the 28 before, repurchase rate and interval, first/last event age.
 
-    def buyers(lo: int, hi: int) -> pd.Series:
-        window = bought[(bought["age"] >= lo) & (bought["age"] < hi)]
-        return window.groupby("product_id")["user_id"].nunique()
+    Read off the (user, product) pairs, so a buyer is counted once per product however many days they bought.
+    """
+    pairs = inter.pairs
+    bought = pairs[pairs["purchase_days"] > 0]
+
+    def users_with(frame: pd.DataFrame, flag: str) -> pd.Series:
+        return frame[frame[flag] > 0].groupby("product_id").size()
 
     frame = pd.DataFrame(index=inter.items)
-    frame["buyers_7d"] = buyers(0, 7)
-    frame["buyers_28d"] = buyers(0, 28)
-    frame["buyers_prev_28d"] = buyers(7, 35)
-    frame["viewers_28d"] = rows[(age < 28) & (rows["views"] > 0)].groupby("product_id")["user_id"].nunique()
-    pairs = bought.groupby(["product_id", "user_id"])["age"].agg(["max", "min", "size"])
-    repeat = pairs[pairs["size"] > 1]
-    frame["buyers_all"] = pairs.groupby(level=0).size()
-    frame["repeat_buyers"] = repeat.groupby(level=0).size()
-    gap = (repeat["max"] - repeat["min"]) / (repeat["size"] - 1)
-    frame["repurchase_interval"] = gap.groupby(level=0).median()
-    seen = age.groupby(rows["product_id"]).agg(["max", "min"])
-    frame["first_seen_days"] = seen["max"]
-    frame["last_seen_days"] = seen["min"]
+    frame["buyers_7d"] = users_with(bought, "bought_7d")
+    frame["buyers_28d"] = users_with(bought, "bought_28d")
+    frame["buyers_prev_28d"] = users_with(bought, "bought_prev_28d")
+    frame["viewers_28d"] = users_with(pairs, "viewed_28d")
+    repeat = bought[bought["purchase_days"] > 1]
+    frame["buyers_all"] = bought.groupby("product_id").size()
+    frame["repeat_buyers"] = repeat.groupby("product_id").size()
+    gap = (repeat["first_bought"] - (repeat["last_bought"] - 1)) / (repeat["purchase_days"] - 1)
+    frame["repurchase_interval"] = gap.groupby(repeat["product_id"]).median()
+    frame["first_seen_days"] = pairs.groupby("product_id")["first_seen"].max()
+    frame["last_seen_days"] = pairs.groupby("product_id")["last_seen"].min() - 1
     counts = ["buyers_7d", "buyers_28d", "buyers_prev_28d", "viewers_28d", "buyers_all", "repeat_buyers"]
     frame[counts] = frame[counts].fillna(0.0)
     # shrunk towards a low prior so one repeat buyer of a rare product does not make it "consumable"
@@ -119,11 +119,11 @@ class FittedGenerators:
         return len(self.inter.items)
 
 
-def fit_generators(interactions: pd.DataFrame, inter: Interactions, catalog: pd.DataFrame,
-                   customers: pd.DataFrame, embeddings: tuple[pd.Series, np.ndarray] | None,
-                   ease_l2: float = 100.0, neighbours: int = 100) -> FittedGenerators:
+def fit_generators(inter: Interactions, catalog: pd.DataFrame, customers: pd.DataFrame,
+                   embeddings: tuple[pd.Series, np.ndarray] | None, ease_l2: float = 100.0,
+                   neighbours: int = 100) -> FittedGenerators:
     binary = (inter.engagement > 0).astype(np.float32).tocsr()
-    stats = item_stats(interactions, inter, catalog)
+    stats = item_stats(inter, catalog)
     codes, categories = pd.factorize(stats.frame["category"])
     onehot = sparse.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(categories)))
     vectors = np.zeros((len(inter.items), 1), dtype=np.float32)
@@ -137,16 +137,15 @@ def fit_generators(interactions: pd.DataFrame, inter: Interactions, catalog: pd.
     return FittedGenerators(
         inter=inter, stats=stats, knn=item_knn_similarity(binary, neighbours), ease=ease_weights(binary, ease_l2),
         item_vectors=vectors, category_onehot=onehot,
-        country_popularity=_country_popularity(interactions, inter, country), user_country=country, ease_l2=ease_l2,
+        country_popularity=_country_popularity(inter, country), user_country=country, ease_l2=ease_l2,
     )
 
 
-def _country_popularity(interactions: pd.DataFrame, inter: Interactions, country: pd.Series,
-                        days: int = 90) -> pd.DataFrame:
-    rows = history_rows(interactions, inter.cutoff, lookback_days=days)
-    bought = rows[rows["purchase_units"] > 0]
+def _country_popularity(inter: Interactions, country: pd.Series) -> pd.DataFrame:
+    """Buyers per country and product over the last 90 days, each country's row scaled to a maximum of 1."""
+    bought = inter.pairs[inter.pairs["bought_90d"] > 0]
     bought = bought.assign(country=bought["user_id"].map(country).fillna("unknown"))
-    counts = bought.groupby(["country", "product_id"])["user_id"].nunique().unstack(fill_value=0)
+    counts = bought.groupby(["country", "product_id"]).size().unstack(fill_value=0)
     counts = counts.reindex(columns=inter.items, fill_value=0).astype(np.float32)
     return counts.div(counts.max(axis=1).where(lambda s: s > 0, 1.0), axis=0)
 
@@ -215,14 +214,15 @@ def _country_scores(gen: FittedGenerators, user_ids: pd.Index) -> np.ndarray:
     return out
 
 
-def tune_ease_l2(interactions: pd.DataFrame, product_ids: np.ndarray, cutoff: dt.date, window_days: int,
-                 grid: tuple[float, ...] = (10.0, 50.0, 200.0, 1000.0)) -> tuple[float, dict[float, float]]:
+def tune_ease_l2(interactions, product_ids: np.ndarray, cutoff: dt.date, window_days: int,
+                 grid: tuple[float, ...] = (10.0, 50.0, 200.0, 1000.0),
+                 engine: Engine | None = None) -> tuple[float, dict[float, float]]:
     """EASE's only parameter, chosen by NDCG@10 on one window before the hold-out (never on it)."""
     from ecomarket_assets.recommender.interactions import build_interactions, label_rows
     from ecomarket_assets.recommender.metrics import ndcg_at_k, top_k
 
-    inter = build_interactions(interactions, product_ids, cutoff)
-    labels = label_rows(interactions, cutoff, window_days)
+    inter = build_interactions(interactions, product_ids, cutoff, engine)
+    labels = label_rows(interactions, cutoff, window_days, engine)
     labels = labels[labels["user_id"].isin(inter.users)]
     users = pd.Index(labels["user_id"].unique())
     binary = (inter.rows_of(inter.engagement, inter.user_rows(users)) > 0).astype(np.float32)

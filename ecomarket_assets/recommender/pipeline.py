@@ -6,11 +6,13 @@ Assets call these; each is plain pandas so tests and benchmarks run them without
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ecomarket_assets.compute import Engine
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.recommender.candidates import attach_labels, build_candidates
 from ecomarket_assets.recommender.generators import FittedGenerators, fit_generators
@@ -21,10 +23,11 @@ from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
 @dataclass
 class ShopHistory:
-    interactions: pd.DataFrame  # user_daily_activity interactions: date, user_id, product_id, views, ...
+    interactions: Any  # user_daily_activity interactions (pandas, or Dask on the dask engine): date, user_id, ...
     catalog: pd.DataFrame
     customers: pd.DataFrame
     embeddings: tuple[pd.Series, np.ndarray] | None
+    engine: Engine = field(default_factory=lambda: Engine("local"))  # where the per-pair reductions run
 
     @property
     def product_ids(self) -> np.ndarray:
@@ -32,10 +35,12 @@ class ShopHistory:
 
     @property
     def last_day(self) -> dt.date:
-        return dt.date.fromisoformat(self.interactions["date"].max())
+        return dt.date.fromisoformat(str(self.engine.compute(self.interactions["date"].max())))
 
 
-def read_history(layout: DataLayout) -> ShopHistory:
+def read_history(layout: DataLayout, engine: Engine | None = None) -> ShopHistory:
+    """The shop's history; on a Dask engine the interactions stay on the cluster as a lazy frame."""
+    engine = engine or Engine("local")
     if not layout.activity_days():
         raise FileNotFoundError("no user_daily_activity partitions: materialize raw_events and user_daily_activity")
     embeddings = None
@@ -43,14 +48,15 @@ def read_history(layout: DataLayout) -> ShopHistory:
     if path.exists():
         ids, vectors = read_embeddings(path)
         embeddings = (ids["product_id"], vectors)
-    return ShopHistory(act.read_days(layout).interactions, read_frame(layout.table("catalog")),
-                       read_frame(layout.table("customers")), embeddings)
+    interactions = (engine.read_parquet(act.day_files(layout, "interactions"), act.SCHEMAS["interactions"].names)
+                    if engine.is_dask else act.read_days(layout).interactions)
+    return ShopHistory(interactions, read_frame(layout.table("catalog")), read_frame(layout.table("customers")),
+                       embeddings, engine)
 
 
 def fit_at(history: ShopHistory, cutoff: dt.date, ease_l2: float) -> FittedGenerators:
-    inter = build_interactions(history.interactions, history.product_ids, cutoff)
-    return fit_generators(history.interactions, inter, history.catalog, history.customers, history.embeddings,
-                          ease_l2=ease_l2)
+    inter = build_interactions(history.interactions, history.product_ids, cutoff, history.engine)
+    return fit_generators(inter, history.catalog, history.customers, history.embeddings, ease_l2=ease_l2)
 
 
 @dataclass
@@ -74,7 +80,7 @@ def labelled_set(history: ShopHistory, name: str, cutoff: dt.date, window_days: 
                  per_generator: int) -> CandidateSet:
     """Candidates for every customer who bought in [cutoff, cutoff + window), labelled by those purchases."""
     gen = fit_at(history, cutoff, ease_l2)
-    labels = label_rows(history.interactions, cutoff, window_days)
+    labels = label_rows(history.interactions, cutoff, window_days, history.engine)
     users = pd.Index(np.sort(labels["user_id"].unique()), name="user_id")
     frame = attach_labels(build_candidates(gen, users, per_generator), labels)
     return CandidateSet(name, cutoff, frame, labels, users, users[gen.inter.user_rows(users) < 0], gen)
@@ -82,7 +88,9 @@ def labelled_set(history: ShopHistory, name: str, cutoff: dt.date, window_days: 
 
 def serving_users(history: ShopHistory, cutoff: dt.date) -> pd.Index:
     """Every customer with an id known before the cutoff: in the customers table or seen in events."""
-    seen = history.interactions.loc[history.interactions["date"] < cutoff.isoformat(), "user_id"]
+    interactions = history.interactions
+    seen = history.engine.compute(interactions.loc[interactions["date"] < cutoff.isoformat(), "user_id"].unique())
+    seen = pd.Series(np.asarray(seen), dtype=object)
     customers = history.customers
     signed = customers.loc[customers["signup_time"].isna() |
                            (customers["signup_time"] < pd.Timestamp(cutoff, tz="UTC")), "user_id"]

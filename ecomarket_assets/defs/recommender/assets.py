@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from ecomarket_assets import metadata as md
+from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion.assets import catalog, customers
 from ecomarket_assets.defs.profiles.assets import user_daily_activity
 from ecomarket_assets.forecasting.store import forecast_rising_ids
@@ -70,26 +71,30 @@ class RecommendationsConfig(dg.Config):
     "forecast has been materialized.",
 )
 def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
-                   data_dir: DataDirResource) -> dg.MaterializeResult:
+                   data_dir: DataDirResource, compute: ComputeResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = RecStore(layout)
-    history = read_history(layout)
-    plan = CutoffPlan.for_last_day(history.last_day, config.window_days, config.train_windows)
-    l2, grid = tune_ease_l2(history.interactions, history.product_ids, plan.train[0], plan.window_days)
-    context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
-    sets, rows = {}, []
-    for name, cutoff in plan.sets().items():
-        start = time.perf_counter()
-        if name == "serving":
-            rising = forecast_rising_ids(layout)
-            built = serving_set(history, cutoff, l2, config.per_generator, rising)
-        else:
-            built = labelled_set(history, name, cutoff, plan.window_days, l2, config.per_generator)
-        write_frame(built.frame, store.candidate_path(name))
-        if built.labels is not None:
-            write_frame(built.labels, store.labels_path(name))
-        sets[name] = built
-        rows.append(_set_row(built, time.perf_counter() - start))
+    # The (user, product) reductions behind the generators run on the engine; the matrices stay here.
+    with compute.session() as engine:
+        history = read_history(layout, engine)
+        plan = CutoffPlan.for_last_day(history.last_day, config.window_days, config.train_windows)
+        l2, grid = tune_ease_l2(history.interactions, history.product_ids, plan.train[0], plan.window_days,
+                                engine=engine)
+        context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
+        sets, rows = {}, []
+        for name, cutoff in plan.sets().items():
+            start = time.perf_counter()
+            if name == "serving":
+                rising = forecast_rising_ids(layout)
+                built = serving_set(history, cutoff, l2, config.per_generator, rising)
+            else:
+                built = labelled_set(history, name, cutoff, plan.window_days, l2, config.per_generator)
+            write_frame(built.frame, store.candidate_path(name))
+            if built.labels is not None:
+                write_frame(built.labels, store.labels_path(name))
+            sets[name] = built
+            rows.append(_set_row(built, time.perf_counter() - start))
+        engine_meta = engine.metadata()
     summary = pd.DataFrame(rows)
     holdout = sets["holdout"]
     store.write_plan(plan, {"ease_l2": l2, "ease_grid": {str(k): v for k, v in grid.items()},
@@ -108,6 +113,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         "peak_memory_gb": md.peak_memory_gb(),
         "preview": md.preview(sets["serving"].frame[["user_id", "product_id", *FEATURES[:8]]].round(3)),
         "path": dg.MetadataValue.path(str(store.candidates)),
+        **engine_meta,
     })
 
 
@@ -139,12 +145,15 @@ def _found_by(frame: pd.DataFrame) -> pd.DataFrame:
     "window stays fresh for the promotion step, while serving features still read the whole history.",
 )
 def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResource,
-                      mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+                      mlflow_tracking: MlflowResource, compute: ComputeResource) -> dg.MaterializeResult:
     store = RecStore(data_dir.layout())
     plan, saved = store.read_plan()
     train_names = [f"train_{i + 1}" for i in range(len(plan.train))]
     frames = {name: store.read_candidates(name) for name in [*train_names, "holdout"]}
-    evaluated = rk.train_ranker([frames[n] for n in train_names])
+    with compute.session() as engine:  # on Dask: DaskLGBMRanker, whole users per partition
+        trainer = rk.dask_trainer(engine.client, engine.workers) if engine.is_dask else None
+        evaluated = rk.train_ranker([frames[n] for n in train_names], trainer=trainer)
+        engine_meta = engine.metadata()
     holdout = frames["holdout"].copy()
     holdout["score"] = rk.score(evaluated.booster, holdout, evaluated.cold_policy)
     truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
@@ -158,7 +167,8 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
     with mlflow_tracking.start_run(EXPERIMENT, "recommender_model", tags) as run:
         mlflow.log_params({**{k: v for k, v in rk.PARAMS.items() if k != "eval_at"}, "num_boost_round": evaluated.rounds,
                            "ease_l2": saved["ease_l2"], "train_sets": ",".join(train_names),
-                           "features": len(FEATURES), "cold_policy": evaluated.cold_policy})
+                           "features": len(FEATURES), "cold_policy": evaluated.cold_policy,
+                           "engine": engine_meta["engine"]})
         mlflow.log_metrics({"holdout_ndcg_at_10": holdout_ndcg, "valid_ndcg_at_10": evaluated.valid_ndcg,
                             "train_rows": evaluated.train_rows, "fit_seconds": evaluated.seconds})
         mlflow.log_table(importance, "feature_importance.json")
@@ -191,6 +201,7 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
         "train_queries": evaluated.train_users,
         "fit_seconds": round(evaluated.seconds, 1),
         "trained_through": trained_through,
+        **engine_meta,
         "peak_memory_gb": md.peak_memory_gb(),
         "feature_importance": plots.importance(importance),
     })
