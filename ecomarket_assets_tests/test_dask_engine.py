@@ -12,6 +12,7 @@ from dagster._core.storage.tags import (
 from ecomarket_assets.compute import ComputeResource, Engine
 from ecomarket_assets.defs.forecasting import assets as forecast_assets
 from ecomarket_assets.defs.profiles import assets as profile_assets
+from ecomarket_assets.defs.recommender import assets as rec_assets
 from ecomarket_assets.forecasting.panel import (
     EVENT_COLUMNS,
     event_day_paths,
@@ -159,6 +160,32 @@ def test_user_features_are_the_same_on_both_engines(ingested):
     assert metadata["dask"]["engine"].value == "dask" and metadata["dask"]["dask_workers"].value == 2
 
 
+def test_rec_candidates_are_the_same_on_both_engines(ingested):
+    """The (user, product) reductions behind the eight generators run on the cluster; candidates are identical."""
+    from ecomarket_assets.recommender.store import RecStore
+
+    resources, layout = ingested
+    store = RecStore(layout)
+    config = {"ops": {"rec_candidates": {"config": {"window_days": 4, "per_generator": 20}}}}
+    outputs, metadata = {}, {}
+    for name, compute in (("local", ComputeResource()), ("dask", ComputeResource(engine="dask", workers=2))):
+        result = dg.materialize([rec_assets.rec_candidates], resources={**resources, "compute": compute},
+                                selection=["rec_candidates"], run_config=config)
+        assert result.success
+        metadata[name] = result.asset_materializations_for_node("rec_candidates")[0].metadata
+        outputs[name] = {set_name: read_frame(store.candidate_path(set_name))
+                         for set_name in ("train_1", "train_2", "holdout", "serving")}
+        outputs[name]["holdout_labels"] = read_frame(store.labels_path("holdout"))
+    for set_name, local in outputs["local"].items():
+        dask = outputs["dask"][set_name]
+        assert len(local) == len(dask) > 100, set_name
+        pd.testing.assert_frame_equal(local, dask, check_dtype=False, rtol=FLOAT_TOLERANCE)
+    assert outputs["local"]["holdout"]["label"].sum() > 0
+    for key in ("ease_l2", "serving_users", "holdout_candidate_recall"):
+        assert metadata["local"][key].value == metadata["dask"][key].value, key
+    assert metadata["dask"]["engine"].value == "dask" and metadata["dask"]["dask_workers"].value == 2
+
+
 def test_dask_trained_demand_model_scores_within_two_percent_of_the_local_one(small_shop, cluster):
     """Same training rows and tuned settings; data-parallel LightGBM differs only in how histograms are summed."""
     from ecomarket_assets.forecasting import metrics
@@ -179,3 +206,31 @@ def test_dask_trained_demand_model_scores_within_two_percent_of_the_local_one(sm
         assert model.mean.num_trees() == 120 and len(model.quantiles) == 3
     assert 0.1 < wape["local"] < 2.0
     assert abs(wape["dask"] - wape["local"]) / wape["local"] < 0.02, wape
+
+
+def test_dask_ranker_scores_within_two_percent_of_the_local_one(small_shop, cluster):
+    """DaskLGBMRanker (whole users per partition, the same early-stopping rule) against lgb.train lambdarank."""
+    import datetime as dt
+
+    from ecomarket_assets.profiles.activity import daily_activity
+    from ecomarket_assets.recommender import evaluation as ev
+    from ecomarket_assets.recommender import ranker as rk
+    from ecomarket_assets.recommender.pipeline import ShopHistory, labelled_set
+    from ecomarket_assets.recommender.rerank import top_by_score
+
+    tables = small_shop.tables
+    history = ShopHistory(daily_activity(tables.events).interactions, tables.catalog, tables.customers, None)
+    last = history.last_day
+    cutoffs = {name: last - dt.timedelta(days=7 * k) for name, k in (("train_1", 3), ("train_2", 2), ("holdout", 1))}
+    sets = {name: labelled_set(history, name, cutoff, 7, 100.0, 30) for name, cutoff in cutoffs.items()}
+    truth = sets["holdout"].labels.groupby("user_id")["product_id"].agg(set)
+    ndcg, fits = {}, {}
+    for name, trainer in (("local", None), ("dask", rk.dask_trainer(cluster.client, cluster.workers))):
+        fit = fits[name] = rk.train_ranker([sets["train_1"].frame, sets["train_2"].frame], max_rounds=200,
+                                           trainer=trainer)
+        holdout = sets["holdout"].frame.assign(score=rk.score(fit.booster, sets["holdout"].frame, fit.cold_policy))
+        ndcg[name] = ev.mean_ndcg(ev.lists_from_rows(top_by_score(holdout, ev.K)), truth)
+    assert fits["local"].train_rows == fits["dask"].train_rows > 1000
+    assert fits["local"].booster.num_trees() == fits["local"].rounds and fits["dask"].booster.num_trees() == fits["dask"].rounds
+    assert 0.05 < ndcg["local"] < 1.0
+    assert abs(ndcg["dask"] - ndcg["local"]) / ndcg["local"] < 0.02, (ndcg, fits["local"].rounds, fits["dask"].rounds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,27 +72,97 @@ def _user_in_validation(user_ids: pd.Series, share: float, seed: int) -> np.ndar
     return (hashed % 1000) < share * 1000
 
 
+# (settings, training rows grouped by user, rounds, validation rows or None) -> (booster, validation NDCG@10 per round)
+RankTrainer = Callable[[dict, pd.DataFrame, int, pd.DataFrame | None], tuple[lgb.Booster, list[float]]]
+PATIENCE = 50  # rounds without a better validation NDCG@10 before training stops
+
+
+def local_trainer(settings: dict, rows: pd.DataFrame, rounds: int,
+                  valid: pd.DataFrame | None = None) -> tuple[lgb.Booster, list[float]]:
+    """lgb.train in this process; with `valid`, early stopping on its NDCG@10."""
+    train_set = _dataset(rows)
+    if valid is None:
+        return lgb.train(settings, train_set, num_boost_round=rounds), []
+    curve: dict = {}
+    booster = lgb.train(settings, train_set, num_boost_round=rounds, valid_sets=[_dataset(valid, train_set)],
+                        callbacks=[lgb.early_stopping(PATIENCE, verbose=False), lgb.record_evaluation(curve)])
+    return booster, list(curve["valid_0"]["ndcg@10"])
+
+
+def dask_trainer(client, partitions: int) -> RankTrainer:
+    """`lightgbm.dask.DaskLGBMRanker` on the cluster; each partition holds whole users (query groups).
+
+    Dask LightGBM has no early stopping: with `valid` it trains every round and records the validation
+    curve, and `best_round` applies the same patience rule to it.
+    """
+
+    def train(settings: dict, rows: pd.DataFrame, rounds: int,
+              valid: pd.DataFrame | None = None) -> tuple[lgb.Booster, list[float]]:
+        from lightgbm.dask import DaskLGBMRanker
+
+        params = {k: v for k, v in settings.items() if k not in ("num_threads", "eval_at", "metric")}
+        model = DaskLGBMRanker(client=client, n_estimators=rounds, num_threads=1, **params)
+        x, y, group = _dask_queries(rows, partitions)
+        fit_args: dict = {"eval_at": (10,)}
+        if valid is not None:
+            vx, vy, vgroup = _dask_queries(valid, partitions)
+            fit_args |= {"eval_set": [(vx, vy)], "eval_group": [vgroup], "eval_metric": "ndcg"}
+        model.fit(x, y, group=group, **fit_args)
+        local = model.to_local()
+        curve = list(local.evals_result_["valid_0"]["ndcg@10"]) if valid is not None else []
+        return local.booster_, curve
+
+    return train
+
+
+def _dask_queries(rows: pd.DataFrame, partitions: int):
+    """Features, labels and group sizes as Dask collections split at user boundaries."""
+    import dask
+    import dask.array as da
+    import dask.dataframe as dd
+
+    sizes = rows.groupby("user_id", sort=False).size().to_numpy()
+    parts = np.array_split(np.arange(len(sizes)), max(1, min(partitions, len(sizes))))
+    ends = np.cumsum(sizes)
+    bounds = [(int(ends[p[0]] - sizes[p[0]]), int(ends[p[-1]])) for p in parts if len(p)]
+    chunks = [rows.iloc[a:b] for a, b in bounds]
+    x = dd.from_delayed([dask.delayed(c[FEATURES]) for c in chunks], meta=rows[FEATURES].iloc[:0])
+    y = dd.from_delayed([dask.delayed(c["label"]) for c in chunks], meta=rows["label"].iloc[:0])
+    group = da.concatenate([da.from_delayed(dask.delayed(sizes[p]), shape=(len(p),), dtype=sizes.dtype)
+                            for p in parts if len(p)])
+    return x, y, group
+
+
+def best_round(curve: list[float], patience: int = PATIENCE) -> tuple[int, float]:
+    """The round early stopping keeps: the first best score, once `patience` rounds bring nothing better."""
+    best, best_at = -np.inf, 0
+    for i, value in enumerate(curve):
+        if value > best:
+            best, best_at = value, i
+        elif i - best_at >= patience:
+            break
+    return best_at + 1, float(best)
+
+
 def train_ranker(frames: list[pd.DataFrame], seed: int = 7, max_rounds: int = 600, valid_share: float = 0.2,
-                 params: dict | None = None) -> RankerFit:
+                 params: dict | None = None, trainer: RankTrainer | None = None) -> RankerFit:
     """Fit with early stopping on a user split of the training cutoffs (never on the hold-out)."""
     start = time.perf_counter()
+    trainer = trainer or local_trainer
     data = rankable(pd.concat([_with_set(f, i) for i, f in enumerate(frames)], ignore_index=True))
     person = data["user_id"].str.rsplit("@", n=1).str[0]  # a person's cutoffs stay on one side
     valid = _user_in_validation(person, valid_share, seed)
-    train_set = _dataset(data[~valid])
-    valid_set = _dataset(data[valid], reference=train_set)
     settings = {**PARAMS, **(params or {}), "seed": seed}
-    booster = lgb.train(settings, train_set, num_boost_round=max_rounds, valid_sets=[valid_set],
-                        callbacks=[lgb.early_stopping(50, verbose=False)])
-    rounds = max(int(booster.best_iteration), 1)
-    best = float(booster.best_score["valid_0"]["ndcg@10"])
-    policy, cold_ndcg = choose_cold_policy(data, rounds, seed, params)
-    final = refit(frames, rounds, seed, params)
+    _, curve = trainer(settings, data[~valid], max_rounds, data[valid])
+    rounds, best = best_round(curve)
+    policy, cold_ndcg = choose_cold_policy(data, rounds, seed, params, trainer)
+    final = refit(frames, rounds, seed, params, trainer)
     return RankerFit(final, rounds, best, len(data), int(data["user_id"].nunique()), time.perf_counter() - start,
                      policy, cold_ndcg)
 
 
-def choose_cold_policy(data: pd.DataFrame, rounds: int, seed: int, params: dict | None) -> tuple[str, dict[str, float]]:
+def choose_cold_policy(data: pd.DataFrame, rounds: int, seed: int, params: dict | None,
+                       trainer: RankTrainer | None = None) -> tuple[str, dict[str, float]]:
     """Users without history are few, so the ranker may learn little about them. Fit it on the warm users
     of the training cutoffs and keep it for cold users only if it ranks the (unseen) cold users of those
     cutoffs better than plain popularity does. Decided before, and without, the hold-out."""
@@ -100,7 +171,7 @@ def choose_cold_policy(data: pd.DataFrame, rounds: int, seed: int, params: dict 
         return "ranker", {}
     settings = {**PARAMS, **(params or {}), "seed": seed}
     settings.pop("metric", None)
-    warm_only = lgb.train(settings, _dataset(data[~cold]), num_boost_round=rounds)
+    warm_only, _ = (trainer or local_trainer)(settings, data[~cold], rounds, None)
     by_policy = {"ranker": warm_only.predict(data.loc[cold, FEATURES], num_threads=2),
                  "popular": data.loc[cold, "popular_score"].to_numpy()}
     ndcg = {name: _group_ndcg(data[cold], scores) for name, scores in by_policy.items()}
@@ -121,12 +192,13 @@ def _with_set(frame: pd.DataFrame, index: int) -> pd.DataFrame:
     return frame.assign(user_id=frame["user_id"].astype(str) + f"@{index}")
 
 
-def refit(frames: list[pd.DataFrame], rounds: int, seed: int = 7, params: dict | None = None) -> lgb.Booster:
+def refit(frames: list[pd.DataFrame], rounds: int, seed: int = 7, params: dict | None = None,
+          trainer: RankTrainer | None = None) -> lgb.Booster:
     """All users of `frames`, a fixed number of rounds (chosen earlier by early stopping)."""
     data = rankable(pd.concat([_with_set(f, i) for i, f in enumerate(frames)], ignore_index=True))
     settings = {**PARAMS, **(params or {}), "seed": seed}
     settings.pop("metric", None)
-    return lgb.train(settings, _dataset(data), num_boost_round=rounds)
+    return (trainer or local_trainer)(settings, data, rounds, None)[0]
 
 
 def score(booster: lgb.Booster, candidates: pd.DataFrame, cold_policy: str = "ranker") -> np.ndarray:
