@@ -92,8 +92,9 @@ def local_trainer(settings: dict, rows: pd.DataFrame, rounds: int,
 def dask_trainer(client, partitions: int) -> RankTrainer:
     """`lightgbm.dask.DaskLGBMRanker` on the cluster; each partition holds whole users (query groups).
 
-    Dask LightGBM has no early stopping: with `valid` it trains every round and records the validation
-    curve, and `best_round` applies the same patience rule to it.
+    Dask LightGBM has no early stopping, and its evaluation results cover only one worker's share of the
+    validation rows. So with `valid` it trains every round, and the validation curve is computed here over
+    all validation users, tree by tree; `best_round` then applies the same patience rule as lgb.train.
     """
 
     def train(settings: dict, rows: pd.DataFrame, rounds: int,
@@ -103,16 +104,30 @@ def dask_trainer(client, partitions: int) -> RankTrainer:
         params = {k: v for k, v in settings.items() if k not in ("num_threads", "eval_at", "metric")}
         model = DaskLGBMRanker(client=client, n_estimators=rounds, num_threads=1, **params)
         x, y, group = _dask_queries(rows, partitions)
-        fit_args: dict = {"eval_at": (10,)}
-        if valid is not None:
-            vx, vy, vgroup = _dask_queries(valid, partitions)
-            fit_args |= {"eval_set": [(vx, vy)], "eval_group": [vgroup], "eval_metric": "ndcg"}
-        model.fit(x, y, group=group, **fit_args)
-        local = model.to_local()
-        curve = list(local.evals_result_["valid_0"]["ndcg@10"]) if valid is not None else []
-        return local.booster_, curve
+        booster = model.fit(x, y, group=group).to_local().booster_
+        return booster, (validation_curve(booster, valid) if valid is not None else [])
 
     return train
+
+
+def validation_curve(booster: lgb.Booster, valid: pd.DataFrame, k: int = 10) -> list[float]:
+    """Mean NDCG@k over the validation users after each boosting round (binary relevance: label > 0)."""
+    group, _ = pd.factorize(valid["user_id"])
+    relevant = (valid["label"].to_numpy() > 0).astype(float)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    positives = np.minimum(np.bincount(group, weights=relevant), k).astype(int)
+    ideal = np.concatenate([[np.nan], np.cumsum(discounts)])[positives]  # NaN: a user with nothing bought
+    features, scores, curve = valid[FEATURES], np.zeros(len(valid)), []
+    for tree in range(booster.num_trees()):
+        scores += booster.predict(features, start_iteration=tree, num_iteration=1, raw_score=True)
+        order = np.lexsort((-scores, group))
+        ordered = group[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        rank = np.arange(len(ordered)) - np.repeat(starts, np.diff(np.r_[starts, len(ordered)]))
+        top = rank < k
+        dcg = np.bincount(ordered[top], weights=relevant[order][top] * discounts[rank[top]], minlength=len(ideal))
+        curve.append(float(np.nanmean(dcg / ideal)))
+    return curve
 
 
 def _dask_queries(rows: pd.DataFrame, partitions: int):
@@ -215,13 +230,13 @@ def feature_importance(booster: lgb.Booster) -> pd.DataFrame:
 
 def save_ranker(booster: lgb.Booster, folder: Path, meta: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    booster.save_model(str(folder / "ranker.txt"))
+    (folder / "ranker.txt").write_text(booster.model_to_string())  # via the path API: may be object storage
     (folder / "model.json").write_text(json.dumps({"features": FEATURES, **meta}, indent=2, default=str))
     return folder
 
 
 def load_ranker(folder: Path) -> lgb.Booster:
-    return lgb.Booster(model_file=str(folder / "ranker.txt"))
+    return lgb.Booster(model_str=(folder / "ranker.txt").read_text())
 
 
 def load_meta(folder: Path) -> dict:
