@@ -92,6 +92,13 @@ def write_day(activity: DailyActivity, layout, day: str) -> dict[str, int]:
     return counts
 
 
+def summarize_day(day: str, layout) -> dict[str, int]:
+    """Aggregate one stored raw_events day into its activity files; rows written per table."""
+    from ecomarket_assets.storage import read_frame
+
+    return write_day(daily_activity(read_frame(layout.raw_events_day(day))), layout, day)
+
+
 def day_files(layout, table: str) -> list:
     """Every stored day file of one activity table, oldest first (a Dask engine reads one partition per day)."""
     return sorted((layout.root / "user_daily_activity" / table).glob("date=*/part-0.parquet"))
@@ -104,6 +111,10 @@ def read_days(layout, days: list[str] | None = None) -> DailyActivity:
     tables = []
     for name in TABLES:
         folder = layout.root / "user_daily_activity" / name
-        source = str(folder) if days is None else [str(layout.activity_day(name, d)) for d in days]
-        tables.append(ds.dataset(source, format="parquet", schema=SCHEMAS[name]).to_table().to_pandas())
+        paths = [folder] if days is None else [layout.activity_day(name, d) for d in days]
+        # remote (fsspec) paths are read through their file system, without the URL scheme
+        fs = getattr(folder, "fs", None)
+        source = [p.path if fs else str(p) for p in paths]
+        source = source[0] if days is None else source
+        tables.append(ds.dataset(source, format="parquet", schema=SCHEMAS[name], filesystem=fs).to_table().to_pandas())
     return DailyActivity(*tables)
