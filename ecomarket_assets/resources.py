@@ -25,7 +25,7 @@ class DataDirResource(dg.ConfigurableResource):
     path: str = ""
 
     def layout(self) -> DataLayout:
-        return DataLayout(Path(self.path) if self.path else default_data_dir())
+        return DataLayout(self.path) if self.path else DataLayout(default_data_dir())
 
 
 class ShopSourceResource(dg.ConfigurableResource):

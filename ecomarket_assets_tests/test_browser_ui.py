@@ -181,6 +181,41 @@ def test_dagster_ui_shows_asset_graph_and_materialized_asset(tmp_path: Path, pag
             _screenshot(page, "dagster_asset_catalog.png", expand=True)
 
 
+def test_dagster_ui_materializes_on_the_dask_engine_and_shows_the_cluster(tmp_path: Path, page) -> None:
+    """`dagster dev` with ECOMARKET_ENGINE=dask: the Materialize button runs user_features on a 2-worker
+    LocalCluster started by the run, and the asset page shows the engine, the workers and the dashboard link."""
+    cluster = {"ECOMARKET_ENGINE": "dask", "ECOMARKET_DASK_WORKERS": "2", "ECOMARKET_DASK_MEMORY_LIMIT": "1GiB"}
+    with dagster_dev_server(tmp_path, start_timeout=180, extra_env=cluster) as port:
+        base = f"http://127.0.0.1:{port}"
+        assert _graphql(port, "mutation { setNuxSeen }")["data"]["setNuxSeen"] is True
+        for asset, partition in (("catalog", None), ("customers", None), ("raw_events", "2025-11-12"),
+                                 ("user_daily_activity", "2025-11-12")):
+            status = _launch_and_wait(port, asset, partition)
+            assert status == "SUCCESS", f"{asset} run ended {status}:\n{_failure_details(port)}"
+
+        with _screenshot_on_failure(page, "dagster_dask_user_features.png"):
+            page.goto(f"{base}/assets/user_features")
+            _visible(page, "Materialize").click()
+            deadline = time.time() + 240
+            while time.time() < deadline:  # the run the button launched
+                runs = _graphql(port, "{ runsOrError(limit: 1) { ... on Runs { results { status "
+                                      "assetSelection { path } } } } }")["data"]["runsOrError"]["results"]
+                if runs and runs[0]["assetSelection"] == [{"path": ["user_features"]}] and \
+                        runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+                    break
+                time.sleep(2)
+            assert runs[0]["status"] == "SUCCESS", _failure_details(port)
+            page.goto(f"{base}/assets/user_features")
+            _visible(page, "Latest materialization")
+            for label in ("engine", "dask_scheduler", "dask_workers", "dask_dashboard"):
+                _visible(page, label)
+            dashboard = page.get_by_role("link", name=re.compile(r"^http://127\.0\.0\.1:\d+/status$")).first
+            assert dashboard.is_visible()
+            body = page.inner_text("body")
+            assert re.search(r"engine\s+dask", body) and re.search(r"dask_workers\s+2", body), body[:3000]
+            _screenshot(page, "dagster_dask_user_features.png", expand=True)
+
+
 # --- MLflow ----------------------------------------------------------------------------------------
 
 MODELS = ("demand_forecaster", "recommender")

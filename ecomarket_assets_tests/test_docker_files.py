@@ -128,7 +128,7 @@ def test_dagster_services_share_data_mlflow_and_source(compose: dict) -> None:
     for name in DAGSTER_SERVICES:
         env = _environment(services[name])
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
-        assert env["ECOMARKET_DATA_DIR"] == "/data", name
+        assert env["ECOMARKET_DATA_DIR"] == "${ECOMARKET_DATA_DIR:-/data}", name  # the volume, or a bucket
         assert env["ECOMARKET_SOURCE"] == "${ECOMARKET_SOURCE:-simulator}", name
         volumes = [str(v) for v in services[name]["volumes"]]
         assert "ecomarket_data:/data" in volumes, name

@@ -92,13 +92,13 @@ def stop_process_group(proc: subprocess.Popen, first: signal.Signals = signal.SI
 
 
 @contextmanager
-def dagster_dev_server(tmp_path: Path, start_timeout: float = 180) -> Iterator[int]:
+def dagster_dev_server(tmp_path: Path, start_timeout: float = 180, extra_env: dict[str, str] | None = None) -> Iterator[int]:
     """`dagster dev` on 127.0.0.1:<free port> (as `make dev` starts it); yields the port, always stops it."""
     port = _free_port()
     dagster = Path(sys.executable).parent / "dagster"
     with (tmp_path / "dev.log").open("w") as log:
         proc = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                                cwd=REPO_ROOT, env=dagster_dev_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+                                cwd=REPO_ROOT, env=dagster_dev_env(tmp_path) | (extra_env or {}), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
             _wait_until_up(port, proc, timeout=start_timeout)

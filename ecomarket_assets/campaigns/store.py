@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecomarket_assets.campaigns.specs import CampaignSpec
-from ecomarket_assets.storage import REPO_ROOT, DataLayout, read_frame, write_frame
+from ecomarket_assets.storage import REPO_ROOT, DataLayout, read_frame, write_frame, write_text
 
 DEFAULT_SPECS_DIR = REPO_ROOT / "campaigns"
 MODEL_NAME = "campaign_uplift"
@@ -37,10 +37,7 @@ class CampaignStore:
         self.suppression = layout.root / "suppression"
 
     def write_specs(self, specs: list[CampaignSpec]) -> None:
-        self.specs_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.specs_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
-        os.replace(tmp, self.specs_path)
+        write_text(self.specs_path, json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
 
     def read_specs(self) -> list[CampaignSpec]:
         if not self.specs_path.exists():
@@ -51,7 +48,8 @@ class CampaignStore:
         """Everyone on a suppression list (CSV files with a `user_id` column under <data>/suppression/)."""
         lists = []
         for path in sorted(self.suppression.glob("*.csv")):
-            frame = pd.read_csv(path, dtype={"user_id": str})
+            with path.open("r") as handle:
+                frame = pd.read_csv(handle, dtype={"user_id": str})
             if "user_id" not in frame:
                 raise ValueError(f"suppression list {path} has no user_id column (columns: {list(frame.columns)})")
             lists.append(pd.DataFrame({"list": path.name, "user_id": frame["user_id"].dropna().str.strip()}))
@@ -69,11 +67,7 @@ def export_lists(lists: pd.DataFrame, folder: Path) -> list[Path]:
         flat = flatten_products(part)
         stem = folder / campaign / _day(day) / f"{campaign}_{_day(day)}"
         written.append(write_frame(flat, stem.with_suffix(".parquet")))
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stem.with_suffix(".csv.tmp")
-        flat.to_csv(tmp, index=False)
-        os.replace(tmp, stem.with_suffix(".csv"))
-        written.append(stem.with_suffix(".csv"))
+        written.append(write_text(stem.with_suffix(".csv"), flat.to_csv(index=False)))
     return written
 
 

@@ -73,7 +73,7 @@ class UpliftModel:
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for name in ("mu0", "mu1", "tau0", "tau1"):
-            getattr(self, name).save_model(str(folder / f"{name}.txt"))
+            (folder / f"{name}.txt").write_text(getattr(self, name).model_to_string())  # may be object storage
         (folder / "model.json").write_text(json.dumps({"treatment_share": self.treatment_share, "features": FEATURES}))
         return folder
 
@@ -82,7 +82,7 @@ class UpliftModel:
         meta = json.loads((folder / "model.json").read_text())
         if meta["features"] != FEATURES:
             raise ValueError(f"uplift model at {folder} was trained on other features: {meta['features']}")
-        boosters = {n: lgb.Booster(model_file=str(folder / f"{n}.txt")) for n in ("mu0", "mu1", "tau0", "tau1")}
+        boosters = {n: lgb.Booster(model_str=(folder / f"{n}.txt").read_text()) for n in ("mu0", "mu1", "tau0", "tau1")}
         return cls(**boosters, treatment_share=meta["treatment_share"])
 
 

@@ -41,13 +41,15 @@ class EmbeddingBasis:
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, product_ids=self.product_ids.astype(str), coordinates=self.coordinates)
+        with path.open("wb") as handle:  # a handle: the path may be on object storage
+            np.savez(handle, product_ids=self.product_ids.astype(str), coordinates=self.coordinates)
         return path
 
     @classmethod
     def load(cls, path: Path) -> EmbeddingBasis:
-        stored = np.load(path, allow_pickle=False)
-        return cls(stored["product_ids"].astype(object), stored["coordinates"])
+        with path.open("rb") as handle:
+            stored = np.load(handle, allow_pickle=False)
+            return cls(stored["product_ids"].astype(object), stored["coordinates"])
 
     def lookup(self, product_ids: np.ndarray) -> np.ndarray:
         index = pd.Index(self.product_ids).get_indexer(product_ids)

@@ -25,9 +25,9 @@ BASIS_FILE = "embedding_basis.npz"
 
 def save_model(model: DemandModel, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    model.mean.save_model(str(folder / "mean.txt"))
+    (folder / "mean.txt").write_text(model.mean.model_to_string())  # via the path API: may be object storage
     for q, booster in model.quantiles.items():
-        booster.save_model(str(folder / f"quantile_{q:.2f}.txt"))
+        (folder / f"quantile_{q:.2f}.txt").write_text(booster.model_to_string())
     meta = {"categories": model.categories, "feature_names": model.feature_names,
             "calibration": asdict(model.calibration), "params": model.params, "quantiles": list(model.quantiles)}
     (folder / "model.json").write_text(json.dumps(meta, indent=2, default=float))
@@ -40,8 +40,8 @@ def load_model(folder: Path) -> DemandModel:
     meta = json.loads((folder / "model.json").read_text())
     basis = EmbeddingBasis.load(folder / BASIS_FILE) if (folder / BASIS_FILE).exists() else None
     return DemandModel(
-        mean=lgb.Booster(model_file=str(folder / "mean.txt")),
-        quantiles={float(q): lgb.Booster(model_file=str(folder / f"quantile_{float(q):.2f}.txt"))
+        mean=lgb.Booster(model_str=(folder / "mean.txt").read_text()),
+        quantiles={float(q): lgb.Booster(model_str=(folder / f"quantile_{float(q):.2f}.txt").read_text())
                    for q in meta.get("quantiles", QUANTILES)},
         categories=meta["categories"],
         feature_names=meta["feature_names"],

@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ecomarket_assets.compute import Engine
 from ecomarket_assets.ingestion import validation
 from ecomarket_assets.ingestion.pipeline import day_window, read_day
 from ecomarket_assets.ingestion.staging import StagedSource
 from ecomarket_assets.schemas import EVENTS, TableSchema
-from ecomarket_assets.storage import DataLayout, read_frame
+from ecomarket_assets.storage import DataLayout, parquet_rows, read_frame, read_schema
 
 
 @dataclass
@@ -23,7 +22,7 @@ class Outcome:
 
 def schema_mismatches(path, schema: TableSchema) -> list[str]:
     """Differences between a stored file's Arrow schema and the canonical one."""
-    stored = pq.read_schema(path)
+    stored = read_schema(path)
     expected = schema.arrow()
     problems = [f"missing {n}" for n in expected.names if n not in stored.names]
     problems += [f"unexpected {n}" for n in stored.names if n not in expected.names]
@@ -64,13 +63,10 @@ def events_rules(layout: DataLayout, days: list[str], rule_names: list[str], eng
                                       "days_checked": len(days), "failing_days": ", ".join(failing_days[:20])})
 
 
-def _rows(path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
-
-
 def _day_reconciliation(day: str, layout: DataLayout, sources: list[StagedSource]) -> tuple[int, int, int]:
     events, rejects = read_day(sources, day)
-    return len(events) + len(rejects), _rows(layout.raw_events_day(day)), _rows(layout.quarantine_day("raw_events", day))
+    return (len(events) + len(rejects), parquet_rows(layout.raw_events_day(day)),
+            parquet_rows(layout.quarantine_day("raw_events", day)))
 
 
 def events_reconciled(layout: DataLayout, sources: list[StagedSource], days: list[str],
@@ -85,8 +81,8 @@ def events_reconciled(layout: DataLayout, sources: list[StagedSource], days: lis
 
 
 def quarantine_share(layout: DataLayout, days: list[str], threshold: float) -> Outcome:
-    kept = sum(_rows(layout.raw_events_day(d)) for d in days)
-    quarantined = sum(_rows(layout.quarantine_day("raw_events", d)) for d in days)
+    kept = sum(parquet_rows(layout.raw_events_day(d)) for d in days)
+    quarantined = sum(parquet_rows(layout.quarantine_day("raw_events", d)) for d in days)
     share = quarantined / max(kept + quarantined, 1)
     return Outcome(share <= threshold, {"quarantine_share": share, "threshold": threshold, "rows_quarantined": quarantined})
 

@@ -107,6 +107,13 @@ def _publish(build: Path, target: Path) -> None:
     """Rename into place; if another run staged the same fingerprint first, keep theirs."""
     if (target / "manifest.json").exists():
         return
+    if storage.is_remote(target):  # object storage has no rename: upload; the manifest marks it complete
+        manifest = build / "manifest.json"
+        text = manifest.read_text()
+        manifest.unlink()
+        storage.replace_dir(build, target)
+        storage.write_text(target / "manifest.json", text)
+        return
     if target.exists():  # a stage without manifest is a leftover of a killed run
         shutil.rmtree(target, ignore_errors=True)
     try:

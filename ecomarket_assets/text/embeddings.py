@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ecomarket_assets.storage import read_arrow, write_table
+from ecomarket_assets.storage import data_path, is_remote, read_arrow, write_table
 
 HASH = "text_hash"
 VECTOR = "vector"
@@ -34,12 +34,16 @@ ENCODE_CHUNK = 1024
 
 def embeddings_path(root: Path) -> Path:
     """Where the `product_embeddings` asset lives under the data directory."""
-    return Path(root) / "product_embeddings" / "product_embeddings.parquet"
+    return _root(root) / "product_embeddings" / "product_embeddings.parquet"
 
 
 def cache_path(root: Path) -> Path:
     """The embedding cache shared by every text asset (product texts, reviews, phrases, evaluation sets)."""
-    return Path(root) / "cache" / "embeddings.parquet"
+    return _root(root) / "cache" / "embeddings.parquet"
+
+
+def _root(root: Path | str) -> Path:
+    return data_path(root) if isinstance(root, str) else root
 
 
 class Encoder(Protocol):
@@ -101,6 +105,9 @@ def _model_id(encoder: Encoder) -> str:
 
 @contextlib.contextmanager
 def _locked(cache_path: Path) -> Iterator[None]:
+    if is_remote(cache_path):  # object storage has no file locks: the last writer wins
+        yield
+        return
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     with open(cache_path.with_name(f".{cache_path.name}.lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

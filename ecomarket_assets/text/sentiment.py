@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ecomarket_assets.schemas import Column, TableSchema
-from ecomarket_assets.storage import REPO_ROOT
+from ecomarket_assets.storage import REPO_ROOT, data_path
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -112,7 +112,7 @@ def sentiment_datasets_dir() -> Path:
 
 
 def insights_paths(root: Path) -> dict[str, Path]:
-    folder = Path(root) / "review_insights"
+    folder = (data_path(root) if isinstance(root, str) else root) / "review_insights"
     return {"reviews": folder / "reviews.parquet", "products": folder / "products.parquet",
             "evaluation": folder / "evaluation.parquet"}
 

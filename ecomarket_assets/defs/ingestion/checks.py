@@ -8,7 +8,6 @@ quarantine share is an alarm (WARN).
 
 
 import dagster as dg
-import pandas as pd
 
 from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion.assets import catalog, customers, raw_events, reviews
@@ -16,6 +15,7 @@ from ecomarket_assets.ingestion import checks as logic
 from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, REVIEWS
+from ecomarket_assets.storage import read_frame
 
 QUARANTINE_WARN_SHARE = 0.05
 
@@ -101,7 +101,7 @@ reviews_contract = _table_checks(reviews, REVIEWS, ["bad_rating", "empty_text", 
 @dg.asset_check(asset=customers, name="customers_consent_known", blocking=False,
                 description="Share of customers whose consent flags are known (null = unknown = not contactable).")
 def customers_consent_known(data_dir: DataDirResource) -> dg.AssetCheckResult:
-    frame = pd.read_parquet(data_dir.layout().table("customers"), columns=["email_opt_in"])
+    frame = read_frame(data_dir.layout().table("customers"), columns=["email_opt_in"])
     known = float(frame["email_opt_in"].notna().mean()) if len(frame) else 0.0
     return dg.AssetCheckResult(passed=known > 0.5, severity=dg.AssetCheckSeverity.WARN,
                                metadata={"share_with_known_consent": known, "threshold": 0.5})

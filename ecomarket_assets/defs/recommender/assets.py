@@ -167,8 +167,8 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
     with mlflow_tracking.start_run(EXPERIMENT, "recommender_model", tags) as run:
         mlflow.log_params({**{k: v for k, v in rk.PARAMS.items() if k != "eval_at"}, "num_boost_round": evaluated.rounds,
                            "ease_l2": saved["ease_l2"], "train_sets": ",".join(train_names),
-                           "features": len(FEATURES), "cold_policy": evaluated.cold_policy,
-                           "engine": engine_meta["engine"]})
+                           "features": len(FEATURES), "cold_policy": evaluated.cold_policy})
+        mlflow.set_tag("engine", engine_meta["engine"])
         mlflow.log_metrics({"holdout_ndcg_at_10": holdout_ndcg, "valid_ndcg_at_10": evaluated.valid_ndcg,
                             "train_rows": evaluated.train_rows, "fit_seconds": evaluated.seconds})
         mlflow.log_table(importance, "feature_importance.json")
