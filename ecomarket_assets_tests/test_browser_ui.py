@@ -184,6 +184,8 @@ def test_dagster_ui_shows_asset_graph_and_materialized_asset(tmp_path: Path, pag
 def test_dagster_ui_materializes_on_the_dask_engine_and_shows_the_cluster(tmp_path: Path, page) -> None:
     """`dagster dev` with ECOMARKET_ENGINE=dask: the Materialize button runs user_features on a 2-worker
     LocalCluster started by the run, and the asset page shows the engine, the workers and the dashboard link."""
+    from playwright.sync_api import expect
+
     cluster = {"ECOMARKET_ENGINE": "dask", "ECOMARKET_DASK_WORKERS": "2", "ECOMARKET_DASK_MEMORY_LIMIT": "1GiB"}
     with dagster_dev_server(tmp_path, start_timeout=180, extra_env=cluster) as port:
         base = f"http://127.0.0.1:{port}"
@@ -209,10 +211,13 @@ def test_dagster_ui_materializes_on_the_dask_engine_and_shows_the_cluster(tmp_pa
             _visible(page, "Latest materialization")
             for label in ("engine", "dask_scheduler", "dask_workers", "dask_dashboard"):
                 _visible(page, label)
-            dashboard = page.get_by_role("link", name=re.compile(r"^http://127\.0\.0\.1:\d+/status$")).first
-            assert dashboard.is_visible()
-            body = page.inner_text("body")
-            assert re.search(r"engine\s+dask", body) and re.search(r"dask_workers\s+2", body), body[:3000]
+            for key, value in (("engine", "dask"), ("dask_workers", "2")):  # key | timestamp | value
+                row = page.locator("tr").filter(has=page.get_by_text(key, exact=True)).first
+                expect(row.locator("td").last).to_have_text(value)
+            page.get_by_placeholder("Filter metadata keys").fill("dask")  # the cluster rows, for the screenshot
+            dashboard = page.locator("a[href^='http://127.0.0.1:'][href$='/status']").first
+            expect(dashboard).to_be_visible()
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+/status", dashboard.get_attribute("href"))
             _screenshot(page, "dagster_dask_user_features.png", expand=True)
 
 
