@@ -104,6 +104,11 @@ def group_reduce(frame, keys: str | list[str], columns=None, **named):
     return grouped[columns].sum(**extra)
 
 
+def distinct(series):
+    """The unique values of a pandas or Dask series; on Dask a tree reduction into one partition (no shuffle)."""
+    return series.unique() if isinstance(series, pd.Series) else series.unique(split_out=1)
+
+
 class ComputeResource(dg.ConfigurableResource):
     """`engine`: local | dask. `scheduler`: a Dask scheduler address; empty = a LocalCluster for the run."""
 

@@ -103,7 +103,7 @@ def dask_trainer(client, partitions: int) -> Trainer:
         from lightgbm.dask import DaskLGBMRegressor
 
         settings = {k: v for k, v in params.items() if k != "num_threads"}
-        model = DaskLGBMRegressor(client=client, n_estimators=rounds, num_threads=1, **settings)
+        model = DaskLGBMRegressor(client=client, n_estimators=rounds, **settings)  # threads: each worker's own
         rows = frame.reset_index(drop=True)
         model.fit(dd.from_pandas(rows, npartitions=partitions),
                   dd.from_pandas(pd.Series(target, name="target"), npartitions=partitions),

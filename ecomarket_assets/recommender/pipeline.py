@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecomarket_assets.compute import Engine
+from ecomarket_assets.compute import Engine, distinct
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.recommender.candidates import attach_labels, build_candidates
 from ecomarket_assets.recommender.generators import FittedGenerators, fit_generators
@@ -89,7 +89,7 @@ def labelled_set(history: ShopHistory, name: str, cutoff: dt.date, window_days: 
 def serving_users(history: ShopHistory, cutoff: dt.date) -> pd.Index:
     """Every customer with an id known before the cutoff: in the customers table or seen in events."""
     interactions = history.interactions
-    seen = history.engine.compute(interactions.loc[interactions["date"] < cutoff.isoformat(), "user_id"].unique())
+    seen = history.engine.compute(distinct(interactions.loc[interactions["date"] < cutoff.isoformat(), "user_id"]))
     seen = pd.Series(np.asarray(seen), dtype=object)
     customers = history.customers
     signed = customers.loc[customers["signup_time"].isna() |

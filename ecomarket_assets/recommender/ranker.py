@@ -102,8 +102,8 @@ def dask_trainer(client, partitions: int) -> RankTrainer:
         from lightgbm.dask import DaskLGBMRanker
 
         params = {k: v for k, v in settings.items() if k not in ("num_threads", "eval_at", "metric")}
-        model = DaskLGBMRanker(client=client, n_estimators=rounds, num_threads=1, **params)
-        x, y, group = _dask_queries(rows, partitions)
+        model = DaskLGBMRanker(client=client, n_estimators=rounds, **params)  # threads: each worker's own
+        x, y, group = _dask_queries(client, rows, partitions)
         booster = model.fit(x, y, group=group).to_local().booster_
         return booster, (validation_curve(booster, valid) if valid is not None else [])
 
@@ -130,8 +130,13 @@ def validation_curve(booster: lgb.Booster, valid: pd.DataFrame, k: int = 10) -> 
     return curve
 
 
-def _dask_queries(rows: pd.DataFrame, partitions: int):
-    """Features, labels and group sizes as Dask collections split at user boundaries."""
+def _dask_queries(client, rows: pd.DataFrame, partitions: int):
+    """Features, labels and group sizes as Dask collections split at user boundaries.
+
+    The chunks are scattered to the workers first, so the task graph carries references, not the rows.
+    """
+    import operator
+
     import dask
     import dask.array as da
     import dask.dataframe as dd
@@ -140,9 +145,9 @@ def _dask_queries(rows: pd.DataFrame, partitions: int):
     parts = np.array_split(np.arange(len(sizes)), max(1, min(partitions, len(sizes))))
     ends = np.cumsum(sizes)
     bounds = [(int(ends[p[0]] - sizes[p[0]]), int(ends[p[-1]])) for p in parts if len(p)]
-    chunks = [rows.iloc[a:b] for a, b in bounds]
-    x = dd.from_delayed([dask.delayed(c[FEATURES]) for c in chunks], meta=rows[FEATURES].iloc[:0])
-    y = dd.from_delayed([dask.delayed(c["label"]) for c in chunks], meta=rows["label"].iloc[:0])
+    chunks = client.scatter([rows.iloc[a:b][[*FEATURES, "label"]] for a, b in bounds])
+    x = dd.from_delayed([dask.delayed(operator.getitem)(c, FEATURES) for c in chunks], meta=rows[FEATURES].iloc[:0])
+    y = dd.from_delayed([dask.delayed(operator.getitem)(c, "label") for c in chunks], meta=rows["label"].iloc[:0])
     group = da.concatenate([da.from_delayed(dask.delayed(sizes[p]), shape=(len(p),), dtype=sizes.dtype)
                             for p in parts if len(p)])
     return x, y, group
