@@ -1,8 +1,9 @@
 """The compute engine: `local` (pandas in the run's process, the default) or `dask` (a Dask cluster).
 
 One switch, `ECOMARKET_ENGINE` (or the resource's `engine`): with `dask`, `ECOMARKET_DASK_SCHEDULER=tcp://host:8786`
-joins an existing cluster; without it an in-process `distributed.LocalCluster` is started for the run (tests, the
-demo and the benchmark). Event-heavy aggregations take a pandas or a Dask frame, so each is written once.
+joins an existing cluster; without it a `distributed.LocalCluster` is started once per run process and shared by
+its steps (tests, the demo and the benchmark). Event-heavy aggregations take a pandas or a Dask frame, so each is
+written once; per-day work (ingestion, daily activity) goes through `Engine.map`, one task per day.
 """
 
 from __future__ import annotations
