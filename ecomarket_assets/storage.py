@@ -30,6 +30,8 @@ DEFAULT_DATA_DIR = REPO_ROOT / "data"
 
 def data_path(location: str | os.PathLike) -> Path:
     """A local Path, or a UPath (pathlib API over fsspec) for a URL such as s3://bucket/prefix."""
+    if is_remote(location) and not isinstance(location, str):  # already a UPath
+        return location
     text = os.fspath(location) if isinstance(location, os.PathLike) else str(location)
     if "://" in text and not text.startswith("file://"):
         from upath import UPath

@@ -123,6 +123,7 @@ def histogram_median(counts: pd.Series) -> pd.Series:
         middle.append(pd.Series(value[holds], index=group_index[holds]))
     return (middle[0] + middle[1]) / 2
 
+
 def build_panel(events: pd.DataFrame, catalog: pd.DataFrame, end: pd.Timestamp | None = None,
                 calendar: SalesCalendar | None = None) -> SalesPanel:
     """Aggregate canonical events into the panel; `end` extends it with trailing zero days."""

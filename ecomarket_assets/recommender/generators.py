@@ -7,14 +7,12 @@ builder keeps each generator's top products and records every score as a feature
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ecomarket_assets.compute import Engine
 from ecomarket_assets.recommender.interactions import Interactions
 
 GENERATORS = ("item_knn", "ease", "content", "popular", "trending", "repurchase", "country_popular", "category_popular")
@@ -214,15 +212,14 @@ def _country_scores(gen: FittedGenerators, user_ids: pd.Index) -> np.ndarray:
     return out
 
 
-def tune_ease_l2(interactions, product_ids: np.ndarray, cutoff: dt.date, window_days: int,
-                 grid: tuple[float, ...] = (10.0, 50.0, 200.0, 1000.0),
-                 engine: Engine | None = None) -> tuple[float, dict[float, float]]:
-    """EASE's only parameter, chosen by NDCG@10 on one window before the hold-out (never on it)."""
-    from ecomarket_assets.recommender.interactions import build_interactions, label_rows
+def tune_ease_l2(inter: Interactions, labels: pd.DataFrame,
+                 grid: tuple[float, ...] = (10.0, 50.0, 200.0, 1000.0)) -> tuple[float, dict[float, float]]:
+    """EASE's only parameter, chosen by NDCG@10 on one window before the hold-out (never on it).
+
+    `inter` is the history before the window's cutoff, `labels` what was bought in the window (`label_rows`).
+    """
     from ecomarket_assets.recommender.metrics import ndcg_at_k, top_k
 
-    inter = build_interactions(interactions, product_ids, cutoff, engine)
-    labels = label_rows(interactions, cutoff, window_days, engine)
     labels = labels[labels["user_id"].isin(inter.users)]
     users = pd.Index(labels["user_id"].unique())
     binary = (inter.rows_of(inter.engagement, inter.user_rows(users)) > 0).astype(np.float32)

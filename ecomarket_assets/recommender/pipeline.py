@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from ecomarket_assets.compute import Engine, distinct
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.recommender.candidates import attach_labels, build_candidates
 from ecomarket_assets.recommender.generators import FittedGenerators, fit_generators
-from ecomarket_assets.recommender.interactions import build_interactions, label_rows
+from ecomarket_assets.recommender.interactions import Interactions, build_interactions, label_rows
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
@@ -28,14 +29,30 @@ class ShopHistory:
     customers: pd.DataFrame
     embeddings: tuple[pd.Series, np.ndarray] | None
     engine: Engine = field(default_factory=lambda: Engine("local"))  # where the per-pair reductions run
+    # The latest cutoff's reductions: EASE tuning and the first training set share a cutoff, and on Dask each
+    # reduction is a pass over every stored day. One entry, so earlier cutoffs' matrices are not kept alive.
+    _latest: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def product_ids(self) -> np.ndarray:
         return self.catalog["product_id"].drop_duplicates().to_numpy()
 
-    @property
+    @cached_property
     def last_day(self) -> dt.date:
         return dt.date.fromisoformat(str(self.engine.compute(self.interactions["date"].max())))
+
+    def interactions_at(self, cutoff: dt.date) -> Interactions:
+        return self._reuse(("interactions", cutoff),
+                           lambda: build_interactions(self.interactions, self.product_ids, cutoff, self.engine))
+
+    def labels(self, cutoff: dt.date, days: int) -> pd.DataFrame:
+        return self._reuse(("labels", cutoff, days), lambda: label_rows(self.interactions, cutoff, days, self.engine))
+
+    def _reuse(self, key: tuple, build):
+        if key not in self._latest:
+            self._latest = {k: v for k, v in self._latest.items() if k[1:2] == key[1:2]}  # same cutoff only
+            self._latest[key] = build()
+        return self._latest[key]
 
 
 def read_history(layout: DataLayout, engine: Engine | None = None) -> ShopHistory:
@@ -55,8 +72,7 @@ def read_history(layout: DataLayout, engine: Engine | None = None) -> ShopHistor
 
 
 def fit_at(history: ShopHistory, cutoff: dt.date, ease_l2: float) -> FittedGenerators:
-    inter = build_interactions(history.interactions, history.product_ids, cutoff, history.engine)
-    return fit_generators(inter, history.catalog, history.customers, history.embeddings, ease_l2=ease_l2)
+    return fit_generators(history.interactions_at(cutoff), history.catalog, history.customers, history.embeddings, ease_l2=ease_l2)
 
 
 @dataclass
@@ -80,7 +96,7 @@ def labelled_set(history: ShopHistory, name: str, cutoff: dt.date, window_days: 
                  per_generator: int) -> CandidateSet:
     """Candidates for every customer who bought in [cutoff, cutoff + window), labelled by those purchases."""
     gen = fit_at(history, cutoff, ease_l2)
-    labels = label_rows(history.interactions, cutoff, window_days, history.engine)
+    labels = history.labels(cutoff, window_days)
     users = pd.Index(np.sort(labels["user_id"].unique()), name="user_id")
     frame = attach_labels(build_candidates(gen, users, per_generator), labels)
     return CandidateSet(name, cutoff, frame, labels, users, users[gen.inter.user_rows(users) < 0], gen)

@@ -34,16 +34,12 @@ ENCODE_CHUNK = 1024
 
 def embeddings_path(root: Path) -> Path:
     """Where the `product_embeddings` asset lives under the data directory."""
-    return _root(root) / "product_embeddings" / "product_embeddings.parquet"
+    return data_path(root) / "product_embeddings" / "product_embeddings.parquet"
 
 
 def cache_path(root: Path) -> Path:
     """The embedding cache shared by every text asset (product texts, reviews, phrases, evaluation sets)."""
-    return _root(root) / "cache" / "embeddings.parquet"
-
-
-def _root(root: Path | str) -> Path:
-    return data_path(root) if isinstance(root, str) else root
+    return data_path(root) / "cache" / "embeddings.parquet"
 
 
 class Encoder(Protocol):

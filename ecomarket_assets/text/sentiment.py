@@ -112,7 +112,7 @@ def sentiment_datasets_dir() -> Path:
 
 
 def insights_paths(root: Path) -> dict[str, Path]:
-    folder = (data_path(root) if isinstance(root, str) else root) / "review_insights"
+    folder = data_path(root) / "review_insights"
     return {"reviews": folder / "reviews.parquet", "products": folder / "products.parquet",
             "evaluation": folder / "evaluation.parquet"}
 

@@ -41,13 +41,12 @@ def user_daily_activity(context: dg.AssetExecutionContext, data_dir: DataDirReso
         per_day = engine.map(act.summarize_day, context.partition_keys, layout=layout)
         engine_meta = engine.metadata()
     totals = {name: sum(counts[name] for counts in per_day) for name in act.TABLES}
-    active = totals["users"]
     return dg.MaterializeResult(metadata=engine_meta | {
         "days": len(context.partition_keys),
         "user_days": totals["users"],
         "dagster/row_count": totals["interactions"],
         "rows_per_table": md.table(totals, "table", "rows"),
-        "mean_active_users_per_day": active / max(len(context.partition_keys), 1),
+        "mean_active_users_per_day": totals["users"] / max(len(context.partition_keys), 1),
         "path": dg.MetadataValue.path(str(layout.root / "user_daily_activity")),
     })
 

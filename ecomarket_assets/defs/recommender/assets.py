@@ -78,8 +78,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
     with compute.session() as engine:
         history = read_history(layout, engine)
         plan = CutoffPlan.for_last_day(history.last_day, config.window_days, config.train_windows)
-        l2, grid = tune_ease_l2(history.interactions, history.product_ids, plan.train[0], plan.window_days,
-                                engine=engine)
+        l2, grid = tune_ease_l2(history.interactions_at(plan.train[0]), history.labels(plan.train[0], plan.window_days))
         context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
         sets, rows = {}, []
         for name, cutoff in plan.sets().items():
