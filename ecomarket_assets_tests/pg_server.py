@@ -63,10 +63,10 @@ class PgServer:
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.dbname}"
 
     def dagster_env(self) -> dict[str, str]:
-        """The DAGSTER_PG_* variables that docker/dagster.yaml reads."""
+        """The DAGSTER_PG_* and POSTGRES_PASSWORD variables that docker/dagster.yaml reads."""
         return {
             "DAGSTER_PG_USER": self.user,
-            "DAGSTER_PG_PASSWORD": self.password,
+            "POSTGRES_PASSWORD": self.password,
             "DAGSTER_PG_HOST": self.host,
             "DAGSTER_PG_DB": self.dbname,
             "DAGSTER_PG_PORT": str(self.port),

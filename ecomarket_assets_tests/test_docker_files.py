@@ -19,6 +19,9 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKER_DIR = REPO_ROOT / "docker"
 COMPOSE_FILE = DOCKER_DIR / "docker-compose.yml"
+# The password has no default: compose must refuse to run without it, with this message.
+PASSWORD_REF = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in docker/.env (see docker/README.md)}"
+PASSWORD_MESSAGE = "set POSTGRES_PASSWORD in docker/.env"
 
 DAGSTER_SERVICES = ("user_code", "webserver", "daemon")
 DASK_SCHEDULER = "dask_scheduler"
@@ -32,7 +35,7 @@ DASK_SETTINGS = (
 )
 PG_VARS = (
     "DAGSTER_PG_USER",
-    "DAGSTER_PG_PASSWORD",
+    "POSTGRES_PASSWORD",
     "DAGSTER_PG_HOST",
     "DAGSTER_PG_DB",
     "DAGSTER_PG_PORT",
@@ -78,6 +81,12 @@ def _default(value: str) -> str:
     return match.group(1) if match else value
 
 
+def _compose_env(**extra: str) -> dict[str, str]:
+    """A clean environment for the compose tool: PATH and HOME, plus the given variables."""
+    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    return env | extra
+
+
 def _scheduler_address(compose: dict) -> str:
     command = _command(compose["services"][DASK_SCHEDULER])
     return f"tcp://{DASK_SCHEDULER}:{_option(command, '--port')}"
@@ -97,9 +106,39 @@ def test_compose_config_is_valid() -> None:
         text=True,
         timeout=120,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, "POSTGRES_PASSWORD": "test-password"},
     )
     assert proc.returncode == 0, proc.stderr
     assert "warn" not in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_compose_refuses_to_run_without_password(tmp_path: Path, password: str | None) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no compose tool installed")
+    # Neither docker/.env nor the shell may supply a password; unset and empty are both refused.
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    extra = {} if password is None else {"POSTGRES_PASSWORD": password}
+    proc = subprocess.run(
+        [*command, "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env=_compose_env(**extra),
+    )
+    assert proc.returncode != 0, proc.stdout
+    assert PASSWORD_MESSAGE in proc.stderr, proc.stderr
+
+
+def test_env_example_does_not_supply_a_password() -> None:
+    """Copying .env.example unedited must not start a database with a known password."""
+    env_example = (DOCKER_DIR / ".env.example").read_text()
+    assert re.search(r"^POSTGRES_PASSWORD=$", env_example, re.M), "POSTGRES_PASSWORD= must be empty"
+    assert "| `POSTGRES_PASSWORD` |" in (DOCKER_DIR / "README.md").read_text()
 
 
 def test_compose_services_exist(compose: dict) -> None:
@@ -119,7 +158,7 @@ def test_dagster_services_share_postgres_environment(compose: dict) -> None:
     assert pg_env["DAGSTER_PG_HOST"] == "postgres"
     postgres_env = _environment(services["postgres"])
     assert postgres_env["POSTGRES_USER"] == pg_env["DAGSTER_PG_USER"]
-    assert postgres_env["POSTGRES_PASSWORD"] == pg_env["DAGSTER_PG_PASSWORD"]
+    assert postgres_env["POSTGRES_PASSWORD"] == pg_env["POSTGRES_PASSWORD"] == PASSWORD_REF
     assert postgres_env["POSTGRES_DB"] == pg_env["DAGSTER_PG_DB"]
 
 
@@ -146,8 +185,11 @@ def test_postgres_service_is_healthchecked_and_awaited(compose: dict) -> None:
 
 def test_no_hard_coded_password(compose: dict) -> None:
     text = COMPOSE_FILE.read_text()
-    for match in re.finditer(r"(PASSWORD|PGPASSWORD):\s*(\S+)", text):
-        assert match.group(2).startswith("${"), match.group(0)
+    matches = list(re.finditer(r"(PASSWORD|PGPASSWORD):\s*(.+)", text))
+    assert len(matches) == 3, [m.group(0) for m in matches]  # dagster services, postgres, mlflow
+    for match in matches:
+        assert match.group(2).strip() == PASSWORD_REF, match.group(0)  # required, never a default
+    assert "DAGSTER_PG_PASSWORD" not in text
 
 
 def test_workspace_points_at_user_code_server(compose: dict) -> None:
@@ -178,7 +220,7 @@ def test_dagster_yaml_storage_comes_from_environment() -> None:
     db = config["storage"]["postgres"]["postgres_db"]
     assert {key: db[key] for key in ("username", "password", "hostname", "db_name", "port")} == {
         "username": {"env": "DAGSTER_PG_USER"},
-        "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "password": {"env": "POSTGRES_PASSWORD"},
         "hostname": {"env": "DAGSTER_PG_HOST"},
         "db_name": {"env": "DAGSTER_PG_DB"},
         "port": {"env": "DAGSTER_PG_PORT"},
@@ -327,7 +369,7 @@ def test_compose_resolves_the_dask_defaults(tmp_path: Path) -> None:
     # Neither docker/.env nor the shell may change the defaults.
     empty_env_file = tmp_path / "empty.env"
     empty_env_file.write_text("")
-    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    env = _compose_env(POSTGRES_PASSWORD="test-password")
     proc = subprocess.run(
         [*command, "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE), "config"],
         cwd=REPO_ROOT,

@@ -8,6 +8,14 @@ attribute access, so a rule in a YAML file can never run code.
 NA semantics: a comparison where either side is missing is False, and `not`
 negates that result, so `not (x > 5)` is True where x is NaN. `x == None` and
 `x != None` are the exceptions: they test for a missing / present value.
+
+Numbers: a numeric literal may not exceed MAX_LITERAL (1e15) in magnitude, so
+`orders + 9223372036854775807 > 0` is refused when the rule is parsed. Arithmetic
+runs in float64 (integer columns are converted first), so it never wraps around
+like int64 would; a result that is not finite although its inputs were (e.g.
+`orders * 1e15 * ... > 1` past 1.8e308) raises RuleError ("... overflows ...")
+instead of selecting the wrong people. Dividing a column by zero keeps pandas'
+inf / NaN (NaN compares False); dividing two literals by zero is an error.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 MAX_RULE_LENGTH = 2000
+MAX_LITERAL = 1e15  # largest magnitude of a number written in a rule; exact in float64 (below 2**53)
 TRUE_WORDS = {"true": True, "false": False}  # YAML habit: lower-case booleans
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
@@ -65,9 +74,12 @@ class Rule:
             raise RuleError(f"rule {self.text!r} needs missing column(s): {', '.join(missing)}")
         columns = {name: frame[name].reset_index(drop=True) for name in self.names}
         try:
-            selected = _Evaluator(columns, len(frame)).condition(_checked_tree(self.text).body)
+            tree = _checked_tree(self.text)
+            selected = _Evaluator(columns, len(frame), _clean_source(self.text)).condition(tree.body)
         except RecursionError:
             raise RuleError(f"rule {self.text[:40]!r}... is too deeply nested to evaluate") from None
+        except OverflowError:  # defensive: arithmetic is float64 and checked, literals are bounded
+            raise RuleError(f"rule {_shorten(self.text)!r} overflows on this data") from None
         return pd.Series(selected, index=frame.index, dtype=bool)
 
 
@@ -102,7 +114,7 @@ def _checked_tree(text: str) -> ast.Expression:
         raise RuleError("empty rule; write a condition such as `orders >= 1`, or `True` for everyone")
     if len(source) > MAX_RULE_LENGTH:
         raise RuleError(f"rule is longer than {MAX_RULE_LENGTH} characters")
-    source = source.replace("\r\n", " ").replace("\n", " ")  # YAML block scalars keep newlines
+    source = _clean_source(source)
     try:
         tree = _TrueWords().visit(ast.parse(source, mode="eval"))
         _Checker(source).condition(tree.body)
@@ -113,6 +125,11 @@ def _checked_tree(text: str) -> ast.Expression:
             raise
         raise RuleError(f"rule is too deeply nested or malformed ({type(exc).__name__})") from None
     return tree
+
+
+def _clean_source(text: str) -> str:
+    """The text the rule is parsed from (node positions refer to it)."""
+    return text.strip().replace("\r\n", " ").replace("\n", " ")  # YAML block scalars keep newlines
 
 
 def _syntax_message(source: str, exc: SyntaxError) -> str:
@@ -172,6 +189,7 @@ class _Checker:
             case ast.Constant(value=constant):
                 if not isinstance(constant, _CONSTANT_TYPES):
                     raise self.fail(node, f"{type(constant).__name__} constants are")
+                self.literal_size(node, constant)
             case ast.UnaryOp(op=ast.USub(), operand=operand):
                 self.number(operand)
             case ast.BinOp(op=op, left=left, right=right):
@@ -189,6 +207,13 @@ class _Checker:
             case _:
                 raise self.fail(node, _FORBIDDEN.get(type(node), f"{type(node).__name__} expressions are"))
 
+    def literal_size(self, node: ast.AST, constant: Any) -> None:
+        """Huge literals would overflow int64 columns or float64 arithmetic: refuse them up front."""
+        if isinstance(constant, int | float) and not isinstance(constant, bool) and not abs(constant) <= MAX_LITERAL:
+            limit = f"{MAX_LITERAL:.0e}".replace("e+", "e")
+            raise RuleError(f"number `{_shorten(self.segment(node), 40)}` is too large for a rule; "
+                            f"numbers must lie between -{limit} and {limit} (MAX_LITERAL)")
+
     def number(self, node: ast.AST) -> None:
         if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or not isinstance(node.value, int | float)):
             raise self.fail(node, "arithmetic on non-numbers is")
@@ -203,6 +228,7 @@ class _Checker:
                 for element in right.elts:
                     if _literal(element) is _NOT_LITERAL:
                         raise self.fail(element, "only constants inside `in [...]`; other elements are")
+                    self.literal_size(element, _literal(element))
             elif type(op) in _COMPARE:
                 self.value(right)
             else:
@@ -228,6 +254,23 @@ def _notna(value: Any, n: int) -> np.ndarray:
     return np.full(n, not pd.isna(value))
 
 
+def _finite(value: Any, n: int) -> np.ndarray:
+    """Per row: is the value a finite number (missing counts as not finite)."""
+    if isinstance(value, pd.Series):
+        return np.isfinite(value.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.full(n, bool(np.isfinite(value)))
+
+
+def _nonzero(value: Any, n: int) -> np.ndarray:
+    if isinstance(value, pd.Series):
+        return value.to_numpy(dtype=np.float64, na_value=np.nan) != 0
+    return np.full(n, bool(value != 0))
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _is_numeric(value: Any) -> bool:
     if isinstance(value, pd.Series):
         return pd.api.types.is_numeric_dtype(value.dtype) and not pd.api.types.is_bool_dtype(value.dtype)
@@ -240,6 +283,7 @@ class _Evaluator:
 
     columns: dict[str, pd.Series]
     n: int
+    source: str = ""  # the rule text, for error messages
 
     def condition(self, node: ast.AST) -> np.ndarray:
         match node:
@@ -266,18 +310,43 @@ class _Evaluator:
                 operand_value = self.numeric(operand)
                 return -operand_value if isinstance(op, ast.USub) else operand_value
             case ast.BinOp(op=op, left=left, right=right):
-                try:
-                    return _ARITHMETIC[type(op)](self.numeric(left), self.numeric(right))
-                except ZeroDivisionError:
-                    raise RuleError("division by zero in rule") from None
+                return self.arithmetic(node, op, self.numeric(left), self.numeric(right))
         raise RuleError(f"not a value: {ast.dump(node)}")  # unreachable after _Checker
 
+    def segment(self, node: ast.AST) -> str:
+        return _shorten(ast.get_source_segment(self.source, node) or ast.unparse(node))
+
+    def arithmetic(self, node: ast.BinOp, op: ast.operator, left: Any, right: Any) -> Any:
+        """float64 arithmetic: never wraps; a non-finite result from finite inputs is an overflow error."""
+        if isinstance(op, ast.Div) and not isinstance(left, pd.Series) and not isinstance(right, pd.Series) and right == 0:
+            raise RuleError("division by zero in rule")
+        try:
+            with np.errstate(all="ignore"):
+                result = _ARITHMETIC[type(op)](left, right)
+        except ZeroDivisionError:
+            raise RuleError("division by zero in rule") from None
+        except (OverflowError, FloatingPointError):
+            raise RuleError(f"arithmetic `{self.segment(node)}` overflows") from None
+        finite_in = _finite(left, self.n) & _finite(right, self.n)
+        if isinstance(op, ast.Div):  # x / 0 on a column stays inf / NaN, as pandas gives it
+            finite_in &= _nonzero(right, self.n)
+        overflowed = finite_in & ~_finite(result, self.n)
+        if overflowed.any():
+            raise RuleError(f"arithmetic `{self.segment(node)}` overflows (beyond ±1.8e308) for "
+                            f"{int(overflowed.sum())} row(s); keep the numbers in the rule smaller")
+        return result
+
     def numeric(self, node: ast.AST) -> Any:
+        """An arithmetic operand as float64: a float64 Series (missing -> NaN) or a numpy float64 scalar."""
         value = self.value(node)
         if not _is_numeric(value):
             name = node.id if isinstance(node, ast.Name) else repr(value)
             raise RuleError(f"arithmetic needs numbers, but {name} is not numeric")
-        return value
+        if isinstance(value, pd.Series):
+            if value.dtype == np.float64:
+                return value
+            return pd.Series(value.to_numpy(dtype=np.float64, na_value=np.nan), index=value.index)
+        return np.float64(value)
 
     def compare(self, node: ast.Compare) -> np.ndarray:
         result = np.ones(self.n, dtype=bool)
@@ -310,6 +379,8 @@ class _Evaluator:
             raw = _COMPARE[type(op)](pick(left), pick(right))
         except TypeError as exc:
             raise RuleError(f"cannot compare these values: {exc}") from None
+        except OverflowError:
+            raise RuleError("comparison overflows: a number is too large for the column") from None
         if isinstance(raw, pd.Series):
             out[valid] = raw.to_numpy(dtype=bool, na_value=False)
         else:

@@ -3,13 +3,25 @@
 Every model forbids unknown keys, so a misspelt field is an error rather than a
 silently ignored default. Audience and creative rules are parsed when loaded,
 against the profile columns the caller passes, so a typo in a column name fails
-at load time with a suggestion instead of selecting nobody at send time.
+at load time with a suggestion instead of selecting nobody at send time. Given
+a profiles frame, `load_specs` also dry-runs every rule on it, so a rule that
+cannot be evaluated (overflow, a non-numeric column in arithmetic, ...) fails
+at load time too.
+
+Subject templates are `str.format` templates over SUBJECT_PLACEHOLDERS, kept
+harmless: at most MAX_TEMPLATE_LENGTH characters; format specs only of the
+string kind with width and precision at most MAX_FORMAT_WIDTH (no nested
+`{...}` inside a spec); no `!r` / `!a` conversions (they would show Python
+quoting to customers); and every template is trial-rendered at load, so
+`{first_product:d}` fails at load, not at send time. A rendered subject longer
+than MAX_SUBJECT_LENGTH is cut and ends with an ellipsis.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import string
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -27,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from ecomarket_assets.campaigns.rules import Rule, parse_rule
+from ecomarket_assets.campaigns.rules import Rule, RuleError, parse_rule
 
 Objective = Literal["win-back", "cross-sell", "new-arrival", "replenishment", "cart-recovery", "vip"]
 Channel = Literal["email", "sms", "push"]
@@ -37,6 +49,14 @@ CHANNELS: tuple[str, ...] = get_args(Channel)
 WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 DEFAULT_COST_PER_MESSAGE: dict[str, float] = {"email": 0.002, "sms": 0.04, "push": 0.001}
 SUBJECT_PLACEHOLDERS = ("first_product", "top_category")
+MAX_TEMPLATE_LENGTH = 300  # characters of a subject template as written in YAML
+MAX_FORMAT_WIDTH = 200  # largest width and precision in a placeholder's format spec, e.g. {top_category:>20}
+MAX_SUBJECT_LENGTH = 150  # characters of a rendered subject; longer ones are cut and end with ELLIPSIS
+ELLIPSIS = "\u2026"
+SAMPLE_SUBJECT_VALUES = {"first_product": "Sample product", "top_category": "sample category"}  # trial render
+# The format-spec mini-language as str.format applies it to text: [[fill]align][sign][z][#][0][width][,_][.prec][type]
+_FORMAT_SPEC = re.compile(r"(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?z?#?0?(?P<width>\d+)?[,_]?"
+                          r"(?:\.(?P<precision>\d+))?(?P<type>[a-zA-Z%])?", re.DOTALL)
 SLUG = r"^[a-z0-9_]+$"
 LOADER_FIELDS = ("source_file",)  # set by load_specs, never by a YAML file
 
@@ -101,14 +121,23 @@ class CreativeSpec(_Spec):
     def _known_placeholders(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("subject is blank")
+        if len(value) > MAX_TEMPLATE_LENGTH:
+            raise ValueError(f"subject template is {len(value)} characters long; at most {MAX_TEMPLATE_LENGTH}")
         try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+            parts = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)
+                     if name is not None]
         except ValueError as exc:
             raise ValueError(f"bad placeholder braces: {exc}") from None
-        unknown = sorted(fields - set(SUBJECT_PLACEHOLDERS))
+        unknown = sorted({name for name, _, _ in parts} - set(SUBJECT_PLACEHOLDERS))
         if unknown:
             allowed = ", ".join("{" + p + "}" for p in SUBJECT_PLACEHOLDERS)
             raise ValueError(f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; use {allowed}")
+        for name, spec, conversion in parts:
+            _check_placeholder(name, spec or "", conversion)
+        try:  # the placeholders are always text: a format that fails on sample text fails on every recipient
+            _format_subject(value, **SAMPLE_SUBJECT_VALUES)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ValueError(f"subject cannot be rendered: {exc}") from None
         return value
 
     @field_validator("when")
@@ -119,7 +148,31 @@ class CreativeSpec(_Spec):
         return value
 
     def render(self, first_product: str, top_category: str) -> str:
-        return self.subject.format(first_product=first_product, top_category=top_category)
+        """The subject for one recipient, at most MAX_SUBJECT_LENGTH characters."""
+        return _format_subject(self.subject, first_product=first_product, top_category=top_category)
+
+
+def _check_placeholder(name: str, spec: str, conversion: str | None) -> None:
+    """Refuse format specs that could build huge subjects or read more than the two values."""
+    field = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+    if conversion not in (None, "s"):
+        raise ValueError(f"conversion !{conversion} is not allowed in {field}; the placeholders are already text")
+    if "{" in spec or "}" in spec:
+        raise ValueError(f"nested placeholder in the format of {field} is not allowed")
+    match = _FORMAT_SPEC.fullmatch(spec)
+    if match is None:
+        raise ValueError(f"invalid format {spec!r} in {field}")
+    for part in ("width", "precision"):
+        number = match.group(part)
+        if number is not None and (len(number) > 6 or int(number) > MAX_FORMAT_WIDTH):
+            raise ValueError(f"format {part} in {field} is too large; at most {MAX_FORMAT_WIDTH}")
+
+
+def _format_subject(template: str, **values: str) -> str:
+    subject = template.format(**values)
+    if len(subject) > MAX_SUBJECT_LENGTH:
+        subject = subject[:MAX_SUBJECT_LENGTH - len(ELLIPSIS)].rstrip() + ELLIPSIS
+    return subject
 
 
 class ScheduleSpec(_Spec):
@@ -300,8 +353,28 @@ def campaign_files(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith(("_", ".")))
 
 
-def load_specs(folder: Path, allowed_columns: Collection[str] | None = None) -> list[CampaignSpec]:
-    """All campaigns in the folder, sorted by (priority, name); raises one SpecError listing every problem."""
+def dry_run(spec: CampaignSpec, profiles: pd.DataFrame) -> list[tuple[str, str]]:
+    """[(field path, message)] for each audience / creative rule that fails when evaluated on `profiles`."""
+    rules = [("audience.rule", spec.audience.rule)]
+    rules += [(f"creatives[{i}].when", c.when) for i, c in enumerate(spec.creatives) if c.when is not None]
+    problems: list[tuple[str, str]] = []
+    for path, text in rules:
+        try:
+            parse_rule(text).evaluate(profiles)
+        except RuleError as exc:
+            problems.append((path, f"fails on the profiles: {exc}"))
+        except (ArithmeticError, TypeError, ValueError) as exc:  # not expected: evaluate raises RuleError
+            problems.append((path, f"fails on the profiles: {type(exc).__name__}: {exc}"))
+    return problems
+
+
+def load_specs(folder: Path, allowed_columns: Collection[str] | None = None,
+               profiles: pd.DataFrame | None = None) -> list[CampaignSpec]:
+    """All campaigns in the folder, sorted by (priority, name); raises one SpecError listing every problem.
+
+    With `profiles`, every audience rule and creative `when` rule is also evaluated on that frame (a dry run),
+    and a rule that cannot be evaluated is a problem of its file and field, like any other.
+    """
     folder = Path(folder)
     label = folder.resolve().name
     if not folder.is_dir():
@@ -323,6 +396,9 @@ def load_specs(folder: Path, allowed_columns: Collection[str] | None = None) -> 
             problems.append((rel, "(document)", f"expected one campaign as a mapping of fields, got {got}"))
             continue
         spec, found = validate_spec(data, rel, allowed_columns)
+        if spec is not None and profiles is not None:
+            found = found + dry_run(spec, profiles)
+            spec = None if found else spec
         problems += [(rel, field, message) for field, message in found]
         name = data.get("name")
         if isinstance(name, str):
