@@ -8,12 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecomarket_assets.ingestion.sources import (
-    SourceSpec,
-    landing_files,
-    staged,
-    staged_landing_file,
-)
+from ecomarket_assets.ingestion import landing
+from ecomarket_assets.ingestion.sources import SourceSpec, staged
 from ecomarket_assets.ingestion.staging import StagedSource
 from ecomarket_assets.simulator.shop import DEFAULT_START, SimConfig
 from ecomarket_assets.storage import DataLayout, default_data_dir
@@ -40,6 +36,9 @@ class ShopSourceResource(dg.ConfigurableResource):
     sim_seed: int = SimConfig.seed
     sim_shift_day: int = SimConfig.shift_day
     landing_dir: str = ""
+    # Day/month order of numeric dates such as 01/08/2025: dayfirst, monthfirst or a strftime format.
+    # Empty: the only order the file's values allow; a file they leave ambiguous is refused.
+    date_format: str = ""
 
     @classmethod
     def from_env(cls) -> ShopSourceResource:
@@ -54,13 +53,14 @@ class ShopSourceResource(dg.ConfigurableResource):
             sim_seed=int(env.get("ECOMARKET_SIM_SEED", SimConfig.seed)),
             sim_shift_day=int(env.get("ECOMARKET_SIM_SHIFT_DAY", SimConfig.shift_day)),
             landing_dir=env.get("ECOMARKET_LANDING_DIR", ""),
+            date_format=env.get("ECOMARKET_SOURCE_DATE_FORMAT", ""),
         )
 
     def spec(self) -> SourceSpec:
         sim = SimConfig(n_users=self.sim_users, n_products=self.sim_products, n_days=self.sim_days,
                         start_date=dt.date.fromisoformat(self.sim_start), seed=self.sim_seed,
                         shift_day=self.sim_shift_day)
-        return SourceSpec(kind=self.kind, path=self.path or None, sim=sim)
+        return SourceSpec(kind=self.kind, path=self.path or None, sim=sim, date_format=self.date_format or None)
 
     def staged(self, layout: DataLayout) -> StagedSource:
         return staged(self.spec(), layout.root)
@@ -79,9 +79,17 @@ class ShopSourceResource(dg.ConfigurableResource):
 
         return {name: read_frame(truth_dir / f"{name}.parquet") for name in names}
 
+    def landed_root(self, layout: DataLayout) -> Path:
+        """Folder holding the archive of landed files and the file quarantine."""
+        return landing.local_root(layout, self.landing_path(layout))
+
+    def intake_landing(self, layout: DataLayout) -> landing.Intake:
+        """Archive new landing files, quarantine unreadable ones (see ingestion/landing.py)."""
+        return landing.intake(self.landing_path(layout), layout, self.date_format or None)
+
     def staged_landing(self, layout: DataLayout) -> list[StagedSource]:
-        return [staged_landing_file(p, layout.root) for p in landing_files(self.landing_path(layout))]
+        return landing.archived_sources(self.landed_root(layout), layout.root, self.date_format or None)
 
     def event_sources(self, layout: DataLayout) -> list[StagedSource]:
-        """Every staged source whose events feed `raw_events`: the shop source, then landed files."""
+        """Every staged source whose events feed `raw_events`: the shop source, then archived landed files."""
         return [self.staged(layout), *self.staged_landing(layout)]

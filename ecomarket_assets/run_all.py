@@ -16,6 +16,7 @@ from dagster._core.storage.tags import (
 )
 
 from ecomarket_assets.definitions import defs as load_defs
+from ecomarket_assets.ingestion.staging import UNDATED
 from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 
@@ -41,7 +42,9 @@ def _materialize(defs: dg.Definitions, selection: dg.AssetSelection, instance: d
 def source_days(source: ShopSourceResource, data_dir: DataDirResource) -> tuple[str, str]:
     """First and last day with data, clipped to the partitions that exist."""
     layout = data_dir.layout()
-    days = sorted({d for s in source.event_sources(layout) for d in s.days() if d != "undated"})
+    for bad in source.intake_landing(layout).quarantined:
+        print(f"quarantined landing file {bad.file}: {bad.problem} (fix: {bad.fix})")
+    days = sorted({d for s in source.event_sources(layout) for d in s.days() if d != UNDATED})
     valid = set(daily_partitions.get_partition_keys())
     days = [d for d in days if d in valid]
     if not days:

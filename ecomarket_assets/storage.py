@@ -165,6 +165,14 @@ class DataLayout:
     def table(self, name: str) -> Path:
         return self.root / name / f"{name}.parquet"
 
+    def unfiled_quarantine(self, table: str, source: str) -> Path:
+        """Rows of `source` that no daily partition can hold (outside the partitions, undated)."""
+        return self.root / "quarantine" / table / "unfiled" / f"{source}.parquet"
+
+    def ingestion_report(self, table: str, day: str) -> Path:
+        """Per-source row counts of one ingested day (JSON)."""
+        return self.root / "ingestion_reports" / table / f"date={day}.json"
+
     def quarantine_table(self, name: str) -> Path:
         return self.root / "quarantine" / name / f"{name}.parquet"
 

@@ -68,7 +68,7 @@ def test_raw_events_and_their_checks_are_the_same_on_both_engines(ingested, tmp_
     meta = result.asset_materializations_for_node("raw_events")[0].metadata
     assert meta["engine"].value == "dask" and meta["dask_workers"].value == 2
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 7 and all(c.passed for c in checks)
+    assert len(checks) == 9 and all(c.passed for c in checks)  # 7 row contracts + per-file reconciliation + file quarantine
     reconciled = next(c for c in checks if c.check_name == "events_reconciled").metadata
     assert reconciled["engine"].value == "dask"
     layout = DataLayout(root)

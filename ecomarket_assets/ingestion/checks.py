@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ecomarket_assets.compute import Engine
-from ecomarket_assets.ingestion import validation
-from ecomarket_assets.ingestion.pipeline import day_window, read_day
+from ecomarket_assets.ingestion import file_quarantine, validation
+from ecomarket_assets.ingestion.pipeline import day_window, read_day, reconcile_files
 from ecomarket_assets.ingestion.staging import StagedSource
 from ecomarket_assets.schemas import EVENTS, TableSchema
 from ecomarket_assets.storage import DataLayout, parquet_rows, read_frame, read_schema
@@ -78,6 +78,25 @@ def events_reconciled(layout: DataLayout, sources: list[StagedSource], days: lis
     read_total, kept_total, quarantined_total = (sum(column) for column in zip(*per_day, strict=True)) if per_day else (0, 0, 0)
     return Outcome(not mismatches, {"rows_read": read_total, "rows_kept": kept_total,
                                     "rows_quarantined": quarantined_total, "mismatches": str(mismatches)[:2000]})
+
+
+def files_reconciled(layout: DataLayout, sources: list[StagedSource], partition_days: set[str]) -> Outcome:
+    """Every source file's rows are kept, quarantined or waiting for their day: none lost."""
+    files = reconcile_files(sources, partition_days, layout)
+    lost = {f.description: f.lost for f in files if f.lost}
+    return Outcome(not lost, {"files": len(files), "rows_read": sum(f.read for f in files),
+                              "rows_kept": sum(f.kept for f in files),
+                              "rows_quarantined": sum(f.quarantined + f.unfiled for f in files),
+                              "rows_not_yet_ingested": sum(f.not_yet_ingested for f in files),
+                              "rows_lost": sum(lost.values()), "files_losing_rows": str(lost)[:2000]})
+
+
+def files_quarantined(root) -> Outcome:
+    """Files in the file quarantine (each waits for a person to fix and re-drop or delete it)."""
+    bad = file_quarantine.quarantined_files(root)
+    return Outcome(not bad, {"quarantined_files": len(bad),
+                             "files": "; ".join(f"{b.file}: {b.problem}" for b in bad)[:2000] or "none",
+                             "path": str(file_quarantine.file_quarantine_dir(root))})
 
 
 def quarantine_share(layout: DataLayout, days: list[str], threshold: float) -> Outcome:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
-import pyarrow as pa
 
 from ecomarket_assets import storage
 from ecomarket_assets.ingestion import validation
 from ecomarket_assets.ingestion.staging import StagedSource
-from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, REVIEWS, TableSchema
+from ecomarket_assets.ingestion.tables import SOURCE_RECORD
+from ecomarket_assets.ingestion.validation import SOURCE_FILE
+from ecomarket_assets.schemas import (
+    CATALOG,
+    CUSTOMERS,
+    EVENTS,
+    QUARANTINE_REASON,
+    REVIEWS,
+    TableSchema,
+)
 from ecomarket_assets.storage import DataLayout
+
+OUTSIDE_PARTITIONS = "outside_partitions"
 
 
 @dataclass
@@ -35,21 +46,119 @@ def day_window(day: str) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def read_day(sources: list[StagedSource], day: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    events = [s.events(day) for s in sources]
-    rejects = [s.rejects(day) for s in sources]
-    return (pd.concat(events, ignore_index=True) if events else EVENTS.empty(),
+    """The day's events and adapter rejects from every source, each row tagged with its `source_file`."""
+    events = [s.events(day).assign(**{SOURCE_FILE: s.root.name}) for s in sources]
+    rejects = [s.rejects(day).assign(**{SOURCE_FILE: s.root.name}) for s in sources]
+    return (pd.concat(events, ignore_index=True) if events else EVENTS.empty().assign(**{SOURCE_FILE: None}),
             pd.concat(rejects, ignore_index=True))
 
 
-def ingest_events_day(day: str, sources: list[StagedSource], known_products: pd.Index, layout: DataLayout) -> IngestReport:
+QUARANTINE_COLUMNS = [*EVENTS.names, SOURCE_RECORD, QUARANTINE_REASON, SOURCE_FILE]
+
+
+def ingest_events_day(day: str, sources: list[StagedSource], known_products: pd.Index, layout: DataLayout,
+                      earlier_ids: dict[str, list[str]] | None = None) -> IngestReport:
+    """Validate one day from every source; `earlier_ids[day]`: ids already seen on an earlier day."""
     events, rejects = read_day(sources, day)
     start, end = day_window(day)
-    checked = validation.validate_events(events, start, end, known_products)
-    quarantined = pa.concat_tables([validation.quarantine_table(validation.rejects_as_quarantine(rejects, EVENTS)),
-                                    validation.quarantine_table(checked.quarantined)])
+    checked = validation.validate_events(events, start, end, known_products, (earlier_ids or {}).get(day, ()))
+    parts = [f for f in (validation.rejects_as_quarantine(rejects, EVENTS), checked.quarantined) if len(f)]
+    quarantine = (pd.concat(parts, ignore_index=True) if parts else checked.quarantined).reindex(columns=QUARANTINE_COLUMNS)
     storage.write_frame(checked.kept, layout.raw_events_day(day), EVENTS)
-    storage.write_table(quarantined, layout.quarantine_day("raw_events", day))
-    return _report(day, len(events) + len(rejects), checked.kept, quarantined.column(validation.QUARANTINE_REASON).to_pandas())
+    storage.write_table(validation.quarantine_table(quarantine), layout.quarantine_day("raw_events", day))
+    _write_source_counts(day, sources, events, rejects, checked.kept, quarantine, layout)
+    return _report(day, len(events) + len(rejects), checked.kept, quarantine[QUARANTINE_REASON])
+
+
+def _write_source_counts(day: str, sources: list[StagedSource], events: pd.DataFrame, rejects: pd.DataFrame,
+                         kept: pd.DataFrame, quarantine: pd.DataFrame, layout: DataLayout) -> None:
+    """Per source file: rows read, kept and quarantined on this day (the per-file reconciliation reads these)."""
+    def counts(frame: pd.DataFrame) -> pd.Series:
+        return frame[SOURCE_FILE].value_counts()
+
+    read, kept_by, quarantined_by = counts(events).add(counts(rejects), fill_value=0), counts(kept), counts(quarantine)
+    report = {s.root.name: {"read": int(read.get(s.root.name, 0)), "kept": int(kept_by.get(s.root.name, 0)),
+                            "quarantined": int(quarantined_by.get(s.root.name, 0))} for s in sources}
+    storage.write_text(layout.ingestion_report("raw_events", day), json.dumps({"day": day, "sources": report}))
+
+
+def cross_day_duplicates(sources: list[StagedSource], partition_days: set[str]) -> dict[str, list[str]]:
+    """Per day, the event ids that already occurred on an earlier partition day (in any source).
+
+    The earliest day's copy is judged by the usual rules; every later copy is quarantined as
+    `duplicate_event_id_across_days`, so one event is never counted twice across days.
+    """
+    frames = [ids[ids["day"].isin(partition_days)] for ids in (s.event_ids() for s in sources)]
+    ids = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["event_id", "day"])
+    ids = ids.dropna().drop_duplicates().sort_values("day", kind="stable")
+    later = ids[ids.duplicated("event_id", keep="first")]
+    return {str(day): part["event_id"].tolist() for day, part in later.groupby("day")}
+
+
+def quarantine_unfiled(source: StagedSource, partition_days: set[str], layout: DataLayout) -> dict[str, int]:
+    """Rows no daily partition can hold go to quarantine with their reason, so every row is accounted for.
+
+    Events dated outside the partitions (before the first day, in the future) become `outside_partitions`;
+    undated rows keep the adapter's reason (`missing_time`, `bad_type_event_time`). Written per source,
+    replaced on every run (a day that becomes a partition later leaves this file and is ingested).
+    """
+    path = layout.unfiled_quarantine("raw_events", source.root.name)
+    unfiled = [d for d in source.days() if d not in partition_days]
+    if not unfiled and not path.exists():
+        return {}
+    frames = []
+    for day in unfiled:
+        events = source.events(day)
+        if len(events):
+            frames.append(events.assign(**{SOURCE_RECORD: None, QUARANTINE_REASON: OUTSIDE_PARTITIONS}))
+        rejects = source.rejects(day)
+        if len(rejects):
+            frames.append(validation.rejects_as_quarantine(rejects, EVENTS))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    frame = frame.assign(**{SOURCE_FILE: source.root.name}).reindex(columns=QUARANTINE_COLUMNS)
+    storage.write_table(validation.quarantine_table(frame), path)
+    return {str(k): int(v) for k, v in frame[QUARANTINE_REASON].value_counts().items()}
+
+
+@dataclass
+class FileReconciliation:
+    """Rows of one source file: read = kept + quarantined (on partition days and unfiled) + not yet ingested."""
+
+    source: str
+    description: str
+    read: int
+    kept: int
+    quarantined: int
+    unfiled: int
+    not_yet_ingested: int
+
+    @property
+    def lost(self) -> int:
+        return self.read - self.kept - self.quarantined - self.unfiled - self.not_yet_ingested
+
+
+def reconcile_files(sources: list[StagedSource], partition_days: set[str], layout: DataLayout) -> list[FileReconciliation]:
+    """Every source file's rows accounted for, from the per-day counts `ingest_events_day` writes."""
+    out, reports = [], {}
+    for source in sources:
+        name, manifest = source.root.name, source.manifest
+        kept = quarantined = pending = 0
+        for day, counts in manifest["days"].items():
+            if day not in partition_days:
+                continue
+            if day not in reports:
+                path = layout.ingestion_report("raw_events", day)
+                reports[day] = json.loads(path.read_text())["sources"] if path.exists() else {}
+            report = reports[day]
+            if name in report:
+                kept += report[name]["kept"]
+                quarantined += report[name]["quarantined"]
+            else:
+                pending += counts["events"] + counts["rejects"]
+        unfiled = storage.parquet_rows(layout.unfiled_quarantine("raw_events", name))
+        out.append(FileReconciliation(name, manifest["description"], int(manifest["rows_read"]), kept, quarantined,
+                                      unfiled, pending))
+    return out
 
 
 def ingest_table(schema: TableSchema, frame: pd.DataFrame, layout: DataLayout,

@@ -6,9 +6,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ecomarket_assets.ingestion.adapters.canonical import UNREADABLE_FILES
+from ecomarket_assets.ingestion.adapters.dates import validate_date_format
+from ecomarket_assets.ingestion.file_errors import describe, fix_for
 from ecomarket_assets.ingestion.staging import StagedSource, stage, stage_dir
 from ecomarket_assets.ingestion.tables import SourceTables
 from ecomarket_assets.simulator.shop import SimConfig, simulate
+from ecomarket_assets.storage import is_remote
 
 SOURCE_KINDS = ("simulator", "online_retail", "retailrocket", "canonical")
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".xlsx")
@@ -19,8 +23,10 @@ class SourceSpec:
     kind: str = "simulator"
     path: str | None = None
     sim: SimConfig = field(default_factory=SimConfig)
+    date_format: str | None = None  # day/month order of numeric dates: dayfirst, monthfirst or strftime
 
     def __post_init__(self) -> None:
+        validate_date_format(self.date_format)
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"unknown source kind {self.kind!r}; choose one of {', '.join(SOURCE_KINDS)}")
         if self.kind != "simulator" and not self.path:
@@ -31,7 +37,7 @@ class SourceSpec:
     def fingerprint(self) -> str:
         if self.kind == "simulator":
             return self.sim.fingerprint()
-        return f"{self.kind}|{file_fingerprint(Path(self.path))}"
+        return f"{self.kind}|{self.date_format or ''}|{file_fingerprint(Path(self.path))}"
 
 
 def file_fingerprint(path: Path) -> str:
@@ -40,15 +46,13 @@ def file_fingerprint(path: Path) -> str:
     return ";".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
 
-def read_source(kind: str, path: Path) -> SourceTables:
+def read_source(kind: str, path: Path, date_format: str | None = None) -> SourceTables:
     from ecomarket_assets.ingestion import adapters
 
-    readers = {
-        "online_retail": adapters.read_online_retail,
-        "retailrocket": adapters.read_retailrocket,
-        "canonical": adapters.read_canonical,
-    }
-    return readers[kind](path)
+    if kind == "retailrocket":  # epoch milliseconds: no day/month order to declare
+        return adapters.read_retailrocket(path)
+    readers = {"online_retail": adapters.read_online_retail, "canonical": adapters.read_canonical}
+    return readers[kind](path, date_format=date_format)
 
 
 def staged(spec: SourceSpec, data_dir: Path) -> StagedSource:
@@ -59,25 +63,48 @@ def staged(spec: SourceSpec, data_dir: Path) -> StagedSource:
     if spec.kind == "simulator":
         shop = simulate(spec.sim)
         return stage(shop.tables, target, truth=shop.truth, description=f"simulator {spec.sim}")
-    return stage(read_source(spec.kind, Path(spec.path)), target, description=f"{spec.kind} {spec.path}")
+    try:
+        tables = read_source(spec.kind, Path(spec.path), spec.date_format)
+    except Exception as error:  # name the file, the problem and the fix, whatever the reader raised
+        problem = describe(error)
+        where = "" if str(spec.path) in problem else f"{spec.path}: "
+        raise SourceFileError(f"{where}{problem}. Fix: {fix_for(error)}") from error
+    _quarantine_unreadable(tables, data_dir)
+    return stage(tables, target, description=f"{spec.kind} {spec.path}")
 
 
-def landing_files(landing_dir: Path) -> list[Path]:
-    if not landing_dir.exists():
-        return []
-    return sorted(p for p in landing_dir.iterdir() if p.is_file() and p.name.endswith(LANDING_SUFFIXES)
-                  and not p.name.startswith("."))
+def _quarantine_unreadable(tables: SourceTables, data_dir: Path) -> None:
+    """Side tables the adapter could not read: a copy and its reason go to the file quarantine."""
+    from ecomarket_assets.ingestion.file_quarantine import quarantine_file
+    from ecomarket_assets.ingestion.landing import sha256
+
+    unreadable = tables.notes.pop(UNREADABLE_FILES, [])
+    records = []
+    for item in unreadable:
+        path = Path(item["file"])
+        if is_remote(data_dir):  # the file quarantine is a local folder; the note still names the file
+            records.append({"file": str(path), "problem": describe(item["error"]), "fix": fix_for(item["error"])})
+            continue
+        record = quarantine_file(path, item["error"], sha256(path), data_dir, move=False)
+        records.append({"file": str(path), "problem": record.problem, "fix": record.fix})
+    if records:
+        tables.notes["quarantined_files"] = records
 
 
-def staged_landing_file(path: Path, data_dir: Path) -> StagedSource:
-    """A landed events file, in any supported format, staged like a source."""
+class SourceFileError(ValueError):
+    """The configured source file cannot be read; the message names the file, the problem and the fix."""
+
+
+def staged_landing_file(path: Path, data_dir: Path, date_format: str | None = None,
+                        name: str | None = None) -> StagedSource:
+    """A landed events file, in any supported format, staged like a source (`name`: the file as it landed)."""
     from ecomarket_assets.ingestion.adapters import detect_format
 
     kind = detect_format(path)
-    target = stage_dir(data_dir, f"landing-{kind}", file_fingerprint(path))
+    target = stage_dir(data_dir, f"landing-{kind}", f"{date_format or ''}|{file_fingerprint(path)}")
     if (target / "manifest.json").exists():
         return StagedSource(target)
-    return stage(read_source(kind, path), target, description=f"landing {kind} {path.name}")
+    return stage(read_source(kind, path, date_format), target, description=f"landing {kind} {name or path.name}")
 
 
 def days_between(first: str, last: str) -> list[str]:

@@ -30,6 +30,7 @@ from ecomarket_assets.ingestion.tables import SOURCE_RECORD, SourceTables, empty
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, QUARANTINE_REASON, REVIEWS
 
 UNDATED = "undated"
+MISSING_TIME = "missing_time"
 
 
 def _relaxed(schema: pa.Schema) -> pa.Schema:
@@ -63,6 +64,18 @@ class StagedSource:
 
     def table(self, name: str) -> pd.DataFrame:
         return storage.read_frame(self.root / f"{name}.parquet")
+
+    def event_ids(self) -> pd.DataFrame:
+        """`event_id, day` of every staged event (cached in the stage: a stage never changes)."""
+        path = self.root / "event_ids.parquet"
+        if path.exists():
+            return storage.read_frame(path)
+        frames = [storage.read_frame(p, columns=["event_id"]).assign(day=p.stem)
+                  for p in sorted((self.root / "events").glob("*.parquet"))]
+        ids = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"event_id": [], "day": []}, dtype=object)
+        ids = ids.dropna().drop_duplicates()
+        storage.write_frame(ids, path)
+        return ids
 
     @property
     def truth_dir(self) -> Path | None:
@@ -133,7 +146,7 @@ def _route_undated(events: pd.DataFrame, rejects: pd.DataFrame) -> tuple[pd.Data
         {
             "event_time": bad["event_time"],
             SOURCE_RECORD: bad.astype(str).to_json(orient="records", lines=True).splitlines(),
-            QUARANTINE_REASON: "missing_event_time",
+            QUARANTINE_REASON: MISSING_TIME,
         }
     )
     return events[~missing], pd.concat([rejects, extra], ignore_index=True)

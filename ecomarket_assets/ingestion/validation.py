@@ -7,7 +7,7 @@ rows read = rows kept + rows quarantined, always.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,8 @@ from ecomarket_assets.schemas import (
 )
 
 PRICED_EVENTS = ("cart", "purchase", "return")
+SOURCE_FILE = "source_file"  # which staged source a row came from: kept through validation, never stored in events
+CROSS_DAY_DUPLICATE = "duplicate_event_id_across_days"
 
 Rule = tuple[str, Callable[[pd.DataFrame], pd.Series]]
 
@@ -86,11 +88,16 @@ def _source_has_prices(frame: pd.DataFrame) -> pd.Series:
 
 
 def validate_events(events: pd.DataFrame, day_start: pd.Timestamp, day_end: pd.Timestamp,
-                    known_products: set[str] | pd.Index) -> Validated:
+                    known_products: set[str] | pd.Index, earlier_ids: Collection[str] = ()) -> Validated:
+    """`earlier_ids`: event ids this day repeats from an earlier day (quarantined as a cross-day duplicate)."""
     events = coerce(events, EVENTS)
     # Duplicates are judged among rows that pass every other rule, so a bad first copy
     # does not push a good second copy into quarantine.
-    first = apply_rules(events, event_rules(day_start, day_end, known_products)[:-1])
+    rules = event_rules(day_start, day_end, known_products)[:-1]
+    if len(earlier_ids):
+        earlier = pd.Index(list(earlier_ids))
+        rules.append((CROSS_DAY_DUPLICATE, lambda f: f["event_id"].isin(earlier)))
+    first = apply_rules(events, rules)
     dups = apply_rules(first.kept, [_duplicate_key(EVENTS)])
     return Validated(kept=dups.kept, quarantined=pd.concat([first.quarantined, dups.quarantined], ignore_index=True))
 
@@ -125,13 +132,13 @@ def validate_reviews(reviews: pd.DataFrame, known_products: set[str] | pd.Index)
 
 
 def coerce(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    """Exactly the schema's columns, in order; a missing column is a clear error."""
+    """Exactly the schema's columns, in order (plus the `source_file` tag if present); a missing column is a clear error."""
     missing = [c for c in schema.names if c not in frame.columns]
     if missing:
         from ecomarket_assets.schemas import SchemaError
 
         raise SchemaError(f"{schema.name}: missing columns {missing}; expected {schema.names}")
-    return frame[schema.names].reset_index(drop=True)
+    return frame[schema.names + [c for c in (SOURCE_FILE,) if c in frame.columns]].reset_index(drop=True)
 
 
 def rejects_as_quarantine(rejects: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
@@ -141,6 +148,8 @@ def rejects_as_quarantine(rejects: pd.DataFrame, schema: TableSchema) -> pd.Data
         out["event_time"] = rejects["event_time"].to_numpy()
     out[SOURCE_RECORD] = rejects[SOURCE_RECORD].to_numpy()
     out[QUARANTINE_REASON] = rejects[QUARANTINE_REASON].to_numpy()
+    if SOURCE_FILE in rejects.columns:
+        out[SOURCE_FILE] = rejects[SOURCE_FILE].to_numpy()
     return out
 
 

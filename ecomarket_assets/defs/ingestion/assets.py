@@ -10,7 +10,15 @@ import pandas as pd
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.compute import ComputeResource
-from ecomarket_assets.ingestion.pipeline import IngestReport, ingest_events_day, ingest_table
+from ecomarket_assets.ingestion import file_quarantine, landing
+from ecomarket_assets.ingestion.pipeline import (
+    IngestReport,
+    cross_day_duplicates,
+    ingest_events_day,
+    ingest_table,
+    quarantine_unfiled,
+    reconcile_files,
+)
 from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, REVIEWS
@@ -114,17 +122,46 @@ def reviews(data_dir: DataDirResource, source: ShopSourceResource) -> dg.Materia
 def raw_events(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource,
                compute: ComputeResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
+    intake = source.intake_landing(layout)  # archive new landing files, quarantine unreadable ones
+    for bad in intake.quarantined:
+        context.log.warning(f"quarantined landing file {bad.file}: {bad.problem} (fix: {bad.fix})")
     sources = source.event_sources(layout)
+    partition_days = set(daily_partitions.get_partition_keys())
     products = pd.Index(read_frame(layout.table("catalog"), columns=["product_id"])["product_id"])
+    earlier_ids = cross_day_duplicates(sources, partition_days)
     with compute.session() as engine:  # on Dask, one task per day: a backfill's days are ingested in parallel
         reports = engine.map(ingest_events_day, context.partition_keys, sources=sources, known_products=products,
-                             layout=layout)
+                             layout=layout, earlier_ids=earlier_ids)
         engine_meta = engine.metadata()
+    unfiled = {s.root.name: quarantine_unfiled(s, partition_days, layout) for s in sources}
     for report in reports:
         context.log.info(f"{report.name}: read {report.rows_read}, kept {report.rows_kept}, "
                          f"quarantined {report.rows_quarantined}")
     meta = _events_metadata(reports, layout, sources, context.partition_keys)
+    meta |= _files_metadata(sources, partition_days, unfiled, layout, source.landed_root(layout))
     return dg.MaterializeResult(metadata=meta | engine_meta)
+
+
+def _files_metadata(sources, partition_days: set[str], unfiled: dict[str, dict[str, int]], layout,
+                    landed_root) -> dict[str, object]:
+    """Per source file: rows read = kept + quarantined (+ rows of days not ingested yet); quarantined files."""
+    files = pd.DataFrame([vars(r) | {"lost": r.lost} for r in reconcile_files(sources, partition_days, layout)])
+    unfiled_reasons: dict[str, int] = {}
+    for counts in unfiled.values():
+        for reason, rows in counts.items():
+            unfiled_reasons[reason] = unfiled_reasons.get(reason, 0) + rows
+    bad_files = file_quarantine.quarantined_table(landed_root)
+    return {
+        "files": md.table(files.drop(columns=["source"])),
+        "rows_lost": int(files["lost"].sum()),
+        "rows_unfiled": int(files["unfiled"].sum()),
+        "unfiled_reasons": md.table(unfiled_reasons, "reason", "rows"),
+        "quarantined_files": len(bad_files),
+        "quarantined_file_list": md.table(bad_files[["file", "problem", "fix"]]) if len(bad_files)
+        else dg.MetadataValue.text("none"),
+        "file_quarantine_path": dg.MetadataValue.path(str(file_quarantine.file_quarantine_dir(landed_root))),
+        "landed_archive_path": dg.MetadataValue.path(str(landing.archive_dir(landed_root))),
+    }
 
 
 def _events_metadata(reports: list[IngestReport], layout, sources, days: list[str]) -> dict[str, object]:

@@ -84,6 +84,21 @@ def events_quarantine_share(context: dg.AssetCheckExecutionContext, data_dir: Da
     return _result(outcome, dg.AssetCheckSeverity.WARN)
 
 
+@_events_check("events_files_reconciled", "Per source and landed file: rows read = rows kept + rows quarantined "
+               "(on partition days, outside them or undated) + rows of days not ingested yet. Nothing is lost.")
+def events_files_reconciled(data_dir: DataDirResource, source: ShopSourceResource) -> dg.AssetCheckResult:
+    layout = data_dir.layout()
+    outcome = logic.files_reconciled(layout, source.event_sources(layout), set(daily_partitions.get_partition_keys()))
+    return _result(outcome)
+
+
+@_events_check("landing_files_quarantined", "Alarm while files that could not be read sit in the file quarantine "
+               "(data/quarantine/files/, each with a reason file naming the problem and the fix).", blocking=False)
+def landing_files_quarantined(data_dir: DataDirResource, source: ShopSourceResource) -> dg.AssetCheckResult:
+    outcome = logic.files_quarantined(source.landed_root(data_dir.layout()))
+    return _result(outcome, dg.AssetCheckSeverity.WARN)
+
+
 def _table_checks(asset, schema, extra_rules: list[str]):
     @dg.asset_check(asset=asset, name=f"{schema.name}_contract", blocking=True,
                     description=f"{schema.name}: canonical schema, unique {schema.key}, no rule broken in stored rows.")

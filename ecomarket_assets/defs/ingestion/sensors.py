@@ -1,13 +1,16 @@
-"""Landing folder sensor: a file dropped into `data/landing/` is ingested for the days it covers."""
+"""Landing folder sensor: a file dropped into `data/landing/` is archived and ingested for the days it covers.
+
+An unreadable file is quarantined (moved to `data/quarantine/files/` with its reason) and the sensor
+carries on with the others; it never fails a tick because of one file.
+"""
 
 
-import hashlib
 import json
 
 import dagster as dg
 
 from ecomarket_assets.defs.ingestion.assets import raw_events
-from ecomarket_assets.ingestion.sources import file_fingerprint, landing_files, staged_landing_file
+from ecomarket_assets.ingestion import landing
 from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 
@@ -19,27 +22,33 @@ ingest_events_job = dg.define_asset_job(
 
 
 @dg.sensor(job=ingest_events_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Launches raw_events for every day a new or changed landing file covers.")
+           description="Archives new or changed landing files, quarantines unreadable ones, and launches raw_events "
+           "for every day a new file (or the version it replaces) covers.")
 def landing_files_sensor(context: dg.SensorEvaluationContext, data_dir: DataDirResource,
                          source: ShopSourceResource) -> dg.SensorResult:
     layout = data_dir.layout()
+    done = source.intake_landing(layout)
+    for bad in done.quarantined:
+        context.log.warning(f"quarantined {bad.file}: {bad.problem} (fix: {bad.fix}); stored at {bad.stored_as}")
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    requests, skipped = [], []
-    valid_days = set()
-    for path in landing_files(source.landing_path(layout)):
-        fingerprint = hashlib.sha1(file_fingerprint(path).encode()).hexdigest()[:12]
-        if seen.get(path.name) == fingerprint:
+    root = source.landed_root(layout)
+    date_format = source.date_format or None
+    valid_days = set(daily_partitions.get_partition_keys())
+    requests, skipped = [], set()
+    for name, copy in landing.newest_copies(root).items():
+        if seen.get(name) == copy.name:
             continue
-
-        days = staged_landing_file(path, layout.root).days()
-        if not valid_days:
-            valid_days = set(daily_partitions.get_partition_keys())
-        for day in days:
+        days = set(landing.archived_source(copy, layout.root, date_format, name).days())
+        previous = root / "landed" / name / seen[name] if name in seen else None
+        if previous is not None and previous.exists():  # days the old version had must be re-ingested too
+            days |= set(landing.archived_source(previous, layout.root, date_format, name).days())
+        for day in sorted(days):
             if day in valid_days:
-                requests.append(dg.RunRequest(run_key=f"{path.name}:{fingerprint}:{day}", partition_key=day))
+                requests.append(dg.RunRequest(run_key=f"{name}:{copy.name}:{day}", partition_key=day))
             else:
-                skipped.append(day)
-        seen[path.name] = fingerprint
+                skipped.add(day)
+        seen[name] = copy.name
     if skipped:
-        context.log.warning(f"landing files cover {len(skipped)} days outside the partitions: {sorted(set(skipped))[:10]}")
+        context.log.warning(f"landed files cover {len(skipped)} days outside the partitions (their rows are quarantined "
+                            f"as outside_partitions): {sorted(skipped)[:10]}")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))

@@ -18,7 +18,7 @@ from ecomarket_assets.ingestion.adapters.canonical import find_table, read_canon
 from ecomarket_assets.ingestion.adapters.online_retail import read_online_retail
 from ecomarket_assets.ingestion.adapters.retailrocket import COLUMNS as RETAILROCKET_COLUMNS
 from ecomarket_assets.ingestion.adapters.retailrocket import read_retailrocket
-from ecomarket_assets.schemas import EVENTS
+from ecomarket_assets.schemas import EVENTS, SchemaError
 
 __all__ = ["FORMATS", "detect_format", "read_canonical", "read_online_retail", "read_retailrocket"]
 
@@ -96,9 +96,21 @@ def detect_format(path: str | Path) -> str:
     columns = header(table)
     found = format_of_columns(columns)
     if found is None:
-        raise ValueError(
-            f"{table}: unrecognised columns {columns}; expected Online Retail "
+        raise SchemaError(
+            f"{table}: unrecognised columns {columns}{_nearest_format(columns)}; expected Online Retail "
             "(InvoiceNo/Invoice, StockCode, Quantity, InvoiceDate, …), RetailRocket "
             f"({', '.join(RETAILROCKET_COLUMNS)}) or canonical events ({', '.join(EVENTS.names)})"
         )
     return found
+
+
+def _nearest_format(columns: list[str]) -> str:
+    """', closest to <format>, which lacks [...]' when a header misses some columns of one format."""
+    names = {c.strip() for c in columns}
+    lacking = {
+        "canonical events": ([c for c in EVENTS.names if c not in names], len(EVENTS.names)),
+        "RetailRocket": ([c for c in RETAILROCKET_COLUMNS[:-1] if c not in names], len(RETAILROCKET_COLUMNS) - 1),
+        "Online Retail": (["/".join(sorted(k)) for k in _ONLINE_RETAIL_KEYS if not names & k], len(_ONLINE_RETAIL_KEYS)),
+    }
+    fmt, (missing, total) = min(lacking.items(), key=lambda item: len(item[1][0]) / item[1][1])
+    return f" (closest to {fmt}, which lacks {missing})" if len(missing) < total else ""

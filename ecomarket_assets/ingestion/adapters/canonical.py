@@ -19,6 +19,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ecomarket_assets.ingestion.adapters.dates import (
+    DateOrderError,
+    is_numeric_date,
+    parse_numeric_dates,
+)
 from ecomarket_assets.ingestion.tables import SOURCE_RECORD, SourceTables, empty_rejects
 from ecomarket_assets.schemas import (
     CATALOG,
@@ -31,6 +36,7 @@ from ecomarket_assets.schemas import (
 )
 
 UTC_DTYPE = "datetime64[us, UTC]"
+UNREADABLE_FILES = "unreadable_files"  # notes key: side tables that could not be read (the stage quarantines them)
 TABLE_SUFFIXES = (".parquet", ".csv.gz", ".csv")
 ZONE_MARK = r"[zZ+-]|UTC|GMT"  # searched after the 10-character date part
 _INT_RANGES = {pa.int8(): (-(2**7), 2**7 - 1), pa.int32(): (-(2**31), 2**31 - 1)}
@@ -55,13 +61,20 @@ def read_table_file(path: Path) -> pd.DataFrame:
         parts = sorted(path.glob("*.parquet"))
         if not parts:
             raise SchemaError(f"{path}: folder holds no .parquet files")
-        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        return pd.concat([_read_part(p) for p in parts], ignore_index=True)
     suffix = table_suffix(path)
     if suffix == ".parquet":
         return pd.read_parquet(path)
     if suffix in (".csv", ".csv.gz"):
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     raise SchemaError(f"{path}: unsupported file type (expected .csv, .csv.gz or .parquet)")
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # name the part: a folder can hold hundreds
+        raise SchemaError(f"{path}: not a readable Parquet part ({error})") from error
 
 
 def id_strings(values: pd.Series) -> pd.Series:
@@ -87,8 +100,12 @@ def text_or_none(values: pd.Series, strip: bool = True) -> pd.Series:
     return text.astype(object).where(values.notna() & (text != ""), None)
 
 
-def to_utc(values: pd.Series) -> pd.Series:
-    """Parse times to UTC: naive times are taken as UTC, zoned ones converted."""
+def to_utc(values: pd.Series, date_format: str | None = None) -> pd.Series:
+    """Parse times to UTC: naive times are taken as UTC, zoned ones converted.
+
+    Numeric day/month dates (`01/08/2025`) are read in the source's declared order, or the only order
+    the values allow; `DateOrderError` when neither says (see `dates.py`).
+    """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(values):
@@ -100,6 +117,12 @@ def to_utc(values: pd.Series) -> pd.Series:
         # A zone can only follow the date part: look for Z, UTC, GMT or +/- after it.
         zoned = usable & text.str[10:].str.contains(ZONE_MARK, regex=True)
         parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+        numeric = usable & is_numeric_date(text)
+        if numeric.any() or (date_format and "%" in date_format):
+            declared = usable if date_format and "%" in date_format else numeric
+            parsed[declared] = parse_numeric_dates(text[declared], date_format, utc=True)
+            usable &= ~declared
+            zoned &= ~declared
         # Parsed apart: pandas' ISO8601 path lets the offset of one zoned string
         # leak into the naive strings after it (2.x: 10:07 naive became 08:07Z).
         for part in (zoned, usable & ~zoned):
@@ -178,7 +201,7 @@ def reason_counts(reason: pd.Series) -> dict[str, int]:
 
 
 def _coerce_column(
-    values: pd.Series, kind: pa.DataType, nullable: bool
+    values: pd.Series, kind: pa.DataType, nullable: bool, date_format: str | None = None
 ) -> tuple[pd.Series, pd.Series]:
     """Typed values and a mask of rows whose value cannot be coerced to `kind`."""
     present = values.notna()
@@ -187,7 +210,7 @@ def _coerce_column(
             return id_strings(values), pd.Series(False, index=values.index)
         return text_or_none(values, strip=False), pd.Series(False, index=values.index)
     if pa.types.is_timestamp(kind):
-        typed = to_utc(values)
+        typed = to_utc(values, date_format)
         return typed, present & typed.isna()
     if pa.types.is_boolean(kind):
         return _coerce_bool(values)
@@ -215,11 +238,15 @@ def _coerce_bool(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return typed.astype("boolean"), values.notna() & typed.isna()
 
 
-def coerce_table(frame: pd.DataFrame, schema: TableSchema) -> tuple[pd.DataFrame, pd.Series]:
+def coerce_table(frame: pd.DataFrame, schema: TableSchema,
+                 date_format: str | None = None) -> tuple[pd.DataFrame, pd.Series]:
     """Type every schema column; also return each row's first `bad_type_<column>`."""
     typed, checks = {}, []
     for column in schema.columns:
-        values, bad = _coerce_column(frame[column.name], column.arrow_type, column.nullable)
+        try:
+            values, bad = _coerce_column(frame[column.name], column.arrow_type, column.nullable, date_format)
+        except DateOrderError as error:
+            raise DateOrderError(f"column {column.name}: {error}") from None
         typed[column.name] = values
         checks.append((f"bad_type_{column.name}", bad))
     return pd.DataFrame(typed, index=frame.index), first_reason(checks, frame.index)
@@ -245,21 +272,30 @@ def find_table(folder: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def _read_events(path: Path, notes: dict[str, object]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read_events(path: Path, notes: dict[str, object],
+                 date_format: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Events with bad-typed rows split off into rejects."""
     raw = read_table_file(path).reset_index(drop=True)
     require_columns(raw, EVENTS, path)
     extra = [c for c in raw.columns if c not in EVENTS.names]
     if extra:
         notes["events_ignored_columns"] = [str(c) for c in extra]
-    typed, reason = coerce_table(raw, EVENTS)
+    typed, reason = _coerce_file(raw, EVENTS, path, date_format)
     bad = reason.notna()
     rejects = make_rejects(raw[bad], typed.loc[bad, "event_time"], reason[bad])
     notes["rejects_by_reason"] = reason_counts(reason)
     return conform(typed[~bad], EVENTS), rejects
 
 
-def _read_aux(path: Path, schema: TableSchema, notes: dict[str, object]) -> pd.DataFrame:
+def _coerce_file(raw: pd.DataFrame, schema: TableSchema, path: Path,
+                 date_format: str | None) -> tuple[pd.DataFrame, pd.Series]:
+    try:
+        return coerce_table(raw, schema, date_format)
+    except DateOrderError as error:
+        raise DateOrderError(f"{path}: {error}") from None
+
+
+def _read_aux(path: Path, schema: TableSchema, notes: dict[str, object], date_format: str | None = None) -> pd.DataFrame:
     """A catalog/customers/reviews table; uncoercible values become null and are counted.
 
     These rows are not events, so they cannot go to the events rejects; the
@@ -267,7 +303,7 @@ def _read_aux(path: Path, schema: TableSchema, notes: dict[str, object]) -> pd.D
     """
     raw = read_table_file(path).reset_index(drop=True)
     require_columns(raw, schema, path)
-    typed, reason = coerce_table(raw, schema)
+    typed, reason = _coerce_file(raw, schema, path, date_format)
     for column in schema.names:
         bad = reason == f"bad_type_{column}"
         typed.loc[bad, column] = None
@@ -318,16 +354,20 @@ def _events_path(path: Path) -> tuple[Path, Path | None]:
     return events, path
 
 
-def read_canonical(path: str | Path) -> SourceTables:
+def read_canonical(path: str | Path, date_format: str | None = None) -> SourceTables:
     """Read canonical events (file or folder) and the optional side tables."""
     events_path, folder = _events_path(Path(path))
     notes: dict[str, object] = {"format": "canonical", "events_file": str(events_path)}
-    events, rejects = _read_events(events_path, notes)
+    events, rejects = _read_events(events_path, notes, date_format)
     tables: dict[str, pd.DataFrame] = {}
     for schema in (CATALOG, CUSTOMERS, REVIEWS):
         found = find_table(folder, schema.name) if folder is not None else None
-        if found is not None:
-            tables[schema.name] = _read_aux(found, schema, notes)
+        if found is None:
+            continue
+        try:
+            tables[schema.name] = _read_aux(found, schema, notes, date_format)
+        except Exception as error:  # one bad side table must not stop the events: quarantined, then derived
+            notes.setdefault(UNREADABLE_FILES, []).append({"file": str(found), "error": error})
     if "catalog" not in tables:
         tables["catalog"] = derive_catalog(events)
         notes["catalog"] = "derived from event product ids (no catalog file)"

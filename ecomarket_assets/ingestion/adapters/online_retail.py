@@ -25,6 +25,11 @@ from ecomarket_assets.ingestion.adapters.canonical import (
     text_or_none,
 )
 from ecomarket_assets.ingestion.adapters.categories import OTHER, categorize
+from ecomarket_assets.ingestion.adapters.dates import (
+    DateOrderError,
+    is_numeric_date,
+    parse_numeric_dates,
+)
 from ecomarket_assets.ingestion.tables import SourceTables
 from ecomarket_assets.schemas import CATALOG, EVENTS, SchemaError
 
@@ -62,15 +67,8 @@ REQUIRED = (
 PRODUCT_CODE = r"^(?:\d{5}[A-Z]*|DCGS[0-9A-Z]+)$"
 SALES_INVOICE = r"^C?\d+$"  # "A…" invoices are bad-debt adjustments
 
-# Candidate date formats; the one that parses most rows is used for the whole file.
-DATE_FORMATS = (
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%d %H:%M",
-    "%m/%d/%Y %H:%M",
-    "%d/%m/%Y %H:%M",
-    "%m/%d/%y %H:%M",
-    "%d/%m/%y %H:%M",
-)
+# ISO date formats (the one that parses most rows wins); numeric d/m dates go through dates.py.
+ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 UNKNOWN_COUNTRIES = ("Unspecified",)
 
 
@@ -103,14 +101,14 @@ def _rename(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     return renamed[list(REQUIRED)]
 
 
-def parse_local_times(text: pd.Series) -> tuple[pd.Series, dict[str, int]]:
+def parse_local_times(text: pd.Series, date_format: str | None = None) -> tuple[pd.Series, dict[str, int]]:
     """Parse UK wall-clock invoice dates and convert to UTC.
 
     Nonexistent times (the skipped spring-forward hour) are shifted forward and
     ambiguous ones (the repeated autumn hour) read as summer time (BST), so the
     mapping is deterministic. Returns the UTC times and how many rows needed it.
     """
-    naive = _parse_with_best_format(text)
+    naive = _parse_with_best_format(text, date_format)
     local = naive.dt.tz_localize(SOURCE_TZ, ambiguous="NaT", nonexistent="NaT")
     fixed = naive.dt.tz_localize(
         SOURCE_TZ, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward"
@@ -119,16 +117,24 @@ def parse_local_times(text: pd.Series) -> tuple[pd.Series, dict[str, int]]:
     return fixed.dt.tz_convert("UTC").astype(UTC_DTYPE), {"dst_adjusted_rows": adjusted}
 
 
-def _parse_with_best_format(text: pd.Series) -> pd.Series:
-    """Naive times in the one format that parses most rows (one format per file,
-    so 01/02/2011 can never mean January in one row and February in the next)."""
+def _parse_with_best_format(text: pd.Series, date_format: str | None = None) -> pd.Series:
+    """Naive times in one format for the whole file, so 01/02/2011 can never mean January in one row
+    and February in the next.
+
+    ISO dates need no order. Numeric dates use the declared order (`date_format`), else the only order
+    the file's values allow; a file whose every date reads both ways is refused (`DateOrderError`).
+    """
+    stripped = text.str.strip()
+    if date_format and "%" in date_format:
+        return pd.to_datetime(stripped, format=date_format, errors="coerce")
     best = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-    for fmt in DATE_FORMATS:
-        parsed = pd.to_datetime(text.str.strip(), format=fmt, errors="coerce")
+    for fmt in ISO_FORMATS:
+        parsed = pd.to_datetime(stripped, format=fmt, errors="coerce")
         if parsed.notna().sum() > best.notna().sum():
             best = parsed
-        if best.notna().sum() == (text.str.strip() != "").sum():
-            break
+    numeric = best.isna() & is_numeric_date(stripped)
+    if numeric.any():
+        best[numeric] = parse_numeric_dates(stripped[numeric], date_format)
     return best
 
 
@@ -247,13 +253,16 @@ def _coverage(catalog: pd.DataFrame, events: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def read_online_retail(path: str | Path) -> SourceTables:
+def read_online_retail(path: str | Path, date_format: str | None = None) -> SourceTables:
     """Map an Online Retail (I or II) CSV/CSV.GZ/XLSX export into canonical tables."""
     path = Path(path)
     raw = _read_raw(path)
     renamed = _rename(raw, path)
     typed = _typed(renamed)
-    typed["event_time"], dst_notes = parse_local_times(renamed["invoice_date"])
+    try:
+        typed["event_time"], dst_notes = parse_local_times(renamed["invoice_date"], date_format)
+    except DateOrderError as error:
+        raise DateOrderError(f"{path}: column InvoiceDate: {error}") from None
     reason = _reasons(raw, typed)
     bad = reason.notna()
     kept = typed[~bad]

@@ -1,0 +1,136 @@
+"""The landing folder is an inbox, not the record: files are archived once, unreadable ones quarantined.
+
+A file dropped into the landing folder is read (staged) once. If that works, an immutable copy goes to
+the archive of landed files, `<data>/landed/<file name>/<archived_ns>-<sha12><suffix>`, and ingestion
+reads the newest copy of each name from there, so deleting the file from the landing folder loses
+nothing, and dropping a new version of a name replaces the old one. If it cannot be read (truncated
+gzip, not Parquet, not UTF-8, missing columns, an unknown format, an unsupported type or ambiguous
+dates), the file is moved to `<data>/quarantine/files/` beside a `<name>.reason.json` that names the
+file, the problem and the fix; the other files carry on. Dotfiles are uploads in progress and are left
+alone (write `.name.csv`, then rename it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecomarket_assets.ingestion.file_errors import UnsupportedFile
+from ecomarket_assets.ingestion.file_quarantine import (
+    QuarantinedFile,
+    quarantine_file,
+    quarantined_files,
+)
+from ecomarket_assets.ingestion.sources import LANDING_SUFFIXES, staged_landing_file
+from ecomarket_assets.ingestion.staging import StagedSource
+from ecomarket_assets.storage import DataLayout, is_remote
+
+
+@dataclass
+class Intake:
+    archived: list[Path]  # copies archived by this call
+    quarantined: list[QuarantinedFile]  # files quarantined by this call
+
+
+def local_root(layout: DataLayout, landing_dir: Path) -> Path:
+    """Where the archive and file quarantine live: the data directory, or beside the landing folder when
+    the data directory is on object storage (landed files are local)."""
+    return landing_dir.parent if is_remote(layout.root) else layout.root
+
+
+def archive_dir(root: Path) -> Path:
+    return root / "landed"
+
+
+def inbox(landing_dir: Path) -> list[Path]:
+    """Every file waiting in the landing folder (dotfiles are uploads in progress)."""
+    if not landing_dir.exists():
+        return []
+    return sorted(p for p in landing_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def landed_suffix(name: str) -> str:
+    lower = name.lower()
+    return next((s for s in sorted(LANDING_SUFFIXES, key=len, reverse=True) if lower.endswith(s)), "")
+
+
+def intake(landing_dir: Path, layout: DataLayout, date_format: str | None = None) -> Intake:
+    """Archive every readable new file, quarantine every unreadable one; never raise for one file."""
+    root = local_root(layout, landing_dir)
+    done = Intake([], [])
+    known_bad = {(q.file, q.sha256) for q in quarantined_files(root)}
+    for path in inbox(landing_dir):
+        digest = sha256(path)
+        if (path.name, digest) in known_bad or _archived(root, path.name, digest):
+            continue
+        try:
+            done.archived.append(_archive(path, digest, root, layout, date_format))
+        except Exception as error:  # one bad file must never stop the others: it is quarantined with its reason
+            done.quarantined.append(quarantine_file(path, error, digest, root, move=True,
+                                                    shown_as=archive_dir(root) / path.name))
+    return done
+
+
+def _archived(root: Path, name: str, digest: str) -> bool:
+    """Whether the newest archived copy of `name` has this content."""
+    newest = _newest(archive_dir(root) / name)
+    return newest is not None and f"-{digest[:12]}" in newest.name
+
+
+def _newest(folder: Path) -> Path | None:
+    if not folder.is_dir():
+        return None
+    versions = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return versions[-1] if versions else None
+
+
+def _archive(path: Path, digest: str, root: Path, layout: DataLayout, date_format: str | None) -> Path:
+    """Copy aside, stage the copy (this reads and maps every row), then publish it under its final name."""
+    suffix = landed_suffix(path.name)
+    if not suffix:
+        raise UnsupportedFile(f"unsupported file type; landing files are {', '.join(LANDING_SUFFIXES)}")
+    folder = archive_dir(root) / path.name
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%f')}-{digest[:12]}{suffix}"
+    tmp = folder / f".{uuid.uuid4().hex[:8]}{suffix}"
+    shutil.copyfile(path, tmp)
+    try:
+        os.replace(tmp, target)
+        staged_landing_file(target, layout.root, date_format, name=path.name)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def newest_copies(root: Path) -> dict[str, Path]:
+    """The newest archived copy of each landed file name."""
+    folder = archive_dir(root)
+    if not folder.exists():
+        return {}
+    newest = {p.name: _newest(p) for p in sorted(folder.iterdir()) if p.is_dir()}
+    return {name: path for name, path in newest.items() if path is not None}
+
+
+def archived_source(copy: Path, data_dir: Path, date_format: str | None, name: str) -> StagedSource:
+    return staged_landing_file(copy, data_dir, date_format, name=name)
+
+
+def archived_sources(root: Path, data_dir: Path, date_format: str | None = None) -> list[StagedSource]:
+    """The staged newest copy of every landed file (staged at intake, so this only opens manifests)."""
+    return [archived_source(path, data_dir, date_format, name) for name, path in newest_copies(root).items()]
