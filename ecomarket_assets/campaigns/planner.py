@@ -33,6 +33,11 @@ LIST_COLUMNS = ["campaign", "objective", "send_date", "send_time", "user_id", "g
                 "creative_id", "subject", "product_ids", "product_titles", "product_reasons", "rank",
                 "propensity", "order_value", "expected_value", "uplift_score", "rank_score", "measurement_days",
                 "product_score", "product_price", *PROFILE_FEATURES]
+EMPTY_TYPES = {"send_time": "datetime64[ns, UTC]", "cost": "float64", "rank": "int64", "measurement_days": "int64",
+               "expected_value": "float64", "propensity": "float64", "rank_score": "float64"}  # no campaign enabled
+SEND_FUNNEL_TYPES = {"campaign": "object", "send_date": "object", "pool": "int64", **dict.fromkeys(PLAN_RULES, "int64"),
+                     "recipients": "int64", "treatment": "int64", "control": "int64", "cost": "float64",
+                     "expected_value": "float64"}
 
 
 def hash_unit(campaign: str, user_ids: pd.Series) -> np.ndarray:
@@ -94,8 +99,9 @@ def plan_campaigns(specs: list[CampaignSpec], audiences: pd.DataFrame, start: dt
             touches.add(spec.name, chosen["user_id"].tolist(), day)
             lists.append(chosen)
             funnel.append({"campaign": spec.name, "send_date": day, **counts})
-    frame = pd.concat(lists, ignore_index=True) if lists else pd.DataFrame(columns=LIST_COLUMNS)
-    return Plan(lists=frame[LIST_COLUMNS], funnel=pd.DataFrame(funnel))
+    frame = pd.concat(lists, ignore_index=True) if lists else pd.DataFrame(columns=LIST_COLUMNS).astype(EMPTY_TYPES)
+    sends = pd.DataFrame(funnel) if funnel else pd.DataFrame({c: pd.Series(dtype=t) for c, t in SEND_FUNNEL_TYPES.items()})
+    return Plan(lists=frame[LIST_COLUMNS], funnel=sends)
 
 
 def _ranked_pool(audiences: pd.DataFrame, campaign: str) -> pd.DataFrame:

@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import gzip
+import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from ecomarket_assets.campaigns.specs import CampaignSpec
-from ecomarket_assets.storage import REPO_ROOT, DataLayout, read_frame, write_frame, write_text
+from ecomarket_assets.ingestion.adapters.canonical import id_strings
+from ecomarket_assets.storage import (
+    REPO_ROOT,
+    DataLayout,
+    new_build_dir,
+    read_frame,
+    replace_dir,
+    write_frame,
+    write_text,
+)
 
 DEFAULT_SPECS_DIR = REPO_ROOT / "campaigns"
 MODEL_NAME = "campaign_uplift"
 EXPERIMENT = "campaign_uplift"
 EXPORT_COLUMNS = ["campaign", "send_date", "send_time", "user_id", "group", "channel", "creative_id", "subject",
                   "rank", "expected_value"]
+SUPPRESSION_SUFFIXES = (".csv.gz", ".csv", ".txt", ".parquet")  # matched on the lower-cased file name
+# OWASP CSV injection: a cell starting with one of these is a formula (or hides one) in a spreadsheet
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class SuppressionFileError(ValueError):
+    """A file in the suppression folder that cannot be used: it is never skipped."""
 
 
 def specs_dir() -> Path:
@@ -45,14 +65,9 @@ class CampaignStore:
         return [CampaignSpec.model_validate(s) for s in json.loads(self.specs_path.read_text())]
 
     def suppressed_users(self) -> tuple[set[str], pd.DataFrame]:
-        """Everyone on a suppression list (CSV files with a `user_id` column under <data>/suppression/)."""
-        lists = []
-        for path in sorted(self.suppression.glob("*.csv")):
-            with path.open("r") as handle:
-                frame = pd.read_csv(handle, dtype={"user_id": str})
-            if "user_id" not in frame:
-                raise ValueError(f"suppression list {path} has no user_id column (columns: {list(frame.columns)})")
-            lists.append(pd.DataFrame({"list": path.name, "user_id": frame["user_id"].dropna().str.strip()}))
+        """Everyone on a suppression list: every file in <data>/suppression/ (see `read_suppression_file`)."""
+        lists = [pd.DataFrame({"list": path.name, "user_id": read_suppression_file(path)})
+                 for path in suppression_files(self.suppression)]
         table = pd.concat(lists, ignore_index=True) if lists else pd.DataFrame(columns=["list", "user_id"])
         return set(table["user_id"]), table
 
@@ -60,15 +75,101 @@ class CampaignStore:
         return read_frame(self.lists_path)
 
 
+def suppression_files(folder: Path) -> list[Path]:
+    """The files of the suppression folder by name, dotfiles skipped; a sub-folder is an error (never ignored)."""
+    if not folder.exists():
+        return []
+    files = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            raise SuppressionFileError(f"{path}: is a folder; suppression files go directly in {folder}")
+        files.append(path)
+    return files
+
+
+def read_suppression_file(path: Path) -> pd.Series:
+    """The user ids of one suppression file, stripped, "17850.0" read as "17850", blanks dropped.
+
+    Formats by name, any case: `.csv` / `.csv.gz` (a `user_id` column), `.txt` (one id per line, or a CSV whose
+    header has `user_id`), `.parquet` (a `user_id` column). Anything else, an unreadable file or one without a
+    `user_id` column raises SuppressionFileError naming the file and the problem.
+    """
+    name = path.name.lower()
+    suffix = next((s for s in SUPPRESSION_SUFFIXES if name.endswith(s)), "")
+    if not suffix:
+        raise SuppressionFileError(f"{path}: unsupported file type (suppression files are .csv, .csv.gz, .txt or "
+                                   ".parquet, any case)")
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read()
+        if suffix == ".parquet":
+            frame = pd.read_parquet(io.BytesIO(raw))
+        else:
+            text = (gzip.decompress(raw) if suffix == ".csv.gz" else raw).decode("utf-8-sig")
+            frame = _id_lines(text) if suffix == ".txt" and not _has_user_id_header(text) else _csv_text(text)
+    except Exception as error:  # re-raised with the file named: a broken list is never skipped
+        raise SuppressionFileError(f"{path}: cannot read as {suffix}: {type(error).__name__}: {error}") from error
+    columns = {str(c).strip().lower(): c for c in frame.columns}
+    if "user_id" not in columns:
+        raise SuppressionFileError(f"{path}: no user_id column (columns: {[str(c) for c in frame.columns]})")
+    return id_strings(frame[columns["user_id"]].astype(object)).dropna().reset_index(drop=True)
+
+
+def _has_user_id_header(text: str) -> bool:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return "user_id" in [cell.strip().strip('"').lower() for cell in first.split(",")]
+
+
+def _id_lines(text: str) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [line.strip() for line in text.splitlines() if line.strip()]}, dtype=object)
+
+
+def _csv_text(text: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+
+
 def export_lists(lists: pd.DataFrame, folder: Path) -> list[Path]:
-    """One CSV and one Parquet per campaign and send date, products spread over numbered columns."""
+    """One CSV and one Parquet per campaign and send date, products spread over numbered columns.
+
+    The whole tree is built beside `folder` and swapped in at once: files of earlier runs never survive, and a
+    reader sees either the old exports or the new ones. The CSV is spreadsheet-safe (`spreadsheet_safe`, every
+    text cell in double quotes, as OWASP advises); the Parquet keeps the raw values.
+    """
+    build = new_build_dir(folder)
     written = []
-    for (campaign, day), part in lists.groupby(["campaign", "send_date"], sort=True):
-        flat = flatten_products(part)
-        stem = folder / campaign / _day(day) / f"{campaign}_{_day(day)}"
-        written.append(write_frame(flat, stem.with_suffix(".parquet")))
-        written.append(write_text(stem.with_suffix(".csv"), flat.to_csv(index=False)))
+    try:
+        for (campaign, day), part in lists.groupby(["campaign", "send_date"], sort=True):
+            flat = flatten_products(part)
+            relative = Path(campaign) / _day(day) / f"{campaign}_{_day(day)}"
+            for suffix in (".parquet", ".csv"):
+                target = build / f"{relative}{suffix}"
+                if suffix == ".parquet":
+                    write_frame(flat, target)
+                else:
+                    # every text cell quoted: a carriage return inside a title cannot split the row
+                    write_text(target, spreadsheet_safe(flat).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC))
+                written.append(folder / f"{relative}{suffix}")
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    replace_dir(build, folder)
     return written
+
+
+def neutralise_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, prefixed with a single quote (OWASP); others unchanged."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every text cell neutralised (`neutralise_cell`); numbers, dates and missing values untouched."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(neutralise_cell)
+    return out
 
 
 def flatten_products(part: pd.DataFrame) -> pd.DataFrame:

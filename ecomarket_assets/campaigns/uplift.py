@@ -31,6 +31,7 @@ PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 7, "min_da
           "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1,
           "num_threads": 2, "seed": 0}
 ROUNDS = 100
+MIN_SENDS_PER_ARM = 50  # fewer completed sends in either group: no model (campaign_uplift_model says why)
 
 
 def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
@@ -89,8 +90,8 @@ class UpliftModel:
 def fit_x_learner(sends: pd.DataFrame, outcome: str = "converted", seed: int = 0) -> UpliftModel:
     """Fit on completed sends with `group` and the outcome column."""
     treated = (sends["group"] == "treatment").to_numpy()
-    if treated.sum() < 50 or (~treated).sum() < 50:
-        raise ValueError(f"an uplift model needs >= 50 sends per arm; got {treated.sum()} treatment, {(~treated).sum()} control")
+    if treated.sum() < MIN_SENDS_PER_ARM or (~treated).sum() < MIN_SENDS_PER_ARM:
+        raise ValueError(f"an uplift model needs >= {MIN_SENDS_PER_ARM} sends per arm; got {treated.sum()} treatment, {(~treated).sum()} control")
     x, y = feature_matrix(sends), sends[outcome].to_numpy(float)
     mu0 = _fit(x[~treated], y[~treated], "binary", seed)
     mu1 = _fit(x[treated], y[treated], "binary", seed)

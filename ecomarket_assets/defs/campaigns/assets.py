@@ -12,7 +12,7 @@ from mlflow.models import infer_signature
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.campaigns import audience as aud
-from ecomarket_assets.campaigns import plots
+from ecomarket_assets.campaigns import explain, plots
 from ecomarket_assets.campaigns import uplift as up
 from ecomarket_assets.campaigns.planner import plan_campaigns
 from ecomarket_assets.campaigns.results import attribute_outcomes, uplift_table
@@ -78,8 +78,9 @@ def _profiles_frame(layout) -> pd.DataFrame:
 def campaign_specs(config: SpecsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     folder = Path(config.folder).expanduser().resolve() if config.folder else specs_dir()
-    try:
-        specs = load_specs(folder, allowed_columns=set(_profiles_frame(layout).columns))
+    profiles = _profiles_frame(layout)
+    try:  # also a dry run: every rule is evaluated on the real profiles, so it cannot fail at send time
+        specs = load_specs(folder, allowed_columns=set(profiles.columns), profiles=profiles)
     except SpecError as error:
         raise dg.Failure(description=f"campaign specs in {folder} are invalid:\n{error}") from error
     CampaignStore(layout).write_specs(specs)
@@ -136,13 +137,16 @@ def campaign_audiences(config: AudiencesConfig, data_dir: DataDirResource,
     offers = _offer_inputs(layout, as_of)
     scorer, ranking = _uplift_scorer(config.ranking, mlflow_tracking)
     frames = [aud.build_audience(spec, users, suppressed, offers, scorer) for spec in specs]
-    audiences = pd.concat(frames, ignore_index=True)
+    audiences = pd.concat(frames, ignore_index=True) if frames else _no_audiences(users)
     write_frame(audiences.drop(columns=[c for c in audiences.columns if c.startswith("affinity_")]), store.audiences_path)
-    funnel = audience_funnel(audiences)
+    funnel = audience_funnel(audiences, [s.name for s in specs])
+    empty = explain.campaign_audience_reasons(funnel, specs)
     return dg.MaterializeResult(metadata={
         "as_of": as_of.isoformat(),
         "dagster/row_count": len(audiences),
         "eligible": int(audiences["eligible"].sum()),
+        "why_empty": explain.audience_empty_reason(funnel, specs, users) or "not empty",
+        "empty_campaigns": md.table(empty, "campaign", "why nobody is eligible"),
         "ranking": ranking,
         "funnel": md.table(funnel),
         "suppression_lists": md.table(suppression_table.groupby("list").size().rename("users").reset_index()),
@@ -154,17 +158,16 @@ def campaign_audiences(config: AudiencesConfig, data_dir: DataDirResource,
     })
 
 
-def audience_funnel(audiences: pd.DataFrame) -> pd.DataFrame:
+def _no_audiences(users: pd.DataFrame) -> pd.DataFrame:
+    """The audience table when no campaign is enabled: no rows, the columns lists and checks read."""
+    text = {c: pd.Series(dtype=object) for c in ("campaign", "removed_by", "channel", "creative_id", "subject")}
+    numbers = {c: pd.Series(dtype="float64") for c in ("propensity", "order_value", "expected_value", "rank_score", "cost")}
+    return users.iloc[:0].assign(**text, **numbers, eligible=pd.Series(dtype=bool), send_minute=pd.Series(dtype="int64"))
+
+
+def audience_funnel(audiences: pd.DataFrame, campaigns: list[str] | None = None) -> pd.DataFrame:
     """Per campaign: matched = eligible + removed by each rule (shares of matched)."""
-    rows = []
-    for campaign, part in audiences.groupby("campaign", sort=False):
-        row = {"campaign": campaign, "matched": len(part)}
-        for rule in aud.REMOVAL_RULES:
-            row[rule] = int((part["removed_by"] == rule).sum())
-        row["eligible"] = int(part["eligible"].sum())
-        row |= {f"{rule}_share": round(row[rule] / max(len(part), 1), 3) for rule in aud.REMOVAL_RULES}
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return explain.audience_funnel(audiences, campaigns)
 
 
 @dg.asset(
@@ -182,18 +185,23 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
     store = CampaignStore(layout)
     specs = store.read_specs()
     audiences = read_frame(store.audiences_path)
-    as_of = dt.date.fromisoformat(str(audiences["as_of"].iloc[0])) if len(audiences) else dt.date.today()
+    users = _profiles_frame(layout)
+    as_of = dt.date.fromisoformat(str((audiences if len(audiences) else users)["as_of"].iloc[0]))
     start = dt.date.fromisoformat(config.start_date) if config.start_date else as_of + dt.timedelta(days=1)
     plan = plan_campaigns(specs, audiences, start, config.horizon_days)
     write_frame(plan.lists, store.lists_path)
     write_frame(plan.funnel, store.funnel_path)
-    files = export_lists(plan.lists, store.exports)
+    files = export_lists(plan.lists, store.exports)  # the whole export tree, replaced at once
     matched = audiences.groupby("campaign").size()
     shares = list_rule_shares(audiences, plan.funnel)
-    return dg.MaterializeResult(metadata={
+    funnel = audience_funnel(audiences, [s.name for s in specs if s.enabled])
+    empty = explain.campaign_list_reasons(plan.lists, plan.funnel, funnel, specs)
+    meta: dict[str, object] = {
         "first_send_date": start.isoformat(),
         "horizon_days": config.horizon_days,
         "dagster/row_count": len(plan.lists),
+        "why_empty": explain.lists_empty_reason(plan.lists, plan.funnel, funnel, specs, users) or "not empty",
+        "empty_campaigns": md.table(empty, "campaign", "why nobody is on its list"),
         "treatment": int((plan.lists["group"] == "treatment").sum()),
         "control": int((plan.lists["group"] == "control").sum()),
         "distinct_recipients": int(plan.lists["user_id"].nunique()),
@@ -202,12 +210,14 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
         "audience_matched": md.table(matched.rename("users").reset_index()),
         "share_removed_by_rule": md.table(shares),
         "per_send": md.table(plan.funnel.round(2)),
-        "plot": plots.sends_per_day(plan.lists),
         "preview": md.preview(plan.lists[["campaign", "send_date", "send_time", "user_id", "group", "channel",
                                           "creative_id", "expected_value"]]),
         "export_files": len(files),
         "exports": dg.MetadataValue.path(str(store.exports)),
-    })
+    }
+    if len(plan.lists):
+        meta["plot"] = plots.sends_per_day(plan.lists)
+    return dg.MaterializeResult(metadata=meta)
 
 
 def list_rule_shares(audiences: pd.DataFrame, funnel: pd.DataFrame) -> pd.DataFrame:
@@ -249,6 +259,7 @@ def campaign_outcomes(data_dir: DataDirResource, source: ShopSourceResource) -> 
     write_frame(pd.DataFrame({"observed_until": [observed_until]}), store.outcomes / "observed_until.parquet")
     return dg.MaterializeResult(metadata={
         "origin": origin, "dagster/row_count": len(purchases),
+        "why_empty": explain.NO_SENDS if not len(lists) else "not empty",
         "observed_until": str(observed_until), "path": dg.MetadataValue.path(str(store.outcomes)),
     })
 
@@ -298,6 +309,7 @@ def campaign_results(data_dir: DataDirResource) -> dg.MaterializeResult:
         "by_campaign": md.table(by_campaign.round(4)),
         "by_send": md.table(by_send.round(4)),
         "incremental_revenue": round(float(by_campaign["incremental_revenue"].sum()), 2) if len(by_campaign) else 0.0,
+        "why_empty": explain.results_empty_reason(sends) or "not empty",
         "path": dg.MetadataValue.path(str(store.results)),
     }
     if len(by_campaign):
@@ -324,13 +336,19 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
                           source: ShopSourceResource, mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = CampaignStore(layout)
-    sends = read_outcomes(store)
-    sends = sends[sends["complete"]].reset_index(drop=True)
+    everything = read_outcomes(store)
+    sends = everything[everything["complete"]].reset_index(drop=True)
     dates = sorted(sends["send_date"].unique())
-    split = dates[int(len(dates) * (1 - config.holdout_share))] if len(dates) > 1 else None
-    if split is None:
-        raise dg.Failure("an uplift model needs completed sends on at least two send dates")
-    train, test = sends[sends["send_date"] < split], sends[sends["send_date"] >= split]
+    # the hold-out is the later send dates: at least one, and at least one date left to train on
+    split = dates[min(max(int(len(dates) * (1 - config.holdout_share)), 1), len(dates) - 1)] if len(dates) > 1 else None
+    train = sends[sends["send_date"] < split] if split is not None else sends
+    test = sends[sends["send_date"] >= split] if split is not None else sends[:0]
+    shortfall = explain.uplift_shortfall(everything, train, dates, up.MIN_SENDS_PER_ARM)
+    if shortfall is not None:  # an answer, not a failure: the registry (and its champion) stay untouched
+        context.log.warning(f"no uplift model registered: {shortfall}")
+        return dg.MaterializeResult(metadata={
+            "registered": False, "why_no_model": shortfall, "sends": len(everything), "completed_sends": len(sends),
+            "completed_send_dates": len(dates)})
     evaluated = up.fit_x_learner(train)
     evaluation = up.evaluate_targeting(evaluated, test)
     truth = source.truth(layout, AFFINITY_TRUTH)
@@ -359,6 +377,7 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
                                                tags={"qini_uplift": f"{metrics['qini_uplift']:.4f}"})
     write_frame(evaluation.summary, store.uplift / "qini_summary.parquet")
     meta: dict[str, object] = {
+        "registered": True,
         "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
         "model_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
         "registered_version": int(version.version), "aliases": ", ".join(version.aliases),

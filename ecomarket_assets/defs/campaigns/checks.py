@@ -1,11 +1,20 @@
-"""The rules campaign lists may never break (blocking), and measured uplift against the simulator's truth."""
+"""The rules campaign lists and the files marketing gets may never break (blocking), empty audiences and lists
+(WARN), and measured uplift against the simulator's truth."""
 
 import dagster as dg
 import pandas as pd
 
-from ecomarket_assets.campaigns.guards import rule_violations
+from ecomarket_assets import metadata as md
+from ecomarket_assets.campaigns import explain
+from ecomarket_assets.campaigns.guards import export_violations, rule_violations
 from ecomarket_assets.campaigns.store import CampaignStore
-from ecomarket_assets.defs.campaigns.assets import campaign_lists, campaign_results
+from ecomarket_assets.defs.campaigns.assets import (
+    _profiles_frame,
+    audience_funnel,
+    campaign_audiences,
+    campaign_lists,
+    campaign_results,
+)
 from ecomarket_assets.resources import DataDirResource
 from ecomarket_assets.storage import read_frame
 
@@ -20,6 +29,57 @@ def campaign_lists_respect_rules(data_dir: DataDirResource) -> dg.AssetCheckResu
     suppressed, _ = store.suppressed_users()
     violations = rule_violations(store.read_lists(), store.read_specs(), read_frame(layout.table("customers")), suppressed)
     return dg.AssetCheckResult(passed=not any(violations.values()), metadata=violations)
+
+
+@dg.asset_check(asset=campaign_lists, blocking=True,
+                description="Checked on the files marketing actually gets (every CSV and Parquet under "
+                "campaign_lists/exports/, read as text like a spreadsheet would): exactly one CSV and one Parquet per "
+                "send and no other file, the (campaign, send_date, user_id) rows equal the lists table, nobody "
+                "suppressed, everyone consented to the row's channel (customers table), no CSV text cell starting "
+                "with = + - @ tab or carriage return.")
+def campaign_exports_match_lists(data_dir: DataDirResource) -> dg.AssetCheckResult:
+    layout = data_dir.layout()
+    store = CampaignStore(layout)
+    suppressed, _ = store.suppressed_users()
+    violations, counts = export_violations(store.exports, store.read_lists(), read_frame(layout.table("customers")),
+                                           suppressed)
+    return dg.AssetCheckResult(passed=not any(violations.values()), severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={**counts, **violations, "exports": dg.MetadataValue.path(str(store.exports))})
+
+
+def _empty_result(reasons: dict[str, str], why: str | None, counts: dict[str, int], what: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=not reasons and why is None, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={**counts, "why_empty": why or "not empty",
+                                         "empty_campaigns": md.table(reasons, "campaign", what)})
+
+
+@dg.asset_check(asset=campaign_audiences, blocking=False,
+                description="WARN when an enabled campaign has nobody eligible (the metadata says why: no consent, "
+                "suppressed, no product, or a rule that matches nobody).")
+def campaign_audiences_not_empty(data_dir: DataDirResource) -> dg.AssetCheckResult:
+    layout = data_dir.layout()
+    store = CampaignStore(layout)
+    specs = [s for s in store.read_specs() if s.enabled]
+    audiences = read_frame(store.audiences_path)
+    funnel = audience_funnel(audiences, [s.name for s in specs])
+    why = explain.audience_empty_reason(funnel, specs, _profiles_frame(layout))
+    return _empty_result(explain.campaign_audience_reasons(funnel, specs), why,
+                         {"campaigns": len(specs), "eligible": int(audiences["eligible"].sum())},
+                         "why nobody is eligible")
+
+
+@dg.asset_check(asset=campaign_lists, blocking=False,
+                description="WARN when an enabled campaign has no recipient over the horizon (the metadata says why, "
+                "from the audience and per-send funnels).")
+def campaign_lists_not_empty(data_dir: DataDirResource) -> dg.AssetCheckResult:
+    layout = data_dir.layout()
+    store = CampaignStore(layout)
+    specs = [s for s in store.read_specs() if s.enabled]
+    lists, send_funnel = store.read_lists(), read_frame(store.funnel_path)
+    funnel = audience_funnel(read_frame(store.audiences_path), [s.name for s in specs])
+    why = explain.lists_empty_reason(lists, send_funnel, funnel, specs, _profiles_frame(layout))
+    return _empty_result(explain.campaign_list_reasons(lists, send_funnel, funnel, specs), why,
+                         {"campaigns": len(specs), "recipients": len(lists)}, "why nobody is on its list")
 
 
 @dg.asset_check(asset=campaign_results, blocking=False,

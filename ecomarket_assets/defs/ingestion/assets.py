@@ -10,6 +10,7 @@ import pandas as pd
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.compute import ComputeResource
+from ecomarket_assets.ingestion import consent as consent_files
 from ecomarket_assets.ingestion import file_quarantine, landing
 from ecomarket_assets.ingestion.pipeline import (
     IngestReport,
@@ -64,20 +65,41 @@ def catalog(context: dg.AssetExecutionContext, data_dir: DataDirResource, source
     return dg.MaterializeResult(metadata=meta)
 
 
+class CustomersConfig(dg.Config):
+    consent_dir: str = ""  # folder of consent files (newsletter tool exports); empty = <data dir>/consent
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "parquet"},
     owners=OWNERS,
-    description="Customers with country, sign-up time and consent flags (email / SMS / push opt-in).",
+    description="Customers with country, sign-up time and consent flags (email / SMS / push opt-in). Consent files "
+    "in <data dir>/consent/ (user_id, email_opt_in, sms_opt_in, push_opt_in, updated_at) override the source's "
+    "flags: per user the latest row wins; rows breaking the contract go to quarantine/consent.",
     metadata={"dagster/column_schema": CUSTOMERS.dagster()},
 )
-def customers(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+def customers(config: CustomersConfig, data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
+    folder = consent_files.consent_folder(layout, config.consent_dir)
+    try:  # every consent file is read before anything is written: a broken one fails the run, naming it
+        consent_rows = consent_files.read_consent(folder)
+    except consent_files.ConsentFileError as error:
+        raise dg.Failure(description=f"consent files in {folder}: {error}") from error
     kept, report = ingest_table(CUSTOMERS, source.staged(layout).table("customers"), layout)
-    consent = {flag: f"{kept[flag].fillna(False).astype(bool).mean():.1%}" for flag in ("email_opt_in", "sms_opt_in", "push_opt_in")}
+    kept, applied = consent_files.store_consent(layout, kept, consent_rows, folder)
     meta = _report_metadata(report, layout.table("customers"))
     meta |= {
-        "consent_share": md.table(consent, "flag", "opted in"),
+        "consent_share": md.table(consent_files.opted_in_shares(kept), "flag", "opted in"),
+        "consent_folder": dg.MetadataValue.path(str(folder)),
+        "consent_files": applied.files,
+        "consent_rows_read": applied.rows_read,
+        "consent_rows_applied": applied.rows_applied,
+        "consent_rows_superseded": applied.rows_superseded,
+        "consent_rows_quarantined": applied.rows_quarantined,
+        "consent_quarantine_reasons": md.table(applied.reasons, "reason", "rows"),
+        "consent_users_updated": applied.users_updated,
+        "consent_users_unknown_to_shop": applied.users_unknown,
+        "consent_quarantine_path": dg.MetadataValue.path(str(layout.quarantine_table("consent"))),
         "countries": md.table(kept["country"].value_counts().head(10).rename_axis("country").reset_index()),
         "preview": md.preview(kept),
     }
