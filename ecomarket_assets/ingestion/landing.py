@@ -107,6 +107,7 @@ def _archive(path: Path, digest: str, root: Path, layout: DataLayout, date_forma
     target = folder / f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%f')}-{digest[:12]}{suffix}"
     tmp = folder / f".{uuid.uuid4().hex[:8]}{suffix}"
     shutil.copyfile(path, tmp)
+    os.chmod(tmp, 0o444)  # an archived copy is never written again
     try:
         os.replace(tmp, target)
         staged_landing_file(target, layout.root, date_format, name=path.name)
