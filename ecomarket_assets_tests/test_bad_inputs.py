@@ -225,6 +225,20 @@ def test_a_landing_file_deleted_after_ingestion_keeps_its_events(tables_ready, d
     assert list(archived) == ["once.csv"]
 
 
+def test_a_sensor_tick_does_not_reread_unchanged_landing_files(tables_ready, data_dir, monkeypatch):
+    layout = DataLayout(data_dir)
+    _drop(layout, "big.csv", _rows(layout, [{"event_id": "BIG-1"}]).to_csv(index=False))
+    source = tables_ready["source"]
+    assert len(source.intake_landing(layout).archived) == 1
+
+    def no_rereading(path):
+        raise AssertionError(f"{path} was hashed again although unchanged")
+
+    monkeypatch.setattr(landing, "sha256", no_rereading)
+    again = source.intake_landing(layout)
+    assert again.archived == [] and again.quarantined == []
+
+
 def test_a_new_version_of_a_landing_file_replaces_the_old_one(tables_ready, data_dir):
     layout = DataLayout(data_dir)
     _drop(layout, "daily.csv", _rows(layout, [{"event_id": "V1-1"}]).to_csv(index=False))

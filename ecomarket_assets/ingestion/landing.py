@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -72,8 +73,9 @@ def intake(landing_dir: Path, layout: DataLayout, date_format: str | None = None
     root = local_root(layout, landing_dir)
     done = Intake([], [])
     known_bad = {(q.file, q.sha256) for q in quarantined_files(root)}
+    digests = _DigestCache(archive_dir(root) / ".digests.json")
     for path in inbox(landing_dir):
-        digest = sha256(path)
+        digest = digests.of(path)
         if (path.name, digest) in known_bad or _archived(root, path.name, digest):
             continue
         try:
@@ -81,7 +83,38 @@ def intake(landing_dir: Path, layout: DataLayout, date_format: str | None = None
         except Exception as error:  # one bad file must never stop the others: it is quarantined with its reason
             done.quarantined.append(quarantine_file(path, error, digest, root, move=True,
                                                     shown_as=archive_dir(root) / path.name))
+    digests.save()
     return done
+
+
+class _DigestCache:
+    """sha256 of landing files by (name, size, mtime): a sensor tick every 30 s must not re-read large files."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.known: dict[str, list] = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:  # a torn cache is only a cache
+            self.known = {}
+        self.changed = False
+
+    def of(self, file: Path) -> str:
+        stat = file.stat()
+        key = [stat.st_size, stat.st_mtime_ns]
+        cached = self.known.get(file.name)
+        if cached and cached[:2] == key:
+            return cached[2]
+        digest = sha256(file)
+        self.known[file.name] = [*key, digest]
+        self.changed = True
+        return digest
+
+    def save(self) -> None:
+        if self.changed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_text(json.dumps(self.known))
+            os.replace(tmp, self.path)
 
 
 def _archived(root: Path, name: str, digest: str) -> bool:
