@@ -571,11 +571,14 @@ def test_empty_reasons_come_from_the_funnels():
 # --------------------------------------------------------------------------- the real assets on a small shop
 
 
+BAD_INPUTS_SIM = {**SIM, "sim_users": 700}  # the campaign shop of test_campaign_assets, smaller: lists, not uplift
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")
     tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
-    resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**SIM),
+    resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**BAD_INPUTS_SIM),
                  "compute": ComputeResource(), "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking}
     instance = dg.DagsterInstance.ephemeral()
     everything = [*EVERYTHING, *dg.load_asset_checks_from_modules([consent_checks])]
@@ -590,7 +593,7 @@ def shop(tmp_path_factory):
     rec_config = {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}},
                   "recommendations": {"config": {"k": 10}}}
     assert run(upstream, run_config={"ops": rec_config}).success
-    first = run([a.key.to_user_string() for a in CAMPAIGNS], run_config={"ops": specs_config})
+    first = run(["campaign_specs", "campaign_audiences", "campaign_lists"], run_config={"ops": specs_config})
     assert first.success
     layout = DataLayout(root / "data")
     return {"root": root, "layout": layout, "store": CampaignStore(layout), "tracking": tracking, "run": run,
@@ -688,7 +691,7 @@ def _is_number(text: str) -> bool:
 
 def _source_flags(layout: DataLayout) -> dict[str, tuple]:
     """The simulator's own consent flags per customer (what `customers` holds before consent files apply)."""
-    staged = ShopSourceResource(**SIM).staged(layout).table("customers")
+    staged = ShopSourceResource(**BAD_INPUTS_SIM).staged(layout).table("customers")
     values = staged[list(consent.FLAGS)].astype(object).where(staged[list(consent.FLAGS)].notna(), None)
     return {u: tuple(None if v is None else bool(v) for v in row)
             for u, row in zip(staged["user_id"], values.itertuples(index=False), strict=True)}
