@@ -23,7 +23,7 @@ from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_campaign_assets import CAMPAIGNS, EVERYTHING, UPSTREAM
 from ecomarket_assets_tests.test_ingestion_assets import checks_by_name
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # about 5 min idle, 10 min on a shared machine
 
 PROFILE_CHAIN = ["customers", "user_features", "user_profiles", "user_segments"]
 
