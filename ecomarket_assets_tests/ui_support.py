@@ -49,7 +49,8 @@ def _wait_until_up(port: int, proc: subprocess.Popen, timeout: float = 120) -> N
     raise TimeoutError("dagster dev did not serve the asset graph in time")
 
 
-def _launch_and_wait(port: int, asset: str, partition: str | None, timeout: float = 180) -> str:
+def _launch_and_wait(port: int, asset: str, partition: str | None, timeout: float = 360) -> str:
+    """Launch one asset run through GraphQL and wait for its end (generous: a CI machine may be shared)."""
     tags = [{"key": "dagster/partition", "value": partition}] if partition else []
     params = {"selector": {"repositoryLocationName": "ecomarket_assets", "repositoryName": "__repository__",
                            "pipelineName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}]},
