@@ -15,6 +15,7 @@ import pandas as pd
 
 from ecomarket_assets.campaigns.specs import CampaignSpec
 from ecomarket_assets.ingestion.adapters.canonical import id_strings
+from ecomarket_assets.ingestion.file_errors import drop_folder_files
 from ecomarket_assets.storage import (
     REPO_ROOT,
     DataLayout,
@@ -77,16 +78,7 @@ class CampaignStore:
 
 def suppression_files(folder: Path) -> list[Path]:
     """The files of the suppression folder by name, dotfiles skipped; a sub-folder is an error (never ignored)."""
-    if not folder.exists():
-        return []
-    files = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.name):
-        if path.name.startswith("."):
-            continue
-        if path.is_dir():
-            raise SuppressionFileError(f"{path}: is a folder; suppression files go directly in {folder}")
-        files.append(path)
-    return files
+    return drop_folder_files(folder, SuppressionFileError, "suppression")
 
 
 def read_suppression_file(path: Path) -> pd.Series:

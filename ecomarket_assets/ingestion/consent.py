@@ -29,6 +29,7 @@ import pandas as pd
 from ecomarket_assets import metadata as md
 from ecomarket_assets.ingestion.adapters.canonical import id_strings, to_utc
 from ecomarket_assets.ingestion.adapters.dates import DateOrderError
+from ecomarket_assets.ingestion.file_errors import drop_folder_files
 from ecomarket_assets.ingestion.validation import quarantine_table
 from ecomarket_assets.schemas import CUSTOMERS, QUARANTINE_REASON
 from ecomarket_assets.storage import (
@@ -99,16 +100,7 @@ class ConsentReport:
 
 def consent_files(folder: Path) -> list[Path]:
     """The files to read in `folder` (dotfiles skipped), by name; a missing folder has none."""
-    if not folder.exists():
-        return []
-    files = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.name):
-        if path.name.startswith("."):
-            continue
-        if path.is_dir():
-            raise ConsentFileError(f"{path}: is a folder; consent files go directly in {folder}")
-        files.append(path)
-    return files
+    return drop_folder_files(folder, ConsentFileError, "consent")
 
 
 def _suffix(path: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +17,20 @@ READABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".xlsx")
 
 class UnsupportedFile(ValueError):
     """A file of a type no reader handles."""
+
+
+def drop_folder_files(folder: Path, error: type[Exception], what: str) -> list[Path]:
+    """The files a person dropped in `folder`, by name: dotfiles skipped, a sub-folder an `error` (never ignored)."""
+    if not folder.exists():
+        return []
+    files = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            raise error(f"{path}: is a folder; {what} files go directly in {folder}")
+        files.append(path)
+    return files
 
 
 def describe(error: BaseException) -> str:
