@@ -142,7 +142,7 @@ class UpliftPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model = UpliftModel.load(Path(context.artifacts[ARTIFACT]))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.Series:
         return pd.Series(self.model.predict_x(pd.DataFrame(model_input)[FEATURES]), name="uplift")
 
 

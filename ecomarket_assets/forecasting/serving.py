@@ -57,5 +57,5 @@ class DemandForecaster(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model = load_model(Path(context.artifacts[ARTIFACT]))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         return self.model.predict(pd.DataFrame(model_input))

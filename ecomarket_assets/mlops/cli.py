@@ -2,6 +2,7 @@
 
     .venv/bin/python -m ecomarket_assets.mlops.cli status   [MODEL ...]
     .venv/bin/python -m ecomarket_assets.mlops.cli rollback MODEL [--reason TEXT]
+    .venv/bin/python -m ecomarket_assets.mlops.cli promote  MODEL [--version N] [--allow-rolled-back]
 
 The store is the one the assets use (ECOMARKET_MLFLOW_TRACKING_URI, default sqlite:///mlruns/mlflow.db).
 """
@@ -34,6 +35,22 @@ def status(client, names: list[str]) -> list[str]:
     return lines
 
 
+def promote(model: str, version: str = "", allow_rolled_back: bool = False) -> str:
+    """Run the model's promotion job in this process, on the Dagster instance at $DAGSTER_HOME."""
+    import dagster as dg
+
+    from ecomarket_assets.definitions import defs
+    from ecomarket_assets.defs.operations.automation import PROMOTION_JOBS
+
+    job, asset = PROMOTION_JOBS[model]
+    config = {"ops": {asset: {"config": {"version": version, "allow_rolled_back": allow_rolled_back}}}}
+    result = defs().get_job_def(job.name).execute_in_process(
+        run_config=config, instance=dg.DagsterInstance.get(), tags={"ecomarket/model": model, "ecomarket/trigger": "cli"})
+    meta = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.materialization.asset_key.to_user_string() == asset)
+    return f"{model}: {meta['decision'].value} ({meta['reason'].value}); champion is v{meta['champion_after'].value}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -42,7 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     back = commands.add_parser("rollback", help="give champion back to the version it replaced")
     back.add_argument("model")
     back.add_argument("--reason", default="manual rollback")
+    judge = commands.add_parser("promote", help="run the model's promotion step now (recorded in Dagster and MLflow)")
+    judge.add_argument("model", choices=MODELS)
+    judge.add_argument("--version", default="", help="version to judge (default: the challenger)")
+    judge.add_argument("--allow-rolled-back", action="store_true", help="judge a version that was rolled back")
     args = parser.parse_args(argv)
+    if args.command == "promote":
+        print(promote(args.model, args.version, args.allow_rolled_back))
+        return
     client = MlflowResource().client()
     if args.command == "status":
         print("\n".join(status(client, args.models)))

@@ -24,7 +24,8 @@ TAG_REASON = "promotion_reason"
 TAG_COMPARED_WITH = "promotion_compared_with"
 TAG_HOLDOUT = "promotion_holdout"
 TAG_LAST_CHALLENGE = "last_challenge"
-PENDING = "pending"
+PENDING = registry.PENDING
+SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,20 @@ def record(client: MlflowClient, decision: Decision, context: dict[str, str] | N
     if decision.champion and decision.champion != version:
         summary = f"v{version} {decision.outcome}: {decision.reason}"[:4900]
         client.set_model_version_tag(name, decision.champion, TAG_LAST_CHALLENGE, summary)
-    if decision.promote:
+    if decision.promote or (decision.outcome == registry.INITIAL_CHAMPION
+                            and registry.champion_version(client, name) is None):
+        # the first version normally becomes champion when registered; after a crash in between, here
         registry.set_champion(client, name, version, decision.reason[:4900])
+    supersede_older(client, name, version)
+
+
+def supersede_older(client: MlflowClient, name: str, version: str) -> list[str]:
+    """Older versions still waiting are never judged: the newer version's decision answers for them."""
+    older = [v for v in versions_to_judge(client, name) if int(v) < int(version)]
+    for old in older:
+        client.set_model_version_tag(name, old, registry.TAG_PROMOTION, SUPERSEDED)
+        client.set_model_version_tag(name, old, TAG_REASON, f"superseded: v{version} was judged instead")
+    return older
 
 
 def metric_key(metric: str) -> str:
@@ -147,11 +160,22 @@ def fresh_holdout_start(client: MlflowClient, name: str, versions: list[str]) ->
     return max(ends.values()) + dt.timedelta(days=1), ""
 
 
-def pending_versions(client: MlflowClient, name: str) -> list[str]:
-    """Registered versions still waiting for a promotion decision, oldest first."""
+def versions_to_judge(client: MlflowClient, name: str) -> list[str]:
+    """READY versions waiting for a promotion decision, oldest first: tagged pending, or with no promotion tag
+    at all (registered by hand, or by a process that died before tagging). Rolled-back versions never wait."""
     try:
         found = client.search_model_versions(f"name = '{name}'")
     except Exception:  # noqa: BLE001 - a missing model or registry means nothing is pending
         return []
-    waiting = [v for v in found if v.tags.get(registry.TAG_PROMOTION) == PENDING]
+    waiting = [v for v in found if v.status == "READY" and v.tags.get(registry.TAG_PROMOTION, PENDING) == PENDING
+               and registry.TAG_ROLLED_BACK_TO not in v.tags]
     return sorted((str(v.version) for v in waiting), key=int)
+
+
+def rolled_back_reason(client: MlflowClient, name: str, version: str) -> str:
+    """Why `version` must not be promoted again without an explicit override ("" when nothing stops it)."""
+    tags = client.get_model_version(name, version).tags
+    if registry.TAG_ROLLED_BACK_TO not in tags:
+        return ""
+    return (f"v{version} was rolled back (champion returned to v{tags[registry.TAG_ROLLED_BACK_TO]}); "
+            "it is promoted again only with allow_rolled_back: true")

@@ -37,7 +37,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 # Version tags written here (values are strings, as MLflow stores them).
-TAG_PROMOTION = "promotion"  # initial_champion | pending | promoted | rolled_back | restored
+TAG_PROMOTION = "promotion"  # pending | initial_champion | promoted | refused | deferred | superseded | rolled_back | restored
+PENDING = "pending"
+INITIAL_CHAMPION = "initial_champion"
 TAG_PREVIOUS_CHAMPION = "previous_champion"  # version that was champion before this one
 TAG_PROMOTED_REASON = "promoted_reason"
 TAG_ROLLED_BACK_TO = "rolled_back_to"
@@ -137,6 +139,9 @@ def register_challenger(
     `runs:/<run_id>/<name>` and plain artifact URIs.
     """
     _ensure_registered_model(client, name)
+    # Created already tagged `promotion=pending`: a crash before the aliases move leaves a version the
+    # registry sensor still judges (the promotion step makes a model's first version champion).
+    tags = {TAG_PROMOTION: PENDING, **{k: str(v) for k, v in (tags or {}).items()}}
     # MLflow resolves logged models (`models:/<model_id>`, also behind `runs:/` artifact
     # listings) through the *global* tracking URI, not the client's (a TODO in
     # mlflow/store/model_registry), so point the globals at this client's store meanwhile.
@@ -146,7 +151,7 @@ def register_challenger(
             name,
             source,
             run_id=run_id,
-            tags={k: str(v) for k, v in (tags or {}).items()},
+            tags=tags,
             description=description or None,
             await_creation_for=READY_TIMEOUT_S,
             model_id=model_id,
@@ -156,8 +161,8 @@ def register_challenger(
     became_champion = champion_version(client, name) is None
     if became_champion:
         client.set_registered_model_alias(name, CHAMPION, version)
-    promotion = "initial_champion" if became_champion else "pending"
-    client.set_model_version_tag(name, version, TAG_PROMOTION, promotion)
+    if became_champion:
+        client.set_model_version_tag(name, version, TAG_PROMOTION, INITIAL_CHAMPION)
     aliases = list(client.get_model_version(name, version).aliases)
     return RegisteredVersion(name, str(version), run_id, sorted(aliases), became_champion)
 

@@ -7,6 +7,7 @@ store for the duration of a run only, so `mlflow.log_metric` and friends work in
 an asset without leaking the URI into the rest of the process.
 """
 
+import fcntl
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -85,6 +86,32 @@ def fluent_uris(tracking_uri: str, registry_uri: str | None = None) -> Iterator[
                 os.environ[key] = value
 
 
+_READY_DATABASES: set[str] = set()
+
+
+def ensure_database(uri: str, artifact_root: str) -> None:
+    """Create (or migrate) a SQLite store under a file lock, once per process.
+
+    Without the lock, two steps that start together on a missing `mlflow.db` both run MLflow's
+    schema creation and one dies with an alembic error; with it, the second finds the tables made.
+    """
+    db_file = _sqlite_file(uri)
+    if db_file is None or uri in _READY_DATABASES:
+        return
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_file.with_name(db_file.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            TrackingStore(uri, artifact_root)  # creates the tables, or checks they are current
+            RegistryStore(uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY_DATABASES.add(uri)
+
+
 class MlflowResource(dg.ConfigurableResource):
     """The MLflow store assets log to. Empty fields fall back to env vars, then local defaults.
 
@@ -111,11 +138,9 @@ class MlflowResource(dg.ConfigurableResource):
         return (self.ui_url or os.environ.get(ENV_UI_URL) or DEFAULT_UI_URL).rstrip("/")
 
     def client(self) -> MlflowClient:
-        """A client whose tracking and registry both use `resolved_tracking_uri()`."""
+        """A client whose tracking and registry both use `resolved_tracking_uri()` (a new database is created once)."""
         uri = self.resolved_tracking_uri()
-        db_file = _sqlite_file(uri)
-        if db_file is not None:
-            db_file.parent.mkdir(parents=True, exist_ok=True)
+        ensure_database(uri, self.resolved_artifact_root() or DEFAULT_ARTIFACT_ROOT)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def experiment_id(self, name: str) -> str:

@@ -257,6 +257,6 @@ class RecommenderRanker(mlflow.pyfunc.PythonModel):
         meta = json.loads((folder / "model.json").read_text())
         self.features, self.cold_policy = meta["features"], meta.get("cold_policy", "ranker")
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.Series:
         frame = pd.DataFrame(model_input)
         return pd.Series(score(self.booster, frame, self.cold_policy), name="score")

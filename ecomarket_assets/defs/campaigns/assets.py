@@ -1,14 +1,12 @@
 """Campaign assets: YAML specs -> eligible audiences -> dated lists with control groups -> outcomes -> uplift."""
 
 import datetime as dt
-import tempfile
 from pathlib import Path
 
 import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.campaigns import audience as aud
@@ -28,8 +26,8 @@ from ecomarket_assets.defs.ingestion.assets import raw_events
 from ecomarket_assets.defs.profiles.assets import user_daily_activity, user_profiles, user_segments
 from ecomarket_assets.defs.recommender.assets import recommendations
 from ecomarket_assets.forecasting.store import forecast_rising_ids
-from ecomarket_assets.mlops import registry
-from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
+from ecomarket_assets.mlops import lifecycle, registry
+from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.recommender.store import RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
@@ -39,6 +37,7 @@ from ecomarket_assets.storage import read_frame, write_frame
 
 GROUP = "campaigns"
 OWNERS = ["team:marketing-ops"]
+CAMPAIGN_UPLIFT = lifecycle.ModelKind(MODEL_NAME, EXPERIMENT, "campaign_uplift.py", up.ARTIFACT)
 IN_STOCK_DAYS = 14
 SEND_KEY = ["campaign", "user_id", "send_date"]
 
@@ -328,8 +327,9 @@ def campaign_results(data_dir: DataDirResource) -> dg.MaterializeResult:
     deps=[campaign_results],
     description="Who is persuadable: an X-learner (LightGBM) on past sends' treatment/control outcomes. Scored "
     "on the later send dates (never trained on them) by Qini curves against random and propensity targeting "
-    "(and, on the simulator, by true incremental conversions at each send's budget); the version that serves is "
-    "refitted on all sends and registered as `campaign_uplift` (challenger; the first version also champion). "
+    "(and, on the simulator, by true incremental conversions at each send's budget); that model is "
+    "registered as `campaign_uplift` (challenger; the first version also champion), so the later send dates stay "
+    "a fresh hold-out on which campaign_uplift_promotion compares it with the champion. "
     "campaign_audiences ranks by it once it is champion.",
 )
 def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfig, data_dir: DataDirResource,
@@ -356,9 +356,9 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
     if truth is not None:
         pools = read_frame(store.audiences_path)
         at_budget = up.true_targeting_at_budget(evaluated, pools, test, truth, read_frame(layout.table("catalog")))
-    served = up.fit_x_learner(sends)
-    tags = {**dagster_tags(context), "train_until": str(split)}
-    with mlflow_tracking.start_run(EXPERIMENT, "campaign_uplift_model", tags) as run:
+    trained_through = str(pd.Timestamp(split).date() - dt.timedelta(days=1))
+    with lifecycle.training_run(context, mlflow_tracking, CAMPAIGN_UPLIFT, "campaign_uplift_model",
+                                {"train_until": str(split)}) as run:
         mlflow.log_params({**{k: v for k, v in up.PARAMS.items()}, "rounds": up.ROUNDS, "learner": "x-learner",
                            "train_sends": len(train), "holdout_sends": len(test), "holdout_from": str(split)})
         metrics = {f"qini_{row['method']}": row["qini"] for row in evaluation.summary.to_dict("records")}
@@ -366,21 +366,15 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
             metrics |= {f"true_incremental_{m}": v for m, v in at_budget.totals.items()}
         mlflow.log_metrics(metrics)
         mlflow.log_figure(plots.qini_figure(evaluation.curves), "qini.png")
-        example = up.feature_matrix(sends.head(20))
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = served.save(Path(tmp) / up.ARTIFACT)
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=up.UpliftPyfunc(), artifacts={up.ARTIFACT: str(folder)},
-                signature=infer_signature(example, served.predict_x(example)), input_example=example,
-                pip_requirements=pip_requirements("lightgbm"))
-        version = registry.register_challenger(mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
-                                               tags={"qini_uplift": f"{metrics['qini_uplift']:.4f}"})
+        # the version registered learned from the earlier send dates only: the later ones stay a fresh
+        # hold-out on which the promotion step compares it with the champion
+        registered = run.register(evaluated.save, up.feature_matrix(train.head(20)), trained_through=trained_through,
+                                  engine="local", fingerprint=lifecycle.frame_fingerprint(
+                                      up.feature_matrix(train), train[["group", "converted"]]),
+                                  tags={"qini_uplift": f"{metrics['qini_uplift']:.4f}"})
     write_frame(evaluation.summary, store.uplift / "qini_summary.parquet")
     meta: dict[str, object] = {
-        "registered": True,
-        "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
-        "model_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
-        "registered_version": int(version.version), "aliases": ", ".join(version.aliases),
+        **registered.metadata(),
         "train_sends": len(train), "holdout_sends": len(test), "holdout_from": str(split),
         "qini": md.table(evaluation.summary.round(4)),
         "qini_plot": plots.qini(evaluation.curves),

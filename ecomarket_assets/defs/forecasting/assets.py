@@ -1,15 +1,12 @@
 """Forecasting assets: sales panel -> tuned LightGBM in MLflow -> 28-day forecast, and the backtest."""
 
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.compute import ComputeResource
@@ -27,21 +24,22 @@ from ecomarket_assets.forecasting.panel import (
     panel_from_layout,
     panel_to_long,
 )
-from ecomarket_assets.forecasting.serving import ARTIFACT, DemandForecaster, save_model
+from ecomarket_assets.forecasting.serving import ARTIFACT, save_model
 from ecomarket_assets.forecasting.store import (
     EXPERIMENT,
     MODEL_NAME,
     ForecastStore,
     tuning_from_dict,
 )
-from ecomarket_assets.mlops import promotion, registry
-from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
+from ecomarket_assets.mlops import lifecycle, registry
+from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import read_frame, write_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
 GROUP = "forecasting"
 OWNERS = ["team:data-science"]
+DEMAND_FORECASTER = lifecycle.ModelKind(MODEL_NAME, EXPERIMENT, "demand_forecaster.py", ARTIFACT)
 
 
 class DemandModelConfig(dg.Config):
@@ -145,30 +143,17 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     fit_seconds = time.perf_counter() - start
     trained_through = str(panel.days[origin].date())
     importance = feature_importance(model)
-    with mlflow_tracking.start_run(EXPERIMENT, "demand_model", dagster_tags(context)) as run:
+    with lifecycle.training_run(context, mlflow_tracking, DEMAND_FORECASTER, "demand_model") as run:
         _log_training(tuning, plan.describe(panel), importance, fit_seconds, len(train.target))
-        example = train.features.head(20)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = save_model(model, Path(tmp) / ARTIFACT)
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=DemandForecaster(), artifacts={ARTIFACT: str(folder)},
-                signature=infer_signature(example, model.predict(example)), input_example=example,
-                pip_requirements=pip_requirements("lightgbm"),
-            )
-        version = registry.register_challenger(
-            mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
-            tags={"cv_wape": f"{tuning.best_wape:.4f}", "dagster_run_id": context.run.run_id,
-                  promotion.TAG_TRAINED_THROUGH: trained_through},
-        )
-        mlflow.set_tags({promotion.TAG_TRAINED_THROUGH: trained_through, "engine": engine_meta["engine"]})
-    store.write_tuning(tuning, {"plan": plan.describe(panel).to_dict("records"), "model_version": version.version,
-                                "run_id": run.info.run_id})
+        registered = run.register(
+            lambda folder: save_model(model, folder), train.features.head(20), trained_through=trained_through,
+            engine=engine_meta["engine"], fingerprint=lifecycle.frame_fingerprint(train.features),
+            tags={"cv_wape": f"{tuning.best_wape:.4f}"})
+    store.write_tuning(tuning, {"plan": plan.describe(panel).to_dict("records"),
+                                "model_version": registered.version.version, "run_id": run.run_id})
     write_frame(tuning.trials, store.model / "optuna_trials.parquet")
     return dg.MaterializeResult(metadata={
-        "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
-        "model_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
-        "registered_version": int(version.version),
-        "aliases": ", ".join(version.aliases),
+        **registered.metadata(),
         "cv_wape": tuning.best_wape,
         "cv_folds": md.table(tuning.fold_metrics.round(4)),
         "fold_plan": md.table(plan.describe(panel).astype(str)),
@@ -179,7 +164,6 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
         "tuning_seconds": round(tuning.seconds, 1),
         "final_fit_seconds": round(fit_seconds, 1),
         "train_rows": len(train.target),
-        "trained_through": trained_through,
         **engine_meta,
         "interval_calibration": md.table({"raw P10-P90 coverage": round(tuning.calibration.coverage_before, 4),
                                           "calibrated coverage": round(tuning.calibration.coverage_after, 4),

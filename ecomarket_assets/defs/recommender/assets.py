@@ -1,23 +1,20 @@
 """Recommender assets: candidates per cutoff -> lambdarank model in MLflow -> top-K with reasons, and the evaluation."""
 
 import datetime as dt
-import tempfile
 import time
-from pathlib import Path
 
 import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion.assets import catalog, customers
 from ecomarket_assets.defs.profiles.assets import user_daily_activity
 from ecomarket_assets.forecasting.store import forecast_rising_ids
-from ecomarket_assets.mlops import promotion, registry
-from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
+from ecomarket_assets.mlops import lifecycle, registry
+from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
 from ecomarket_assets.recommender import evaluation as ev
 from ecomarket_assets.recommender import plots
 from ecomarket_assets.recommender import ranker as rk
@@ -38,6 +35,7 @@ from ecomarket_assets.storage import read_frame, write_frame
 
 GROUP = "recommender"
 OWNERS = ["team:data-science"]
+RECOMMENDER = lifecycle.ModelKind(MODEL_NAME, EXPERIMENT, "recommender.py", rk.ARTIFACT)
 
 
 class CandidatesConfig(dg.Config):
@@ -162,34 +160,23 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
     served = evaluated.booster
     importance = rk.feature_importance(served)
     trained_through = str(plan.holdout - dt.timedelta(days=1))
-    tags = {**dagster_tags(context), "history_until": str(plan.serving), promotion.TAG_TRAINED_THROUGH: trained_through}
-    with mlflow_tracking.start_run(EXPERIMENT, "recommender_model", tags) as run:
+    train_frames = [frames[n] for n in train_names]
+    with lifecycle.training_run(context, mlflow_tracking, RECOMMENDER, "recommender_model",
+                                {"history_until": str(plan.serving)}) as run:
         mlflow.log_params({**{k: v for k, v in rk.PARAMS.items() if k != "eval_at"}, "num_boost_round": evaluated.rounds,
                            "ease_l2": saved["ease_l2"], "train_sets": ",".join(train_names),
                            "features": len(FEATURES), "cold_policy": evaluated.cold_policy})
-        mlflow.set_tag("engine", engine_meta["engine"])
         mlflow.log_metrics({"holdout_ndcg_at_10": holdout_ndcg, "valid_ndcg_at_10": evaluated.valid_ndcg,
                             "train_rows": evaluated.train_rows, "fit_seconds": evaluated.seconds})
         mlflow.log_table(importance, "feature_importance.json")
         mlflow.log_figure(plots.importance_figure(importance), "feature_importance.png")
-        example = frames[train_names[-1]][FEATURES].head(20)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = rk.save_ranker(served, Path(tmp) / rk.ARTIFACT, described)
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=rk.RecommenderRanker(), artifacts={rk.ARTIFACT: str(folder)},
-                signature=infer_signature(example, served.predict(example)), input_example=example,
-                pip_requirements=pip_requirements("lightgbm"),
-            )
-        version = registry.register_challenger(
-            mlflow_tracking.client(), MODEL_NAME, info.model_uri, run.info.run_id,
-            tags={"holdout_ndcg_at_10": f"{holdout_ndcg:.4f}", "dagster_run_id": context.run.run_id,
-                  promotion.TAG_TRAINED_THROUGH: trained_through},
-        )
+        registered = run.register(
+            lambda folder: rk.save_ranker(served, folder, described), train_frames[-1][FEATURES].head(20),
+            trained_through=trained_through, engine=engine_meta["engine"],
+            fingerprint=lifecycle.frame_fingerprint(*(f[[*FEATURES, "label"]] for f in train_frames)),
+            tags={"holdout_ndcg_at_10": f"{holdout_ndcg:.4f}"})
     return dg.MaterializeResult(metadata={
-        "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run.info.run_id)),
-        "model_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
-        "registered_version": int(version.version),
-        "aliases": ", ".join(version.aliases),
+        **registered.metadata(),
         "holdout_ndcg@10": holdout_ndcg,
         "valid_ndcg@10": evaluated.valid_ndcg,
         "boosting_rounds": evaluated.rounds,
@@ -199,7 +186,6 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
         "train_rows": evaluated.train_rows,
         "train_queries": evaluated.train_users,
         "fit_seconds": round(evaluated.seconds, 1),
-        "trained_through": trained_through,
         **engine_meta,
         "peak_memory_gb": md.peak_memory_gb(),
         "feature_importance": plots.importance(importance),
