@@ -10,8 +10,9 @@ export ECOMARKET_DAGSTER_STORAGE ?= $(CURDIR)/.dagster
 export ECOMARKET_DAGSTER_COMPUTE_LOGS ?= $(CURDIR)/.dagster/logs
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale mlflow-ui rollback models lint clean install
+.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale mlflow-ui rollback promote models lint clean install
 
 install: $(STAMP)
 
@@ -86,3 +87,8 @@ models: $(STAMP)
 rollback: $(STAMP)
 	@test -n "$(MODEL)" || { echo "usage: make rollback MODEL=demand_forecaster|recommender|campaign_uplift"; exit 2; }
 	$(BIN)/python -m ecomarket_assets.mlops.cli rollback $(MODEL)
+
+# Run a model's promotion step now (VERSION: default the challenger; ALLOW_ROLLED_BACK=1 to judge a rolled-back one).
+promote: $(STAMP)
+	@test -n "$(MODEL)" || { echo "usage: make promote MODEL=demand_forecaster|recommender|campaign_uplift [VERSION=n] [ALLOW_ROLLED_BACK=1]"; exit 2; }
+	$(BIN)/python -m ecomarket_assets.mlops.cli promote $(MODEL) $(if $(VERSION),--version $(VERSION)) $(if $(ALLOW_ROLLED_BACK),--allow-rolled-back)

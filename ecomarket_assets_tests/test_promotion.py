@@ -78,7 +78,7 @@ def store(tmp_path, monkeypatch):
 
 
 def test_record_tags_both_versions_and_moves_the_alias_only_on_promotion(store):
-    assert promotion.pending_versions(store, "m") == ["2"]
+    assert promotion.versions_to_judge(store, "m") == ["2"]
     start, why = promotion.fresh_holdout_start(store, "m", ["1", "2"])
     assert str(start) == "2025-03-01" and not why
     refused = _decide({"wape": 0.6, "abs_bias": 0.02, "recall": 0.3})
@@ -86,7 +86,7 @@ def test_record_tags_both_versions_and_moves_the_alias_only_on_promotion(store):
     assert str(registry.champion_version(store, "m").version) == "1"
     assert store.get_model_version("m", "2").tags["promotion_wape"] == "0.6"
     assert store.get_model_version("m", "1").tags[promotion.TAG_LAST_CHALLENGE].startswith("v2 refused")
-    assert promotion.pending_versions(store, "m") == []
+    assert promotion.versions_to_judge(store, "m") == []
     promotion.record(store, _decide({"wape": 0.4, "abs_bias": 0.02, "recall": 0.3}))
     assert str(registry.champion_version(store, "m").version) == "2"
     assert store.get_model_version("m", "2").tags[registry.TAG_PREVIOUS_CHAMPION] == "1"

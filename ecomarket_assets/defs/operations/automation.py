@@ -5,15 +5,15 @@
     02:00 daily    daily_refresh_schedule     embeddings .. profiles .. forecast .. recommendations, then both drift monitors
     03:00 Monday   weekly_retrain_schedule    both models retrained and registered as challengers; new drift reference
     on drift       drift_retrain_sensor       a failed drift check launches the retraining job at once
-    on a version   model_version_sensor       a version tagged promotion=pending launches its model's promotion step
+    on a version   model_version_sensor       the newest version waiting for a decision launches its model's promotion step
 """
 
 
 import json
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from ecomarket_assets.campaigns.store import MODEL_NAME as UPLIFT_MODEL
 from ecomarket_assets.defs.operations.checks import DRIFT_CHECKS
 from ecomarket_assets.forecasting.store import MODEL_NAME as DEMAND_MODEL
 from ecomarket_assets.mlops import promotion
@@ -54,8 +54,13 @@ promote_demand_model_job = dg.define_asset_job(
 promote_recommender_job = dg.define_asset_job(
     "promote_recommender_job", selection=dg.AssetSelection.assets("recommender_promotion"),
     description="Champion/challenger decision for recommender.")
+promote_campaign_uplift_job = dg.define_asset_job(
+    "promote_campaign_uplift_job", selection=dg.AssetSelection.assets("campaign_uplift_promotion"),
+    description="Champion/challenger decision for campaign_uplift.")
 PROMOTION_JOBS = {DEMAND_MODEL: (promote_demand_model_job, "demand_model_promotion"),
-                  REC_MODEL: (promote_recommender_job, "recommender_promotion")}
+                  REC_MODEL: (promote_recommender_job, "recommender_promotion"),
+                  UPLIFT_MODEL: (promote_campaign_uplift_job, "campaign_uplift_promotion")}
+MAX_PROMOTION_ATTEMPTS = 3  # a promotion run that dies is relaunched, at most this many times per version
 
 shop_tables_schedule = dg.ScheduleDefinition(
     name="shop_tables_schedule", job=shop_tables_job, cron_schedule="30 0 * * *", execution_timezone="UTC",
@@ -75,12 +80,12 @@ weekly_retrain_schedule = dg.ScheduleDefinition(
            description="A drift check that failed since the last tick launches the retraining job (once per failure).")
 def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     keys = [key for check in DRIFT_CHECKS for key in check.check_keys]
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    latest = [r for r in (context.instance.get_latest_asset_check_evaluation_record(k) for k in keys) if r is not None]
     seen = int(context.cursor or 0)
-    failed = [r for r in latest.values() if r.status == AssetCheckExecutionRecordStatus.FAILED and r.id > seen]
+    failed = [r for r in latest if r.evaluation is not None and not r.evaluation.passed and r.id > seen]
     if not failed:
         return dg.SensorResult(skip_reason="no drift check failed since the last tick",
-                               cursor=str(max([seen, *(r.id for r in latest.values())])))
+                               cursor=str(max([seen, *(r.id for r in latest)])))
     names = ", ".join(sorted(r.key.to_user_string() for r in failed))
     newest = max(r.id for r in failed)
     request = dg.RunRequest(run_key=f"drift-{newest}", tags={"ecomarket/trigger": "drift", "ecomarket/failed_checks":
@@ -89,18 +94,36 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     return dg.SensorResult(run_requests=[request], cursor=str(max(newest, seen)))
 
 
-@dg.sensor(jobs=[promote_demand_model_job, promote_recommender_job], minimum_interval_seconds=60,
+@dg.sensor(jobs=[job for job, _ in PROMOTION_JOBS.values()], minimum_interval_seconds=60,
            default_status=SENSOR_RUNNING,
-           description="Polls the MLflow registry: each version tagged promotion=pending gets one promotion run.")
+           description="Polls the MLflow registry: the newest version of each model that waits for a decision "
+           "(tagged promotion=pending, or untagged) gets a promotion run; a run that died is relaunched.")
 def model_version_sensor(context: dg.SensorEvaluationContext, mlflow_tracking: MlflowResource) -> dg.SensorResult:
     client = mlflow_tracking.client()
-    requests = []
+    requests, notes = [], []
     for name, (job, asset) in PROMOTION_JOBS.items():
-        for version in promotion.pending_versions(client, name):
-            config = {"ops": {asset: {"config": {"version": version}}}}
-            requests.append(dg.RunRequest(run_key=f"{name}-v{version}", job_name=job.name, run_config=config,
-                                          tags={"ecomarket/model": name, "ecomarket/version": version}))
+        waiting = promotion.versions_to_judge(client, name)
+        if not waiting:
+            continue
+        version = waiting[-1]  # older waiting versions are superseded by this one's decision
+        attempt, note = _promotion_attempt(context.instance, name, version)
+        if note:
+            notes.append(note)
+            continue
+        config = {"ops": {asset: {"config": {"version": version}}}}
+        requests.append(dg.RunRequest(run_key=f"{name}-v{version}-attempt{attempt}", job_name=job.name,
+                                      run_config=config, tags={"ecomarket/model": name, "ecomarket/version": version}))
     if not requests:
-        return dg.SensorResult(skip_reason="no registered version is waiting for a promotion decision")
+        return dg.SensorResult(skip_reason="; ".join(notes) or "no registered version is waiting for a promotion decision")
     context.log.info("promotion runs: " + json.dumps([r.run_key for r in requests]))
     return dg.SensorResult(run_requests=requests)
+
+
+def _promotion_attempt(instance: dg.DagsterInstance, name: str, version: str) -> tuple[int, str]:
+    """(attempt number, "") for a version to (re)judge, or (-1, why not) while a run is active or after too many."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"ecomarket/model": name, "ecomarket/version": version}))
+    if any(not r.is_finished for r in runs):
+        return -1, f"{name} v{version}: a promotion run is in progress"
+    if len(runs) >= MAX_PROMOTION_ATTEMPTS:
+        return -1, f"{name} v{version}: {len(runs)} promotion runs ended without a decision; judge it by hand"
+    return len(runs), ""

@@ -7,16 +7,24 @@ from collections.abc import Callable
 import dagster as dg
 import mlflow
 import pandas as pd
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from ecomarket_assets import metadata as md
+from ecomarket_assets.campaigns import promotion as uplift_promotion
+from ecomarket_assets.campaigns.store import EXPERIMENT as UPLIFT_EXPERIMENT
+from ecomarket_assets.campaigns.store import MODEL_NAME as UPLIFT_MODEL
+from ecomarket_assets.campaigns.store import CampaignStore
+from ecomarket_assets.defs.campaigns.assets import (
+    campaign_results,
+    campaign_uplift_model,
+    read_outcomes,
+)
 from ecomarket_assets.defs.forecasting.assets import demand_model, demand_training_set
 from ecomarket_assets.defs.recommender.assets import rec_candidates, recommender_model
 from ecomarket_assets.forecasting import promotion as demand_promotion
 from ecomarket_assets.forecasting.store import EXPERIMENT as DEMAND_EXPERIMENT
 from ecomarket_assets.forecasting.store import MODEL_NAME as DEMAND_MODEL
 from ecomarket_assets.forecasting.store import ForecastStore
-from ecomarket_assets.mlops import promotion, registry
+from ecomarket_assets.mlops import lifecycle, promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
 from ecomarket_assets.recommender import promotion as rec_promotion
 from ecomarket_assets.recommender import ranker as rk
@@ -32,30 +40,27 @@ Evaluation = tuple[str, Callable[[str], dict[str, float]] | None, str]
 
 
 class PromotionConfig(dg.Config):
-    """`version`: the challenger to decide on (default: the version holding the `challenger` alias)."""
+    """`version`: the challenger to decide on (default: the version holding the `challenger` alias).
+    `allow_rolled_back`: judge a version that was rolled back (otherwise it is refused without a comparison)."""
 
     version: str = ""
     margin: float = -1.0  # < 0: the model's policy margin
+    allow_rolled_back: bool = False
 
 
 def failed_upstream_checks(context: dg.AssetExecutionContext) -> list[str]:
-    """Data checks upstream of this asset whose latest execution failed with ERROR severity."""
-    try:
-        graph = context.repository_def.asset_graph
-    except Exception:  # noqa: BLE001 - an in-process run carries no repository: build the project's graph
-        from ecomarket_assets.definitions import defs
+    """Checks on assets upstream of this one whose latest evaluation failed with ERROR severity."""
+    from ecomarket_assets.definitions import project_asset_graph  # the definitions import this module
 
-        graph = defs().resolve_asset_graph()
+    graph = project_asset_graph()
     upstream = dg.AssetSelection.assets(context.asset_key).upstream(include_self=False)
     check_keys = upstream.resolve_checks(graph) | dg.AssetSelection.checks_for_assets(
         *upstream.resolve(graph)).resolve_checks(graph)
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
     failed = []
-    for key, record in latest.items():
-        if record.status != AssetCheckExecutionRecordStatus.FAILED:
-            continue
-        evaluation = record.evaluation
-        if evaluation is None or evaluation.severity == dg.AssetCheckSeverity.ERROR:
+    for key in check_keys:
+        record = context.instance.get_latest_asset_check_evaluation_record(key)
+        evaluation = record.evaluation if record is not None else None
+        if evaluation is not None and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             failed.append(key.to_user_string())
     return sorted(failed)
 
@@ -65,6 +70,7 @@ def promote(context: dg.AssetExecutionContext, config: PromotionConfig, mlflow_t
             evaluate: Callable[[dt.date], Evaluation]) -> dg.MaterializeResult:
     """Decide, record on both versions and in an MLflow run, move `champion` on a win."""
     client = mlflow_tracking.client()
+    lifecycle.reap_stale_runs(client, context.instance)
     if config.margin >= 0:
         policy = promotion.PromotionPolicy(policy.primary, policy.guards, config.margin, policy.min_holdout_days)
     challenger_mv = (client.get_model_version(name, config.version) if config.version
@@ -74,15 +80,17 @@ def promote(context: dg.AssetExecutionContext, config: PromotionConfig, mlflow_t
     challenger = str(challenger_mv.version)
     current = registry.champion_version(client, name)
     champion = None if current is None else str(current.version)
+    rolled_back = "" if config.allow_rolled_back else promotion.rolled_back_reason(client, name, challenger)
     failed = failed_upstream_checks(context)
     scores, holdout, stale = None, "", ""
-    if champion not in (None, challenger) and not failed:
+    if champion not in (None, challenger) and not failed and not rolled_back:
         start, stale = promotion.fresh_holdout_start(client, name, [champion, challenger])
         if start is not None:
             holdout, scorer, stale = evaluate(start)
             if scorer is not None:
                 scores = (scorer(champion), scorer(challenger))
-    decision = promotion.decide(policy, name, challenger, champion, scores, failed, holdout, stale)
+    decision = (promotion.Decision(name, challenger, champion, "refused", rolled_back) if rolled_back
+                else promotion.decide(policy, name, challenger, champion, scores, failed, holdout, stale))
     run_id = _log_decision(context, mlflow_tracking, experiment, decision, scores)
     promotion.record(client, decision, {"promotion_mlflow_run": run_id, "promotion_dagster_run": context.run.run_id})
     context.log.info(f"{name} v{challenger}: {decision.outcome} ({decision.reason})")
@@ -113,7 +121,7 @@ def _log_decision(context: dg.AssetExecutionContext, mlflow_tracking: MlflowReso
                   decision: promotion.Decision, scores: tuple[dict, dict] | None) -> str:
     tags = {**dagster_tags(context), "promotion.model": decision.model, "promotion.challenger": decision.challenger,
             "promotion.champion": decision.champion or "", "promotion.decision": decision.outcome}
-    with mlflow_tracking.start_run(experiment, f"promotion_v{decision.challenger}", tags) as run:
+    with mlflow_tracking.start_run(experiment, f"promotion_v{decision.challenger}", {**tags, **lifecycle.owner_tags()}) as run:
         mlflow.log_param("reason", decision.reason[:500])
         mlflow.log_param("holdout", decision.holdout)
         if scores is not None:
@@ -187,3 +195,34 @@ def recommender_promotion(context: dg.AssetExecutionContext, config: PromotionCo
         return window, scorer, ""
 
     return promote(context, config, mlflow_tracking, REC_MODEL, REC_EXPERIMENT, rec_promotion.POLICY, evaluate)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "mlflow"},
+    owners=OWNERS,
+    deps=[campaign_uplift_model, campaign_results],
+    description="Champion/challenger decision for `campaign_uplift`: both versions rank the completed sends whose "
+    "send date neither learned from (after the later of their `trained_through` dates); the challenger takes "
+    "`champion` only when its Qini beats the champion's by the margin, its incremental conversions at 30 % do "
+    "not drop more than tolerated and no upstream check failed. campaign_audiences ranks by the champion.",
+)
+def campaign_uplift_promotion(context: dg.AssetExecutionContext, config: PromotionConfig, data_dir: DataDirResource,
+                              mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+    store = CampaignStore(data_dir.layout())
+
+    def evaluate(start: dt.date) -> Evaluation:
+        sends, why = uplift_promotion.fresh_sends(read_outcomes(store), start)
+        if why:
+            return "", None, why
+        window = f"sends {sends['send_date'].min()} .. {sends['send_date'].max()} ({len(sends)} sends)"
+        client = mlflow_tracking.client()
+
+        def scorer(version: str) -> dict[str, float]:
+            model = registry.load_version(client, UPLIFT_MODEL, version).unwrap_python_model().model
+            return uplift_promotion.score_version(model, sends)
+
+        return window, scorer, ""
+
+    return promote(context, config, mlflow_tracking, UPLIFT_MODEL, UPLIFT_EXPERIMENT, uplift_promotion.POLICY,
+                   evaluate)
