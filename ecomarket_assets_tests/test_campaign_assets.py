@@ -14,10 +14,11 @@ from ecomarket_assets.campaigns.store import MODEL_NAME, CampaignStore
 from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.campaigns import assets as campaign_assets
 from ecomarket_assets.defs.campaigns import checks as campaign_checks
+from ecomarket_assets.defs.operations import model_checks, promotion_assets
 from ecomarket_assets.defs.profiles import assets as profile_assets
 from ecomarket_assets.defs.recommender import assets as rec_assets
 from ecomarket_assets.defs.text import assets as text_assets
-from ecomarket_assets.mlops import registry
+from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
@@ -31,7 +32,8 @@ CAMPAIGNS = [campaign_assets.campaign_specs, campaign_assets.campaign_audiences,
 UPSTREAM = [profile_assets.user_daily_activity, profile_assets.user_features, profile_assets.user_profiles,
             profile_assets.user_segments, text_assets.product_embeddings, rec_assets.rec_candidates,
             rec_assets.recommender_model, rec_assets.recommendations]
-EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, *UPSTREAM, *CAMPAIGNS, *dg.load_asset_checks_from_modules([campaign_checks])]
+EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, *UPSTREAM, *CAMPAIGNS, *dg.load_asset_checks_from_modules([campaign_checks]),
+              promotion_assets.campaign_uplift_promotion, model_checks.campaign_uplift_model_version_check]
 ACTIVE = """
 name: {name}
 objective: {objective}
@@ -153,3 +155,25 @@ def test_a_malformed_campaign_file_fails_naming_file_and_field(shop, tmp_path):
     assert "broken/browsers.yaml: audience.rule" in message and "ordrs" in message
     assert "broken/browsers.yaml: control_share" in message
     assert "buyers.yaml" not in message
+
+
+def test_a_later_uplift_version_is_judged_by_its_promotion_job(shop):
+    """v2 learns from the same send dates as the champion: both rank the same fresh later sends. The same model
+    cannot beat itself by the 2 % margin; with the margin at zero it may take over."""
+    _, tracking, run, first, _ = shop
+    assert checks_by_name(first)["registered_version_loads_and_predicts"]
+    retrained = run(["campaign_uplift_model"])
+    assert retrained.success and checks_by_name(retrained)["registered_version_loads_and_predicts"]
+    assert _meta(retrained, "campaign_uplift_model")["registered_version"] == 2
+    client = tracking.client()
+    assert promotion.versions_to_judge(client, MODEL_NAME) == ["2"]
+    judged = _meta(run(["campaign_uplift_promotion"]), "campaign_uplift_promotion")
+    assert judged["decision"] == "refused" and "qini" in judged["comparison"], judged["reason"]
+    assert str(registry.champion_version(client, MODEL_NAME).version) == "1"
+    tags = client.get_model_version(MODEL_NAME, "2").tags
+    assert tags[promotion.TAG_DECISION] == "refused" and float(tags["promotion_qini"]) == pytest.approx(
+        float(tags["promotion_champion_qini"]))
+    again = run(["campaign_uplift_promotion"],
+                run_config={"ops": {"campaign_uplift_promotion": {"config": {"version": "2", "margin": 0.0}}}})
+    assert _meta(again, "campaign_uplift_promotion")["decision"] == "promoted"
+    assert str(registry.champion_version(client, MODEL_NAME).version) == "2"
