@@ -349,6 +349,24 @@ def test_x_learner_finds_the_persuadable_where_propensity_does_not():
     assert summary["uplift"] > summary["propensity"] and summary["uplift"] > summary["random"]
 
 
+def _sends_on(days: list[dt.date]) -> pd.DataFrame:
+    return pd.DataFrame({"send_date": [d for d in days for _ in range(3)], "user_id": [f"U{i}" for i in range(3 * len(days))]})
+
+
+@pytest.mark.parametrize(("share", "first_held_out"), [(0.5, 2), (0.9, 1), (0.0, 3)])
+def test_hold_out_is_the_later_send_dates_with_one_date_on_each_side(share, first_held_out):
+    days = [START + dt.timedelta(days=7 * i) for i in range(4)]
+    train, test, split = up.split_by_send_date(_sends_on(days), share)
+    assert split == days[first_held_out]
+    assert set(train["send_date"]) == set(days[:first_held_out]) and set(test["send_date"]) == set(days[first_held_out:])
+
+
+def test_one_send_date_holds_nothing_out():
+    sends = _sends_on([START])
+    train, test, split = up.split_by_send_date(sends, 0.5)
+    assert split is None and len(train) == len(sends) and test.empty
+
+
 # --------------------------------------------------------------------------- reading the stored inputs
 
 

@@ -281,10 +281,7 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
     everything = read_outcomes(store)
     sends = everything[everything["complete"]].reset_index(drop=True)
     dates = sorted(sends["send_date"].unique())
-    # the hold-out is the later send dates: at least one, and at least one date left to train on
-    split = dates[min(max(int(len(dates) * (1 - config.holdout_share)), 1), len(dates) - 1)] if len(dates) > 1 else None
-    train = sends[sends["send_date"] < split] if split is not None else sends
-    test = sends[sends["send_date"] >= split] if split is not None else sends[:0]
+    train, test, split = up.split_by_send_date(sends, config.holdout_share)
     shortfall = explain.uplift_shortfall(everything, train, dates, up.MIN_SENDS_PER_ARM)
     if shortfall is not None:  # an answer, not a failure: the registry (and its champion) stay untouched
         context.log.warning(f"no uplift model registered: {shortfall}")
