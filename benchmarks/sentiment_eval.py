@@ -41,10 +41,11 @@ def main() -> None:
     from ecomarket_assets.storage import default_data_dir
     from ecomarket_assets.text import embeddings as emb
     from ecomarket_assets.text import sentiment as sent
+    from ecomarket_assets.text import sentiment_benchmark as bench
     from ecomarket_assets.text.model import EmbeddingModelResource
 
     cache = args.cache or emb.cache_path(default_data_dir())
-    datasets = args.datasets or sent.sentiment_datasets_dir()
+    datasets = bench.sentiment_datasets_dir(str(args.datasets or ""))
 
     start = time.perf_counter()
     encoder = EmbeddingModelResource().encoder()
@@ -58,9 +59,9 @@ def main() -> None:
 
     start = time.perf_counter()
     model, reason = sent.choose_model(reviews["text"], reviews["rating"], embed)
-    held_out = sent.held_out_accuracy(reviews, embed) if model.kind == sent.OWN_RATINGS else None
-    benchmark = sent.external_benchmark(embed, datasets, own=model if model.kind == sent.OWN_RATINGS else None,
-                                        own_note=reason, chosen=model.kind)
+    held_out = bench.held_out_accuracy(reviews, embed) if model.kind == sent.OWN_RATINGS else None
+    benchmark = bench.external_benchmark(embed, datasets, own=model if model.kind == sent.OWN_RATINGS else None,
+                                         own_note=reason, chosen=model.kind)
     eval_seconds = time.perf_counter() - start
 
     def pct(x) -> str:

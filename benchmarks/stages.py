@@ -30,12 +30,9 @@ def use_source(source: str, path: Path, root: Path) -> None:
 
 def _stage(name: str, selection: list[str], partitioned: bool, run_config: dict, queue: mp.Queue) -> None:
     import dagster as dg
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
 
     from ecomarket_assets.definitions import defs as load_defs
+    from ecomarket_assets.partitions import partition_range_tags
     from ecomarket_assets.run_all import source_days
 
     defs = load_defs()
@@ -44,7 +41,7 @@ def _stage(name: str, selection: list[str], partitioned: bool, run_config: dict,
     tags = {}
     if partitioned:
         first, last = source_days(defs.resources["source"], defs.resources["data_dir"])
-        tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+        tags = partition_range_tags(first, last)
     config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **run_config}
     start = time.perf_counter()
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=list(keys),

@@ -10,14 +10,10 @@ import sys
 import time
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecomarket_assets.definitions import defs as load_defs
 from ecomarket_assets.ingestion.staging import UNDATED
-from ecomarket_assets.partitions import daily_partitions
+from ecomarket_assets.partitions import daily_partitions, partition_range_tags
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 
 UNPARTITIONED_ROOTS = ["catalog", "customers", "reviews"]
@@ -69,7 +65,7 @@ def main() -> int:
     first, last = source_days(source, data_dir)
     print(f"2/3 daily assets {first} .. {last}: " + ", ".join(k.to_user_string() for k in partitioned))
     _materialize(defs, dg.AssetSelection.assets(*partitioned), instance,
-                 tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+                 tags=partition_range_tags(first, last))
     rest = dg.AssetSelection.all() - roots - dg.AssetSelection.assets(*partitioned)
     rest_keys = rest.resolve(graph)
     if rest_keys:

@@ -18,10 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecomarket_assets.campaigns import explain
 from ecomarket_assets.campaigns.guards import export_violations, formula_cells
@@ -53,7 +49,7 @@ from ecomarket_assets.ingestion.adapters.dates import DateOrderError
 from ecomarket_assets.ingestion.pipeline import reconcile_files
 from ecomarket_assets.ingestion.sources import SourceFileError
 from ecomarket_assets.mlops.tracking import MlflowResource
-from ecomarket_assets.partitions import daily_partitions
+from ecomarket_assets.partitions import daily_partitions, partition_range_tags
 from ecomarket_assets.recommender.store import RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.schemas import EVENTS
@@ -81,7 +77,7 @@ from ecomarket_assets_tests.test_ingestion_assets import checks_by_name, materia
 
 
 DAY = "2025-11-12"
-WHOLE_SHOP = {ASSET_PARTITION_RANGE_START_TAG: "2025-11-10", ASSET_PARTITION_RANGE_END_TAG: "2025-11-30"}
+WHOLE_SHOP = partition_range_tags("2025-11-10", "2025-11-30")
 
 
 @pytest.fixture

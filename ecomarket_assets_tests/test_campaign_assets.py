@@ -4,10 +4,6 @@
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecomarket_assets.campaigns.planner import assign_group
 from ecomarket_assets.campaigns.store import MODEL_NAME, CampaignStore
@@ -20,13 +16,14 @@ from ecomarket_assets.defs.recommender import assets as rec_assets
 from ecomarket_assets.defs.text import assets as text_assets
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
 
 SIM = {"sim_users": 1200, "sim_products": 60, "sim_days": 84, "sim_start": "2025-08-01", "sim_seed": 5}
-RANGE = {ASSET_PARTITION_RANGE_START_TAG: "2025-08-01", ASSET_PARTITION_RANGE_END_TAG: "2025-10-23"}
+RANGE = partition_range_tags("2025-08-01", "2025-10-23")
 CAMPAIGNS = [campaign_assets.campaign_specs, campaign_assets.campaign_audiences, campaign_assets.campaign_lists,
              campaign_assets.campaign_outcomes, campaign_assets.campaign_results, campaign_assets.campaign_uplift_model]
 UPSTREAM = [profile_assets.user_daily_activity, profile_assets.user_features, profile_assets.user_profiles,

@@ -7,14 +7,17 @@ import pandas as pd
 import pytest
 
 from ecomarket_assets.campaigns import audience as aud
+from ecomarket_assets.campaigns import inputs
 from ecomarket_assets.campaigns import uplift as up
+from ecomarket_assets.campaigns.explain import list_rule_shares
 from ecomarket_assets.campaigns.guards import rule_violations
 from ecomarket_assets.campaigns.planner import assign_group, plan_campaigns
 from ecomarket_assets.campaigns.results import attribute_outcomes, difference_ci, uplift_table
 from ecomarket_assets.campaigns.specs import CampaignSpec
-from ecomarket_assets.campaigns.store import export_lists
+from ecomarket_assets.campaigns.store import CampaignStore, export_lists
 from ecomarket_assets.simulator import campaigns as sim_campaigns
 from ecomarket_assets.simulator.shop import SimConfig, simulate
+from ecomarket_assets.storage import DataLayout, write_frame
 
 START = dt.date(2025, 12, 1)  # a Monday
 
@@ -124,6 +127,27 @@ def test_creative_follows_its_rule_and_send_minute_stays_in_the_window():
     assert eligible["send_minute"].between(9 * 60, 20 * 60 - 1).all()
     no_hour = eligible[eligible["preferred_hour"].isna()]
     assert (no_hour["send_minute"] == 9 * 60).all()
+
+
+def test_no_audiences_has_every_audience_column_and_no_rows():
+    users = make_users(20)
+    empty = aud.no_audiences(users)
+    built = build([make_spec()], users)
+    assert len(empty) == 0 and set(empty.columns) <= set(built.columns)
+    assert {"campaign", "eligible", "removed_by", "channel", "rank_score", "send_minute"} <= set(empty.columns)
+    assert plan_campaigns([], empty, START, 7).lists.empty  # what campaign_lists does with no campaign enabled
+
+
+def test_list_rule_shares_by_hand():
+    audiences = pd.DataFrame({"campaign": "c", "eligible": [True, True, False, False],
+                              "removed_by": [None, None, "suppressed", "no_consent"]})
+    sends = pd.DataFrame({"campaign": "c", "send_date": [START, START + dt.timedelta(days=7)], "pool": [2, 1],
+                          "already_in_campaign": [0, 1], "frequency_cap": [1, 0], "over_budget": [0, 0],
+                          "recipients": [1, 0]})
+    row = list_rule_shares(audiences, sends).set_index("campaign").loc["c"]
+    assert row["matched"] == 4 and row["suppressed_share"] == 0.25 and row["no_product_share"] == 0.0
+    assert row["pool"] == 3 and row["already_in_campaign_share"] == row["frequency_cap_share"] == 0.333
+    assert row["over_budget_share"] == 0.0 and row["recipients"] == 1
 
 
 # --------------------------------------------------------------------------- planning rules
@@ -323,6 +347,65 @@ def test_x_learner_finds_the_persuadable_where_propensity_does_not():
     assert by_uplift > 1.5 * by_propensity
     summary = up.evaluate_targeting(model, test).summary.set_index("method")["qini"]
     assert summary["uplift"] > summary["propensity"] and summary["uplift"] > summary["random"]
+
+
+def _sends_on(days: list[dt.date]) -> pd.DataFrame:
+    return pd.DataFrame({"send_date": [d for d in days for _ in range(3)], "user_id": [f"U{i}" for i in range(3 * len(days))]})
+
+
+@pytest.mark.parametrize(("share", "first_held_out"), [(0.5, 2), (0.9, 1), (0.0, 3)])
+def test_hold_out_is_the_later_send_dates_with_one_date_on_each_side(share, first_held_out):
+    days = [START + dt.timedelta(days=7 * i) for i in range(4)]
+    train, test, split = up.split_by_send_date(_sends_on(days), share)
+    assert split == days[first_held_out]
+    assert set(train["send_date"]) == set(days[:first_held_out]) and set(test["send_date"]) == set(days[first_held_out:])
+
+
+def test_one_send_date_holds_nothing_out():
+    sends = _sends_on([START])
+    train, test, split = up.split_by_send_date(sends, 0.5)
+    assert split is None and len(train) == len(sends) and test.empty
+
+
+# --------------------------------------------------------------------------- reading the stored inputs
+
+
+def test_audience_users_add_the_segment_name_when_segments_exist(tmp_path):
+    layout = DataLayout(tmp_path)
+    write_frame(pd.DataFrame({"user_id": ["U1", "U2"], "orders": [1, 2]}), layout.table("user_profiles"))
+    assert inputs.audience_users(layout)["segment_name"].isna().all()
+    write_frame(pd.DataFrame({"user_id": ["U2"], "segment_name": ["loyal"]}), layout.table("user_segments"))
+    users = inputs.audience_users(layout)
+    assert users["user_id"].tolist() == ["U1", "U2"] and users["segment_name"].iloc[1] == "loyal"
+    assert pd.isna(users["segment_name"].iloc[0])
+
+
+def test_observed_purchases_start_at_the_first_send_date(tmp_path):
+    layout = DataLayout(tmp_path)
+    for day in ("2025-11-30", "2025-12-01", "2025-12-02"):
+        write_frame(pd.DataFrame({"user_id": ["U1", "U2"], "event_time": pd.Timestamp(day, tz="UTC"),
+                                  "event_type": ["purchase", "view"], "order_id": [f"o-{day}", None],
+                                  "quantity": [1, 0], "unit_price": [5.0, 0.0]}), layout.raw_events_day(day))
+    purchases, until = inputs.observed_purchases(layout, pd.DataFrame({"send_date": [START, START]}))
+    assert purchases["order_id"].tolist() == ["o-2025-12-01", "o-2025-12-02"]
+    assert until == pd.Timestamp("2025-12-03", tz="UTC")
+    none, _ = inputs.observed_purchases(layout, pd.DataFrame({"send_date": []}))
+    assert none.empty
+
+
+def test_read_outcomes_attributes_purchases_and_adds_the_true_response(tmp_path):
+    store = CampaignStore(DataLayout(tmp_path))
+    send = pd.Timestamp("2025-12-01 10:00", tz="UTC")
+    write_frame(pd.DataFrame({"campaign": "c", "user_id": ["a", "b"], "send_date": START, "send_time": send,
+                              "measurement_days": 7, "group": "treatment"}), store.lists_path)
+    write_frame(pd.DataFrame({"user_id": ["a"], "event_time": [send + pd.Timedelta(hours=1)], "order_id": ["o1"],
+                              "quantity": [2], "unit_price": [5.0]}), store.outcomes / "purchases.parquet")
+    write_frame(pd.DataFrame({"observed_until": [send + pd.Timedelta(days=8)]}), store.outcomes / "observed_until.parquet")
+    sends = inputs.read_outcomes(store)
+    assert sends["outcome_orders"].tolist() == [1, 0] and sends["complete"].all() and "true_uplift" not in sends
+    write_frame(pd.DataFrame({"campaign": "c", "user_id": ["b", "a"], "send_date": START, "true_uplift": [0.2, 0.1]}),
+                store.outcomes / "true_response.parquet")
+    assert inputs.read_outcomes(store)["true_uplift"].tolist() == [0.1, 0.2]
 
 
 # --------------------------------------------------------------------------- the simulator's campaign response

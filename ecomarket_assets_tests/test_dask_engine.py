@@ -4,10 +4,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecomarket_assets.compute import ComputeResource, Engine
 from ecomarket_assets.defs.forecasting import assets as forecast_assets
@@ -20,13 +16,14 @@ from ecomarket_assets.forecasting.panel import (
     product_day_aggregates,
 )
 from ecomarket_assets.forecasting.store import ForecastStore
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.resources import DataDirResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets_tests.conftest import SMALL_SIM
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS
 
 FLOAT_TOLERANCE = 1e-9  # sums and medians of the same floats; only the summation order may differ
-RANGE = {ASSET_PARTITION_RANGE_START_TAG: SMALL_SIM["sim_start"], ASSET_PARTITION_RANGE_END_TAG: "2025-11-30"}
+RANGE = partition_range_tags(SMALL_SIM["sim_start"], "2025-11-30")
 
 
 @pytest.fixture(scope="module")

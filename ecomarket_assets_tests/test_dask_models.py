@@ -7,10 +7,6 @@ recommender's DaskLGBMRanker on a 2-worker LocalCluster, each registered as the 
 import dagster as dg
 import mlflow
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from mlflow import MlflowClient
 
 from ecomarket_assets.compute import ComputeResource
@@ -19,6 +15,7 @@ from ecomarket_assets.defs.profiles import assets as profile_assets
 from ecomarket_assets.defs.recommender import assets as rec_assets
 from ecomarket_assets.forecasting.store import MODEL_NAME as DEMAND_MODEL
 from ecomarket_assets.mlops.tracking import MlflowResource, fluent_uris
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.recommender.store import MODEL_NAME as RECOMMENDER
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS
@@ -26,7 +23,7 @@ from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS
 pytestmark = pytest.mark.slow
 
 SIM = {"sim_users": 700, "sim_products": 50, "sim_days": 130, "sim_start": "2025-06-20", "sim_seed": 5}
-RANGE = {ASSET_PARTITION_RANGE_START_TAG: "2025-06-20", ASSET_PARTITION_RANGE_END_TAG: "2025-10-27"}
+RANGE = partition_range_tags("2025-06-20", "2025-10-27")
 EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, profile_assets.user_daily_activity, forecast_assets.demand_training_set,
               forecast_assets.demand_model, rec_assets.rec_candidates, rec_assets.recommender_model]
 CONFIG = {"ops": {"demand_model": {"config": {"n_trials": 3, "timeout_seconds": 120}},

@@ -50,3 +50,21 @@ def test_definitions_load_without_deprecations():
 def test_partitions_start_is_configurable():
     loaded = load_in_fresh_process({"ECOMARKET_PARTITIONS_START": "2010-12-01"})
     assert loaded["start"].startswith("2010-12-01")
+
+
+def test_partition_range_tags_run_a_range_in_one_run():
+    """The tag names are Dagster's, not public API: if a release renamed them, this fails (runs would not
+    silently fall back to one partition)."""
+    import dagster as dg
+
+    from ecomarket_assets.partitions import daily_partitions, partition_range_tags
+
+    seen = []
+
+    @dg.asset(partitions_def=daily_partitions)
+    def days(context: dg.AssetExecutionContext) -> None:
+        seen.append(context.partition_keys)
+
+    first, second, third = daily_partitions.get_partition_keys()[:3]
+    assert dg.materialize([days], tags=partition_range_tags(first, third)).success
+    assert seen == [[first, second, third]]

@@ -5,10 +5,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from mlflow import MlflowClient
 
 from ecomarket_assets.compute import ComputeResource
@@ -18,13 +14,14 @@ from ecomarket_assets.defs.text import assets as text_assets
 from ecomarket_assets.forecasting.store import MODEL_NAME, ForecastStore
 from ecomarket_assets.mlops import registry
 from ecomarket_assets.mlops.tracking import MlflowResource
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
 
 SIM = {"sim_users": 700, "sim_products": 50, "sim_days": 130, "sim_start": "2025-06-20", "sim_seed": 5}
-RANGE = {ASSET_PARTITION_RANGE_START_TAG: "2025-06-20", ASSET_PARTITION_RANGE_END_TAG: "2025-10-27"}
+RANGE = partition_range_tags("2025-06-20", "2025-10-27")
 FORECASTING = [forecast_assets.demand_training_set, forecast_assets.demand_model, forecast_assets.demand_forecast,
                forecast_assets.demand_backtest]
 EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, text_assets.product_embeddings, *FORECASTING,

@@ -5,13 +5,10 @@ import json
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecomarket_assets.defs.ingestion import assets, checks, sensors
 from ecomarket_assets.ingestion import checks as check_logic
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.schemas import EVENTS
 from ecomarket_assets.storage import DataLayout, read_frame
 
@@ -47,7 +44,7 @@ def test_tables_reconcile_and_match_the_source(tables_ready, data_dir):
 
 def test_backfill_range_then_a_single_new_day(tables_ready, data_dir):
     layout = DataLayout(data_dir)
-    tags = {ASSET_PARTITION_RANGE_START_TAG: "2025-11-10", ASSET_PARTITION_RANGE_END_TAG: "2025-11-29"}
+    tags = partition_range_tags("2025-11-10", "2025-11-29")
     result = materialize(tables_ready, ["raw_events"], tags=tags)
     assert result.success
     assert len(result.get_asset_materialization_events()) == 20

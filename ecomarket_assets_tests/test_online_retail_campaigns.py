@@ -8,15 +8,12 @@ receives names only customers who consented to the row's channel.
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecomarket_assets.campaigns.audience import CONSENT_COLUMN
 from ecomarket_assets.campaigns.store import CampaignStore
 from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.mlops.tracking import MlflowResource
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.model import EmbeddingModelResource
@@ -61,7 +58,7 @@ def test_online_retail_lists_are_empty_without_consent_and_hold_only_consenting_
     run(["catalog", "customers", "reviews"])
     days = [d for d in source.staged(layout).days() if d != "undated"]
     run(["raw_events", "user_daily_activity"],
-        tags={ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[-1]})
+        tags=partition_range_tags(days[0], days[-1]))
     run([a.key.to_user_string() for a in UPSTREAM if a.key.to_user_string() != "user_daily_activity"])
     campaigns = [a.key.to_user_string() for a in CAMPAIGNS]
 

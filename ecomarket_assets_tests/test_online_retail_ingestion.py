@@ -2,12 +2,9 @@
 
 import dagster as dg
 import pandas as pd
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecomarket_assets.compute import ComputeResource
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
@@ -29,7 +26,7 @@ def test_online_retail_week_reconciles_and_passes_checks(online_retail_file, dat
     customers = read_frame(layout.table("customers"))
     assert 3000 < len(customers) < 5000 and customers["email_opt_in"].isna().all()  # consent unknown
 
-    tags = {ASSET_PARTITION_RANGE_START_TAG: "2010-12-01", ASSET_PARTITION_RANGE_END_TAG: "2010-12-07"}
+    tags = partition_range_tags("2010-12-01", "2010-12-07")
     week = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, selection=["raw_events"], tags=tags)
     assert week.success and all(checks_by_name(week).values())
     meta = week.get_asset_materialization_events()[0].materialization.metadata

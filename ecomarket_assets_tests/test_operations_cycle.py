@@ -10,10 +10,6 @@ from pathlib import Path
 import dagster as dg
 import mlflow
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from mlflow.models import infer_signature
 
 from ecomarket_assets.forecasting import training as tr
@@ -21,6 +17,7 @@ from ecomarket_assets.forecasting.serving import ARTIFACT, DemandForecaster, sav
 from ecomarket_assets.forecasting.store import ForecastStore, tuning_from_dict
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, pip_requirements
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.storage import DataLayout
 
 pytestmark = pytest.mark.slow
@@ -70,8 +67,7 @@ class Platform:
         return result
 
     def ingest(self, first: int, last: int) -> None:
-        self.job("daily_ingest_job", tags={ASSET_PARTITION_RANGE_START_TAG: _day(first),
-                                           ASSET_PARTITION_RANGE_END_TAG: _day(last)})
+        self.job("daily_ingest_job", tags=partition_range_tags(_day(first), _day(last)))
 
     def materialize(self, keys: list[str]) -> dg.ExecuteInProcessResult:
         job = self.defs.resolve_implicit_global_asset_job_def()

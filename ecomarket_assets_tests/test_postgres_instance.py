@@ -69,8 +69,6 @@ def dagster_home(pg: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_instance_from_docker_dagster_yaml_uses_postgres(dagster_home: Path) -> None:
-    from dagster._core.launcher import DefaultRunLauncher
-    from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import (
         PostgresEventLogStorage,
         PostgresRunStorage,
@@ -83,8 +81,8 @@ def test_instance_from_docker_dagster_yaml_uses_postgres(dagster_home: Path) -> 
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
-        assert isinstance(instance.run_launcher, DefaultRunLauncher)
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
+        assert isinstance(instance.run_launcher, dg.DefaultRunLauncher)
         run_queue = instance.get_concurrency_config().run_queue_config
         assert run_queue is not None
         assert (

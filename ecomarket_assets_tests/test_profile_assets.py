@@ -1,14 +1,11 @@
 """Materialize the profiles group on a small simulated shop, checks included."""
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecomarket_assets.defs.profiles import assets as profile_assets
 from ecomarket_assets.defs.profiles import checks as profile_checks
 from ecomarket_assets.defs.text import assets as text_assets
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
@@ -17,7 +14,7 @@ PROFILE_ASSETS = [profile_assets.user_daily_activity, profile_assets.user_featur
                   profile_assets.user_segments]
 EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, *PROFILE_ASSETS, *dg.load_asset_checks_from_modules([profile_checks]),
               text_assets.product_embeddings]
-RANGE = {ASSET_PARTITION_RANGE_START_TAG: "2025-11-10", ASSET_PARTITION_RANGE_END_TAG: "2025-11-30"}
+RANGE = partition_range_tags("2025-11-10", "2025-11-30")
 
 
 def test_profiles_group_materializes_with_checks(small_resources, data_dir):

@@ -4,10 +4,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from mlflow import MlflowClient
 
 from ecomarket_assets.compute import ComputeResource
@@ -17,6 +13,7 @@ from ecomarket_assets.defs.recommender import checks as rec_checks
 from ecomarket_assets.defs.text import assets as text_assets
 from ecomarket_assets.mlops import registry
 from ecomarket_assets.mlops.tracking import MlflowResource
+from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.recommender.evaluation import BASELINES, MODEL, SERVED
 from ecomarket_assets.recommender.store import MODEL_NAME, RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
@@ -25,7 +22,7 @@ from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
 
 SIM = {"sim_users": 500, "sim_products": 60, "sim_days": 84, "sim_start": "2025-08-01", "sim_seed": 4}
-RANGE = {ASSET_PARTITION_RANGE_START_TAG: "2025-08-01", ASSET_PARTITION_RANGE_END_TAG: "2025-10-23"}
+RANGE = partition_range_tags("2025-08-01", "2025-10-23")
 RECOMMENDER = [rec_assets.rec_candidates, rec_assets.recommender_model, rec_assets.recommendations,
                rec_assets.rec_evaluation]
 EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, text_assets.product_embeddings, profile_assets.user_daily_activity,

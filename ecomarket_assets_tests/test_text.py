@@ -11,9 +11,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from ecomarket_assets.text import checks, plots
 from ecomarket_assets.text import embeddings as emb
 from ecomarket_assets.text import keywords as kw
 from ecomarket_assets.text import sentiment as sent
+from ecomarket_assets.text import sentiment_benchmark as bench
 
 
 class FakeEncoder:
@@ -223,7 +225,7 @@ def test_too_few_ratings_fall_back_to_zero_shot():
 
 def test_held_out_is_a_time_split_on_the_latest_reviews():
     reviews = _toy_reviews(100, 50)
-    held_out = sent.held_out_accuracy(reviews, _toy_embed)
+    held_out = bench.held_out_accuracy(reviews, _toy_embed)
     assert held_out.split == "time" and held_out.test_reviews == 30 and held_out.train_reviews == 120
     rated = reviews[reviews["rating"] != 3].sort_values("review_time")
     assert pd.Timestamp(held_out.test_from) == rated["review_time"].iloc[120]
@@ -239,23 +241,41 @@ def test_zero_shot_score_is_monotone_in_the_similarity_gap():
 def test_load_labelled_sentences_keeps_nel_inside_a_sentence(tmp_path):
     path = tmp_path / "imdb_like.txt"
     path.write_text("A slow\u0085 film.  \t0\nLoved it.\t1\n\n", encoding="utf-8")
-    frame = sent.load_labelled_sentences(path)
+    frame = bench.load_labelled_sentences(path)
     assert frame["label"].tolist() == [0, 1] and frame["text"].iloc[0] == "A slow\u0085 film."
 
 
 def test_benchmark_reports_missing_dataset_instead_of_failing(tmp_path):
-    table = sent.external_benchmark(_toy_embed, tmp_path / "nowhere", chosen=sent.ZERO_SHOT)
+    table = bench.external_benchmark(_toy_embed, tmp_path / "nowhere", chosen=sent.ZERO_SHOT)
     assert table["model"].tolist() == [sent.OWN_RATINGS, sent.EXTERNAL, sent.ZERO_SHOT]
     assert table["amazon_accuracy"].isna().all() and table["note"].str.contains("dataset not found").all()
-    evaluation = sent.evaluation_table(table, None)
-    outcome = sent.check_amazon_accuracy(evaluation, 0.7)
+    evaluation = bench.evaluation_table(table, None)
+    outcome = checks.check_amazon_accuracy(evaluation, 0.7)
     assert outcome.passed and outcome.metadata["evaluated"] is False
+
+
+def test_benchmark_reads_the_folder_it_is_given(tmp_path):
+    (tmp_path / bench.AMAZON).write_text("good phone\t1\nbad phone\t0\n", encoding="utf-8")
+    for name in bench.EXTERNAL_TRAINING:
+        (tmp_path / name).write_text("good x\t1\ngood y\t1\nbad x\t0\nbad y\t0\n", encoding="utf-8")
+    table = bench.external_benchmark(_toy_embed, tmp_path, chosen=sent.EXTERNAL).set_index("model")
+    assert table.loc[sent.EXTERNAL, "trained_on"] == 8 and table.loc[sent.EXTERNAL, "amazon_accuracy"] == 1.0
+    assert table["amazon_sentences"].eq(2).all() and table.loc[sent.EXTERNAL, "chosen"]
+    assert np.isnan(table.loc[sent.OWN_RATINGS, "amazon_accuracy"])  # no own model given
+
+
+def test_datasets_dir_prefers_the_configured_folder_then_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECOMARKET_SENTIMENT_DATA", str(tmp_path / "from-env"))
+    assert bench.sentiment_datasets_dir(str(tmp_path / "configured")) == tmp_path / "configured"
+    assert bench.sentiment_datasets_dir() == tmp_path / "from-env"
+    monkeypatch.delenv("ECOMARKET_SENTIMENT_DATA")
+    assert bench.sentiment_datasets_dir().parts[-3:] == ("shared", "datasets", "sentiment_en")
 
 
 def test_check_amazon_accuracy_warns_below_threshold():
     evaluation = pd.DataFrame({"model": ["zero_shot", "yelp_imdb"], "dataset": ["amazon", "amazon"], "accuracy": [0.65, 0.9],
                                "n": [1000, 1000], "chosen": [True, False], "note": ["", ""]})
-    outcome = sent.check_amazon_accuracy(evaluation, 0.7)
+    outcome = checks.check_amazon_accuracy(evaluation, 0.7)
     assert not outcome.passed and outcome.metadata["amazon_accuracy"] == 0.65
 
 
@@ -267,12 +287,18 @@ def test_product_insights_and_contract():
     products = sent.product_insights(scored, {"P1": ["a", "b"]})
     assert products["product_id"].tolist() == ["P1", "P2"] and products["reviews"].tolist() == [2, 1]
     assert products["share_positive"].tolist() == [0.5, 1.0] and products["top_keywords"].tolist() == [["a", "b"], []]
-    assert sent.check_insights(reviews, scored, products).passed
+    assert checks.check_insights(reviews, scored, products).passed
     broken = scored.copy()
     broken.loc[0, "sentiment_score"] = 1.5
-    outcome = sent.check_insights(reviews, broken.iloc[:2], products)
+    outcome = checks.check_insights(reviews, broken.iloc[:2], products)
     assert not outcome.passed
     assert outcome.metadata["scores_outside_0_1"] == 1 and outcome.metadata["unscored_reviews"] == 1
+
+
+def test_score_histogram_has_a_panel_per_star_rating_and_one_for_unrated():
+    scored = pd.DataFrame({"sentiment_score": [0.1, 0.9, 0.8, 0.5], "rating": [1, 5, 5, None]})
+    figure = plots.score_histogram(scored)
+    assert [ax.get_title() for ax in figure.axes] == ["1 stars (n=1)", "5 stars (n=2)", "no rating (n=1)"]
 
 
 # --------------------------------------------------------------------------- key phrases

@@ -71,6 +71,13 @@ def build_audience(spec: CampaignSpec, users: pd.DataFrame, suppressed: set[str]
     return matched
 
 
+def no_audiences(users: pd.DataFrame) -> pd.DataFrame:
+    """The audience table when no campaign is enabled: no rows, the columns lists and checks read."""
+    text = {c: pd.Series(dtype=object) for c in ("campaign", "removed_by", "channel", "creative_id", "subject")}
+    numbers = {c: pd.Series(dtype="float64") for c in ("propensity", "order_value", "expected_value", "rank_score", "cost")}
+    return users.iloc[:0].assign(**text, **numbers, eligible=pd.Series(dtype=bool), send_minute=pd.Series(dtype="int64"))
+
+
 def choose_channel(users: pd.DataFrame, preference: list[str]) -> pd.Series:
     """The first channel in the campaign's order the user consented to (unknown consent is no)."""
     channel = pd.Series(pd.NA, index=users.index, dtype="object")

@@ -1,4 +1,5 @@
-"""Why a campaign audience, list, result or uplift model is empty: one sentence, derived from the funnels.
+"""Why a campaign audience, list, result or uplift model is empty: one sentence, derived from the funnels
+(built here too: who each rule removed, per campaign).
 
 An empty audience is an answer, not an error (a real shop may have no consent data yet): the assets succeed,
 say why in their metadata, and WARN checks flag it.
@@ -32,6 +33,17 @@ def audience_funnel(audiences: pd.DataFrame, campaigns: list[str] | None = None)
         row |= {f"{rule}_share": round(row[rule] / max(len(part), 1), 3) for rule in REMOVAL_RULES}
         rows.append(row)
     return pd.DataFrame(rows, columns=FUNNEL_COLUMNS)
+
+
+def list_rule_shares(audiences: pd.DataFrame, funnel: pd.DataFrame) -> pd.DataFrame:
+    """Per campaign, share of the matched audience removed by each rule (audience rules, then per-send rules
+    summed over send dates, as shares of the eligible pool offered at each send)."""
+    base = audience_funnel(audiences).set_index("campaign")
+    sends = funnel.groupby("campaign")[["pool", *SEND_RULES, "recipients"]].sum()
+    out = base[["matched"] + [f"{r}_share" for r in REMOVAL_RULES]].join(sends, how="left")
+    for rule in SEND_RULES:
+        out[f"{rule}_share"] = (out[rule] / out["pool"].where(out["pool"] > 0)).round(3)
+    return out.drop(columns=list(SEND_RULES)).reset_index()
 
 
 def _either(words: list[str]) -> str:

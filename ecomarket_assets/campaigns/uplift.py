@@ -11,6 +11,7 @@ by the treatment share.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,21 @@ class UpliftModel:
             raise ValueError(f"uplift model at {folder} was trained on other features: {meta['features']}")
         boosters = {n: lgb.Booster(model_str=(folder / f"{n}.txt").read_text()) for n in ("mu0", "mu1", "tau0", "tau1")}
         return cls(**boosters, treatment_share=meta["treatment_share"])
+
+
+def split_by_send_date(sends: pd.DataFrame, holdout_share: float) -> tuple[pd.DataFrame, pd.DataFrame, dt.date | None]:
+    """(train, test, first held-out send date): the later send dates are held out, so the model is scored on
+    sends after those it learnt from, as it will be used.
+
+    At least one date is held out and at least one is left to train on, whatever
+    the share. With fewer than two dates nothing can be held out: train is all
+    sends, test is empty and the date is None.
+    """
+    dates = sorted(sends["send_date"].unique())
+    if len(dates) < 2:
+        return sends, sends[:0], None
+    split = dates[min(max(int(len(dates) * (1 - holdout_share)), 1), len(dates) - 1)]
+    return sends[sends["send_date"] < split], sends[sends["send_date"] >= split], split
 
 
 def fit_x_learner(sends: pd.DataFrame, outcome: str = "converted", seed: int = 0) -> UpliftModel:

@@ -143,9 +143,8 @@ def _log_pyfunc(kind: ModelKind, folder: Path, example: pd.DataFrame) -> mlflow.
 
 def _load_code_model(kind: ModelKind, folder: Path) -> mlflow.pyfunc.PythonModel:
     """The python model the code file sets, loaded on `folder` exactly as serving will load it."""
-    from mlflow.pyfunc.model import PythonModelContext
-
     from mlflow.models import model as model_module
+    from mlflow.pyfunc.model import PythonModelContext
 
     runpy.run_path(str(kind.code_path), run_name="__ecomarket_model_code__")  # calls mlflow.models.set_model
     model = model_module.__dict__.pop("__mlflow_model__", None)

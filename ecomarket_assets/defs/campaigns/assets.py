@@ -12,8 +12,16 @@ from ecomarket_assets import metadata as md
 from ecomarket_assets.campaigns import audience as aud
 from ecomarket_assets.campaigns import explain, plots
 from ecomarket_assets.campaigns import uplift as up
+from ecomarket_assets.campaigns.explain import audience_funnel, list_rule_shares
+from ecomarket_assets.campaigns.inputs import (
+    SEND_KEY,
+    audience_users,
+    observed_purchases,
+    offer_inputs,
+    read_outcomes,
+)
 from ecomarket_assets.campaigns.planner import plan_campaigns
-from ecomarket_assets.campaigns.results import attribute_outcomes, uplift_table
+from ecomarket_assets.campaigns.results import uplift_table
 from ecomarket_assets.campaigns.specs import SpecError, load_specs, specs_table
 from ecomarket_assets.campaigns.store import (
     EXPERIMENT,
@@ -25,11 +33,8 @@ from ecomarket_assets.campaigns.store import (
 from ecomarket_assets.defs.ingestion.assets import raw_events
 from ecomarket_assets.defs.profiles.assets import user_daily_activity, user_profiles, user_segments
 from ecomarket_assets.defs.recommender.assets import recommendations
-from ecomarket_assets.forecasting.store import forecast_rising_ids
 from ecomarket_assets.mlops import lifecycle, registry
 from ecomarket_assets.mlops.tracking import MlflowResource
-from ecomarket_assets.profiles import activity as act
-from ecomarket_assets.recommender.store import RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.simulator import campaigns as sim_campaigns
 from ecomarket_assets.simulator.shop import AFFINITY_TRUTH
@@ -38,8 +43,6 @@ from ecomarket_assets.storage import read_frame, write_frame
 GROUP = "campaigns"
 OWNERS = ["team:marketing-ops"]
 CAMPAIGN_UPLIFT = lifecycle.ModelKind(MODEL_NAME, EXPERIMENT, "campaign_uplift.py", up.ARTIFACT)
-IN_STOCK_DAYS = 14
-SEND_KEY = ["campaign", "user_id", "send_date"]
 
 
 class SpecsConfig(dg.Config):
@@ -59,12 +62,6 @@ class UpliftConfig(dg.Config):
     holdout_share: float = 0.5  # the later send dates are held out for evaluation
 
 
-def _profiles_frame(layout) -> pd.DataFrame:
-    segments_path = layout.table("user_segments")
-    segments = read_frame(segments_path) if segments_path.exists() else None
-    return aud.audience_frame(read_frame(layout.table("user_profiles")), segments)
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"yaml"},
@@ -77,7 +74,7 @@ def _profiles_frame(layout) -> pd.DataFrame:
 def campaign_specs(config: SpecsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     folder = Path(config.folder).expanduser().resolve() if config.folder else specs_dir()
-    profiles = _profiles_frame(layout)
+    profiles = audience_users(layout)
     try:  # also a dry run: every rule is evaluated on the real profiles, so it cannot fail at send time
         specs = load_specs(folder, allowed_columns=set(profiles.columns), profiles=profiles)
     except SpecError as error:
@@ -88,17 +85,6 @@ def campaign_specs(config: SpecsConfig, data_dir: DataDirResource) -> dg.Materia
         "campaigns": len(specs), "enabled": sum(s.enabled for s in specs),
         "specs": md.table(table), "folder": dg.MetadataValue.path(str(folder)),
     })
-
-
-def _offer_inputs(layout, as_of: dt.date) -> aud.OfferInputs:
-    interactions = act.read_days(layout).interactions
-    bought = interactions[interactions["purchase_units"] > 0]
-    day = pd.to_datetime(bought["date"]).dt.date
-    in_stock = set(bought.loc[day > as_of - dt.timedelta(days=IN_STOCK_DAYS), "product_id"])
-    recent = bought.loc[day > as_of - dt.timedelta(days=aud.RECENT_PURCHASE_DAYS), ["user_id", "product_id"]]
-    rising = forecast_rising_ids(layout, top=50)
-    return aud.OfferInputs(read_frame(RecStore(layout).recommendations_path), in_stock,
-                           set(rising) if rising is not None else set(), recent.drop_duplicates())
 
 
 def _uplift_scorer(ranking: str, mlflow_tracking: MlflowResource) -> tuple[aud.UpliftScorer | None, str]:
@@ -130,13 +116,13 @@ def campaign_audiences(config: AudiencesConfig, data_dir: DataDirResource,
     layout = data_dir.layout()
     store = CampaignStore(layout)
     specs = [s for s in store.read_specs() if s.enabled]
-    users = _profiles_frame(layout)
+    users = audience_users(layout)
     as_of = dt.date.fromisoformat(str(users["as_of"].iloc[0]))
     suppressed, suppression_table = store.suppressed_users()
-    offers = _offer_inputs(layout, as_of)
+    offers = offer_inputs(layout, as_of)
     scorer, ranking = _uplift_scorer(config.ranking, mlflow_tracking)
     frames = [aud.build_audience(spec, users, suppressed, offers, scorer) for spec in specs]
-    audiences = pd.concat(frames, ignore_index=True) if frames else _no_audiences(users)
+    audiences = pd.concat(frames, ignore_index=True) if frames else aud.no_audiences(users)
     write_frame(audiences.drop(columns=[c for c in audiences.columns if c.startswith("affinity_")]), store.audiences_path)
     funnel = audience_funnel(audiences, [s.name for s in specs])
     empty = explain.campaign_audience_reasons(funnel, specs)
@@ -157,18 +143,6 @@ def campaign_audiences(config: AudiencesConfig, data_dir: DataDirResource,
     })
 
 
-def _no_audiences(users: pd.DataFrame) -> pd.DataFrame:
-    """The audience table when no campaign is enabled: no rows, the columns lists and checks read."""
-    text = {c: pd.Series(dtype=object) for c in ("campaign", "removed_by", "channel", "creative_id", "subject")}
-    numbers = {c: pd.Series(dtype="float64") for c in ("propensity", "order_value", "expected_value", "rank_score", "cost")}
-    return users.iloc[:0].assign(**text, **numbers, eligible=pd.Series(dtype=bool), send_minute=pd.Series(dtype="int64"))
-
-
-def audience_funnel(audiences: pd.DataFrame, campaigns: list[str] | None = None) -> pd.DataFrame:
-    """Per campaign: matched = eligible + removed by each rule (shares of matched)."""
-    return explain.audience_funnel(audiences, campaigns)
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "parquet", "csv"},
@@ -184,7 +158,7 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
     store = CampaignStore(layout)
     specs = store.read_specs()
     audiences = read_frame(store.audiences_path)
-    users = _profiles_frame(layout)
+    users = audience_users(layout)
     as_of = dt.date.fromisoformat(str((audiences if len(audiences) else users)["as_of"].iloc[0]))
     start = dt.date.fromisoformat(config.start_date) if config.start_date else as_of + dt.timedelta(days=1)
     plan = plan_campaigns(specs, audiences, start, config.horizon_days)
@@ -219,17 +193,6 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
     return dg.MaterializeResult(metadata=meta)
 
 
-def list_rule_shares(audiences: pd.DataFrame, funnel: pd.DataFrame) -> pd.DataFrame:
-    """Per campaign, share of the matched audience removed by each rule (audience rules, then per-send rules
-    summed over send dates, as shares of the eligible pool offered at each send)."""
-    base = audience_funnel(audiences).set_index("campaign")
-    sends = funnel.groupby("campaign")[["pool", "already_in_campaign", "frequency_cap", "over_budget", "recipients"]].sum()
-    out = base[["matched"] + [f"{r}_share" for r in aud.REMOVAL_RULES]].join(sends, how="left")
-    for rule in ("already_in_campaign", "frequency_cap", "over_budget"):
-        out[f"{rule}_share"] = (out[rule] / out["pool"].where(out["pool"] > 0)).round(3)
-    return out.drop(columns=["already_in_campaign", "frequency_cap", "over_budget"]).reset_index()
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "parquet"},
@@ -252,7 +215,7 @@ def campaign_outcomes(data_dir: DataDirResource, source: ShopSourceResource) -> 
         write_frame(pd.concat([lists[SEND_KEY], response], axis=1), store.outcomes / "true_response.parquet")
         origin = "simulated from the simulator's true campaign response"
     else:
-        purchases, observed_until = _observed_purchases(layout, lists)
+        purchases, observed_until = observed_purchases(layout, lists)
         origin = "raw_events purchases"
     write_frame(purchases, store.outcomes / "purchases.parquet")
     write_frame(pd.DataFrame({"observed_until": [observed_until]}), store.outcomes / "observed_until.parquet")
@@ -261,27 +224,6 @@ def campaign_outcomes(data_dir: DataDirResource, source: ShopSourceResource) -> 
         "why_empty": explain.NO_SENDS if not len(lists) else "not empty",
         "observed_until": str(observed_until), "path": dg.MetadataValue.path(str(store.outcomes)),
     })
-
-
-def _observed_purchases(layout, lists: pd.DataFrame) -> tuple[pd.DataFrame, pd.Timestamp]:
-    days = sorted(p.parent.name.removeprefix("date=") for p in (layout.root / "raw_events").glob("date=*/part-0.parquet"))
-    first = min(lists["send_date"]).isoformat() if len(lists) else "9999-12-31"
-    frames = [read_frame(layout.raw_events_day(d)) for d in days if d >= first]
-    events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["user_id", "event_time", "event_type", "order_id", "quantity", "unit_price"])
-    until = pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) if days else pd.Timestamp(0, tz="UTC")
-    return events[events["event_type"] == "purchase"].reset_index(drop=True), until
-
-
-def read_outcomes(store: CampaignStore) -> pd.DataFrame:
-    """Lists with attributed outcomes (and the true response, for the simulator)."""
-    purchases = read_frame(store.outcomes / "purchases.parquet")
-    until = read_frame(store.outcomes / "observed_until.parquet")["observed_until"].iloc[0]
-    sends = attribute_outcomes(store.read_lists(), purchases, pd.Timestamp(until))
-    truth_path = store.outcomes / "true_response.parquet"
-    if truth_path.exists():
-        sends = sends.merge(read_frame(truth_path), on=SEND_KEY, how="left")
-    return sends
 
 
 @dg.asset(
@@ -339,10 +281,7 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
     everything = read_outcomes(store)
     sends = everything[everything["complete"]].reset_index(drop=True)
     dates = sorted(sends["send_date"].unique())
-    # the hold-out is the later send dates: at least one, and at least one date left to train on
-    split = dates[min(max(int(len(dates) * (1 - config.holdout_share)), 1), len(dates) - 1)] if len(dates) > 1 else None
-    train = sends[sends["send_date"] < split] if split is not None else sends
-    test = sends[sends["send_date"] >= split] if split is not None else sends[:0]
+    train, test, split = up.split_by_send_date(sends, config.holdout_share)
     shortfall = explain.uplift_shortfall(everything, train, dates, up.MIN_SENDS_PER_ARM)
     if shortfall is not None:  # an answer, not a failure: the registry (and its champion) stay untouched
         context.log.warning(f"no uplift model registered: {shortfall}")

@@ -7,10 +7,9 @@ import pandas as pd
 from ecomarket_assets import metadata as md
 from ecomarket_assets.campaigns import explain
 from ecomarket_assets.campaigns.guards import export_violations, rule_violations
+from ecomarket_assets.campaigns.inputs import audience_users
 from ecomarket_assets.campaigns.store import CampaignStore
 from ecomarket_assets.defs.campaigns.assets import (
-    _profiles_frame,
-    audience_funnel,
     campaign_audiences,
     campaign_lists,
     campaign_results,
@@ -61,8 +60,8 @@ def campaign_audiences_not_empty(data_dir: DataDirResource) -> dg.AssetCheckResu
     store = CampaignStore(layout)
     specs = [s for s in store.read_specs() if s.enabled]
     audiences = read_frame(store.audiences_path)
-    funnel = audience_funnel(audiences, [s.name for s in specs])
-    why = explain.audience_empty_reason(funnel, specs, _profiles_frame(layout))
+    funnel = explain.audience_funnel(audiences, [s.name for s in specs])
+    why = explain.audience_empty_reason(funnel, specs, audience_users(layout))
     return _empty_result(explain.campaign_audience_reasons(funnel, specs), why,
                          {"campaigns": len(specs), "eligible": int(audiences["eligible"].sum())},
                          "why nobody is eligible")
@@ -76,8 +75,8 @@ def campaign_lists_not_empty(data_dir: DataDirResource) -> dg.AssetCheckResult:
     store = CampaignStore(layout)
     specs = [s for s in store.read_specs() if s.enabled]
     lists, send_funnel = store.read_lists(), read_frame(store.funnel_path)
-    funnel = audience_funnel(read_frame(store.audiences_path), [s.name for s in specs])
-    why = explain.lists_empty_reason(lists, send_funnel, funnel, specs, _profiles_frame(layout))
+    funnel = explain.audience_funnel(read_frame(store.audiences_path), [s.name for s in specs])
+    why = explain.lists_empty_reason(lists, send_funnel, funnel, specs, audience_users(layout))
     return _empty_result(explain.campaign_list_reasons(lists, send_funnel, funnel, specs), why,
                          {"campaigns": len(specs), "recipients": len(lists)}, "why nobody is on its list")
 

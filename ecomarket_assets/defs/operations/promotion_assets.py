@@ -10,14 +10,11 @@ import pandas as pd
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.campaigns import promotion as uplift_promotion
+from ecomarket_assets.campaigns.inputs import read_outcomes
 from ecomarket_assets.campaigns.store import EXPERIMENT as UPLIFT_EXPERIMENT
 from ecomarket_assets.campaigns.store import MODEL_NAME as UPLIFT_MODEL
 from ecomarket_assets.campaigns.store import CampaignStore
-from ecomarket_assets.defs.campaigns.assets import (
-    campaign_results,
-    campaign_uplift_model,
-    read_outcomes,
-)
+from ecomarket_assets.defs.campaigns.assets import campaign_results, campaign_uplift_model
 from ecomarket_assets.defs.forecasting.assets import demand_model, demand_training_set
 from ecomarket_assets.defs.recommender.assets import rec_candidates, recommender_model
 from ecomarket_assets.forecasting import promotion as demand_promotion
@@ -50,7 +47,8 @@ class PromotionConfig(dg.Config):
 
 def failed_upstream_checks(context: dg.AssetExecutionContext) -> list[str]:
     """Checks on assets upstream of this one whose latest evaluation failed with ERROR severity."""
-    from ecomarket_assets.definitions import project_asset_graph  # the definitions import this module
+    # the definitions import this module
+    from ecomarket_assets.definitions import project_asset_graph
 
     graph = project_asset_graph()
     upstream = dg.AssetSelection.assets(context.asset_key).upstream(include_self=False)

@@ -22,7 +22,9 @@ from ecomarket_assets.storage import (
 )
 from ecomarket_assets.text import embeddings as emb
 from ecomarket_assets.text import keywords as kw
+from ecomarket_assets.text import plots
 from ecomarket_assets.text import sentiment as sent
+from ecomarket_assets.text import sentiment_benchmark as bench
 from ecomarket_assets.text.model import EmbeddingModelResource
 
 GROUP = "text"
@@ -101,7 +103,7 @@ def review_insights(data_dir: DataDirResource, embedding_model: EmbeddingModelRe
     paths = sent.insights_paths(layout.root)
     stored = read_frame(layout.table("reviews"))
     if stored.empty:
-        _write_insights(paths, sent.REVIEW_SCORES.empty(), sent.PRODUCT_INSIGHTS.empty(), sent.EVALUATION.empty())
+        _write_insights(paths, sent.REVIEW_SCORES.empty(), sent.PRODUCT_INSIGHTS.empty(), bench.EVALUATION.empty())
         return dg.MaterializeResult(metadata={
             "dagster/row_count": 0, "reviews": 0, "products_with_reviews": 0,
             "model_used": "none", "model_reason": "no reviews in this source",
@@ -111,13 +113,14 @@ def review_insights(data_dir: DataDirResource, embedding_model: EmbeddingModelRe
 
     embed = emb.CachedEmbedder(embedding_model.encoder(), emb.cache_path(layout.root))
     model, reason = sent.choose_model(stored["text"], stored["rating"], embed)
-    held_out = sent.held_out_accuracy(stored, embed) if model.kind == sent.OWN_RATINGS else None
-    benchmark = sent.external_benchmark(embed, own=model if model.kind == sent.OWN_RATINGS else None,
-                                        own_note=reason, chosen=model.kind)
+    held_out = bench.held_out_accuracy(stored, embed) if model.kind == sent.OWN_RATINGS else None
+    benchmark = bench.external_benchmark(embed, bench.sentiment_datasets_dir(),
+                                         own=model if model.kind == sent.OWN_RATINGS else None,
+                                         own_note=reason, chosen=model.kind)
     scored = sent.score_reviews(stored, model)
     phrases = kw.product_keywords(stored, embed(stored["text"]), embed)
     products = sent.product_insights(scored, phrases)
-    _write_insights(paths, scored, products, sent.evaluation_table(benchmark, held_out))
+    _write_insights(paths, scored, products, bench.evaluation_table(benchmark, held_out))
     return dg.MaterializeResult(metadata=_insights_metadata(scored, products, model, reason, held_out, benchmark,
                                                             embed.stats, paths))
 
@@ -127,7 +130,7 @@ def _write_insights(paths: dict, scored: pd.DataFrame, products: pd.DataFrame, e
     folder = paths["reviews"].parent
     build = new_build_dir(folder)
     for name, frame, schema in (("reviews", scored, sent.REVIEW_SCORES), ("products", products, sent.PRODUCT_INSIGHTS),
-                                ("evaluation", evaluation, sent.EVALUATION)):
+                                ("evaluation", evaluation, bench.EVALUATION)):
         write_frame(frame, build / paths[name].name, schema)
     replace_dir(build, folder)
 
@@ -138,7 +141,7 @@ def _rounded(value: float) -> float | None:
 
 
 def _insights_metadata(scored: pd.DataFrame, products: pd.DataFrame, model: sent.SentimentModel, reason: str,
-                       held_out: sent.HeldOut | None, benchmark: pd.DataFrame, stats: emb.EmbedStats,
+                       held_out: bench.HeldOut | None, benchmark: pd.DataFrame, stats: emb.EmbedStats,
                        paths: dict) -> dict[str, object]:
     by_kind = benchmark.set_index("model")
     accuracy_table = benchmark.assign(amazon_accuracy=benchmark["amazon_accuracy"].map(_rounded))[
@@ -169,7 +172,7 @@ def _insights_metadata(scored: pd.DataFrame, products: pd.DataFrame, model: sent
         "mean_score_by_rating": md.table(scored.groupby("rating")["sentiment_score"].mean().round(3)
                                          .rename_axis("stars").reset_index()),
         "most_reviewed_products": md.preview(top),
-        "score_by_rating": md.plot(sent.score_histogram(scored)),
+        "score_by_rating": md.plot(plots.score_histogram(scored)),
         **_stats_metadata(stats),
         "path": dg.MetadataValue.path(str(paths["reviews"])),
         "products_path": dg.MetadataValue.path(str(paths["products"])),

@@ -14,6 +14,7 @@ from ecomarket_assets.resources import DataDirResource
 from ecomarket_assets.storage import read_frame
 from ecomarket_assets.text import embeddings as emb
 from ecomarket_assets.text import sentiment as sent
+from ecomarket_assets.text.checks import check_amazon_accuracy, check_insights
 
 AMAZON_ACCURACY_WARN = 0.7
 
@@ -53,11 +54,11 @@ def review_insights_complete(data_dir: DataDirResource) -> dg.AssetCheckResult:
     layout = data_dir.layout()
     paths = sent.insights_paths(layout.root)
     stored = read_frame(layout.table("reviews"), columns=["review_id"])
-    return _result(sent.check_insights(stored, read_frame(paths["reviews"]), read_frame(paths["products"])))
+    return _result(check_insights(stored, read_frame(paths["reviews"]), read_frame(paths["products"])))
 
 
 @dg.asset_check(asset=review_insights, name="review_sentiment_amazon_accuracy", blocking=False,
                 description=f"Alarm when the chosen sentiment model scores below {AMAZON_ACCURACY_WARN:.0%} on the UCI Amazon sentences.")
 def review_sentiment_amazon_accuracy(data_dir: DataDirResource) -> dg.AssetCheckResult:
     evaluation = read_frame(sent.insights_paths(data_dir.layout().root)["evaluation"])
-    return _result(sent.check_amazon_accuracy(evaluation, AMAZON_ACCURACY_WARN), dg.AssetCheckSeverity.WARN)
+    return _result(check_amazon_accuracy(evaluation, AMAZON_ACCURACY_WARN), dg.AssetCheckSeverity.WARN)
