@@ -47,6 +47,23 @@ def test_definitions_load_without_deprecations():
     assert loaded["start"].startswith("2025-06-05")  # default: the simulator's first day
 
 
+def test_importing_the_package_prints_nothing():
+    """No MLflow type-hint or other warning when the code location loads (each pyfunc has a typed predict)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOMARKET_")}
+    script = "from ecomarket_assets.definitions import defs; defs().resolve_asset_graph()"
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True)
+    assert (out.stdout, out.stderr) == ("", "")
+
+
+def test_every_model_has_a_promotion_job_and_a_load_and_predict_check():
+    loaded = load_in_fresh_process()
+    assert {"promote_demand_model_job", "promote_recommender_job", "promote_campaign_uplift_job"} <= set(loaded["jobs"])
+    assert {"demand_model_promotion", "recommender_promotion", "campaign_uplift_promotion"} <= set(loaded["assets"])
+    assert "registered_version_loads_and_predicts" in loaded["checks"]
+
+
 def test_partitions_start_is_configurable():
     loaded = load_in_fresh_process({"ECOMARKET_PARTITIONS_START": "2010-12-01"})
     assert loaded["start"].startswith("2010-12-01")
