@@ -235,3 +235,8 @@ def test_a_missing_database_is_created_once_by_concurrent_steps(tmp_path):
     assert all(out.strip() == "2" for out, _ in outcomes)  # Default + concurrent, created once
     assert len(MlflowClient(tracking_uri=uri).search_experiments()) == 2
     assert os.path.exists(tmp_path / "fresh" / "mlflow.db")
+
+
+def test_a_promotion_step_with_nothing_registered_says_so(tracking, tmp_path):
+    meta = _promote(tracking, dg.DagsterInstance.ephemeral(), tmp_path)
+    assert meta["decision"] == "nothing_to_decide" and "no registered version" in meta["reason"]

@@ -73,8 +73,11 @@ def promote(context: dg.AssetExecutionContext, config: PromotionConfig, mlflow_t
         policy = promotion.PromotionPolicy(policy.primary, policy.guards, config.margin, policy.min_holdout_days)
     challenger_mv = (client.get_model_version(name, config.version) if config.version
                      else registry.alias_version(client, name, registry.CHALLENGER))
-    if challenger_mv is None:
-        raise dg.Failure(f"model {name!r} has no registered version to decide on: materialize its model first")
+    if challenger_mv is None:  # an answer, not a failure: e.g. too few sends for an uplift model yet
+        reason = f"model {name!r} has no registered version to decide on yet"
+        context.log.info(reason)
+        return dg.MaterializeResult(metadata={"decision": "nothing_to_decide", "reason": reason,
+                                              "champion_after": "none"})
     challenger = str(challenger_mv.version)
     current = registry.champion_version(client, name)
     champion = None if current is None else str(current.version)
