@@ -6,6 +6,7 @@ checkout), so `make dev` then shows every materialization, its metadata and chec
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
@@ -49,6 +50,7 @@ def source_days(source: ShopSourceResource, data_dir: DataDirResource) -> tuple[
 
 
 def main() -> int:
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # MLflow's INFO chatter would drown the progress lines
     started = time.time()
     defs = load_defs()
     instance = _instance()
