@@ -10,8 +10,8 @@ from ecomarket_assets.ingestion.adapters.canonical import UNREADABLE_FILES
 from ecomarket_assets.ingestion.adapters.dates import validate_date_format
 from ecomarket_assets.ingestion.file_errors import describe, fix_for
 from ecomarket_assets.ingestion.staging import StagedSource, stage, stage_dir
-from ecomarket_assets.ingestion.tables import SourceTables
 from ecomarket_assets.simulator.shop import SimConfig, simulate
+from ecomarket_assets.source_tables import SourceTables
 from ecomarket_assets.storage import is_remote
 
 SOURCE_KINDS = ("simulator", "online_retail", "retailrocket", "canonical")

@@ -26,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ecomarket_assets import storage
-from ecomarket_assets.ingestion.tables import SOURCE_RECORD, SourceTables, empty_rejects
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, QUARANTINE_REASON, REVIEWS
+from ecomarket_assets.source_tables import SOURCE_RECORD, SourceTables, empty_rejects
 
 UNDATED = "undated"
 MISSING_TIME = "missing_time"
