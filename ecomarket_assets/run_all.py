@@ -1,4 +1,4 @@
-"""`make run`: materialize the whole asset graph once on the configured source (simulator by default).
+"""`make run`: materialize the whole asset graph once on the configured source (the simulated shop by default).
 
 Runs go into the Dagster instance at $DAGSTER_HOME (the Makefile points it at the
 checkout), so `make dev` then shows every materialization, its metadata and checks.

@@ -1,7 +1,7 @@
 """What every source returns: the file adapters and the simulated shop alike.
 
 It sits beside schemas.py, not in ingestion/, because both ingestion and the
-simulator build it and neither should import the other for it.
+shop simulation build it, and neither should import the other for it.
 """
 
 from __future__ import annotations

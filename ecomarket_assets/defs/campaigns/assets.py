@@ -33,8 +33,6 @@ from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_re
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.recommender.store import RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
-from ecomarket_assets.simulator import campaigns as sim_campaigns
-from ecomarket_assets.simulator.shop import AFFINITY_TRUTH
 from ecomarket_assets.storage import read_frame, write_frame
 
 GROUP = "campaigns"
@@ -237,21 +235,22 @@ def list_rule_shares(audiences: pd.DataFrame, funnel: pd.DataFrame) -> pd.DataFr
     owners=OWNERS,
     deps=[campaign_lists, raw_events],
     description="Purchases that can answer the campaigns: the shop's purchase events from the first send date on. "
-    "The built-in simulator's shop ends before the sends, so for it the outcomes are simulated from its true "
-    "campaign response (uplift depends on the person and the offer), and the true uplift per send is kept beside.",
+    "Where the source knows how customers truly answer a message (the built-in simulated shop, whose history ends "
+    "before the sends), the outcomes are simulated from that true response (uplift depends on the person and the "
+    "offer), and the true uplift per send is kept beside.",
 )
 def campaign_outcomes(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = CampaignStore(layout)
     lists = store.read_lists()
-    truth = source.truth(layout, AFFINITY_TRUTH)
+    truth = source.truth(layout)
     if truth is not None and len(lists):
         catalog = read_frame(layout.table("catalog"))
-        response = sim_campaigns.true_response(lists, truth, catalog)
-        purchases = sim_campaigns.simulate_outcomes(lists, response, truth, catalog, seed=source.sim_seed)
+        response = truth.campaign_response(lists, catalog)
+        purchases = truth.simulate_outcomes(lists, response, catalog)
         observed_until = (lists["send_time"] + pd.to_timedelta(lists["measurement_days"], unit="D")).max()
         write_frame(pd.concat([lists[SEND_KEY], response], axis=1), store.outcomes / "true_response.parquet")
-        origin = "simulated from the simulator's true campaign response"
+        origin = "simulated from the source's true campaign response"
     else:
         purchases, observed_until = _observed_purchases(layout, lists)
         origin = "raw_events purchases"
@@ -275,7 +274,7 @@ def _observed_purchases(layout, lists: pd.DataFrame) -> tuple[pd.DataFrame, pd.T
 
 
 def read_outcomes(store: CampaignStore) -> pd.DataFrame:
-    """Lists with attributed outcomes (and the true response, for the simulator)."""
+    """Lists with attributed outcomes (and the true response, where the source knows it)."""
     purchases = read_frame(store.outcomes / "purchases.parquet")
     until = read_frame(store.outcomes / "observed_until.parquet")["observed_until"].iloc[0]
     sends = attribute_outcomes(store.read_lists(), purchases, pd.Timestamp(until))
@@ -292,8 +291,8 @@ def read_outcomes(store: CampaignStore) -> pd.DataFrame:
     deps=[campaign_outcomes],
     description="Each campaign's uplift once its measurement windows have closed: conversion and revenue per "
     "recipient in treatment vs control, the difference with a 95% Welch interval, incremental conversions and "
-    "revenue. Per campaign (all send dates) and per send. On the simulator, also the true uplift and whether "
-    "the interval holds it.",
+    "revenue. Per campaign (all send dates) and per send. Where the source knows the true uplift (the built-in "
+    "simulated shop), also that and whether the interval holds it.",
 )
 def campaign_results(data_dir: DataDirResource) -> dg.MaterializeResult:
     store = CampaignStore(data_dir.layout())
@@ -328,8 +327,8 @@ def campaign_results(data_dir: DataDirResource) -> dg.MaterializeResult:
     deps=[campaign_results],
     description="Who is persuadable: an X-learner (LightGBM) on past sends' treatment/control outcomes. Scored "
     "on the later send dates (never trained on them) by Qini curves against random and propensity targeting "
-    "(and, on the simulator, by true incremental conversions at each send's budget); the version that serves is "
-    "refitted on all sends and registered as `campaign_uplift` (challenger; the first version also champion). "
+    "(and, where the source knows the truth, by true incremental conversions at each send's budget); the served "
+    "version is refitted on all sends and registered as `campaign_uplift` (challenger; the first version also champion). "
     "campaign_audiences ranks by it once it is champion.",
 )
 def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfig, data_dir: DataDirResource,
@@ -351,7 +350,7 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
             "completed_send_dates": len(dates)})
     evaluated = up.fit_x_learner(train)
     evaluation = up.evaluate_targeting(evaluated, test)
-    truth = source.truth(layout, AFFINITY_TRUTH)
+    truth = source.truth(layout)
     at_budget = None
     if truth is not None:
         pools = read_frame(store.audiences_path)

@@ -37,7 +37,7 @@ from ecomarket_assets.forecasting.store import (
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
-from ecomarket_assets.storage import read_frame, write_frame
+from ecomarket_assets.storage import write_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
 GROUP = "forecasting"
@@ -69,7 +69,7 @@ def demand_training_set(data_dir: DataDirResource, source: ShopSourceResource,
     layout = data_dir.layout()
     store = ForecastStore(layout)
     with compute.session() as engine:  # the product-day aggregation over all events runs on the engine
-        panel = panel_from_layout(layout, source.kind, engine)
+        panel = panel_from_layout(layout, source.sales_calendar, engine)
         engine_meta = engine.metadata()
     basis = _embedding_basis(layout)
     long = panel_to_long(panel)
@@ -256,7 +256,8 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
     deps=[demand_model, demand_training_set],
     description="Rolling-origin backtest over the last two 28-day windows: the model (retrained at each origin "
     "with the tuned settings) against seasonal naive, a 28-day moving average and AutoETS. WAPE, MASE and bias "
-    "per product-day and product-week, P10-P90 coverage; on the simulator also against the true demand rate.",
+    "per product-day and product-week, P10-P90 coverage; where the source knows the true demand rate (the built-in "
+    "simulated shop), also against it.",
 )
 def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource,
                     mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
@@ -268,7 +269,9 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
     sums = PanelSums(panel)
     train = tr.make_training_set(panel, basis, cumulative=sums)
     start = time.perf_counter()
-    result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis, _truth_demand(source, layout), sums)
+    truth = source.truth(layout)
+    result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis,
+                             None if truth is None else truth.demand(), sums)
     seconds = time.perf_counter() - start
     write_frame(result.table, store.backtest / "metrics.parquet")
     write_frame(result.predictions, store.backtest / "predictions.parquet")
@@ -301,9 +304,3 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
         meta["against_true_demand"] = md.table(result.truth_table.round(4))
         meta["model_wape_vs_truth"] = float(result.truth_table.set_index("method").loc[bt.MODEL, "wape_vs_truth"])
     return dg.MaterializeResult(metadata=meta)
-
-
-def _truth_demand(source: ShopSourceResource, layout) -> pd.DataFrame | None:
-    truth = source.staged(layout).truth_dir
-    path = truth / "demand.parquet" if truth else None
-    return read_frame(path, columns=["date", "product_id", "expected_units"]) if path and path.exists() else None

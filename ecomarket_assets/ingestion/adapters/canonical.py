@@ -1,6 +1,6 @@
 """Read data that is already in the canonical schemas, plus the shared coercion helpers.
 
-The canonical format is what the simulator and partners who follow our schema
+The canonical format is what the simulated shop and partners who follow our schema
 deliver: an events file (CSV, CSV.GZ or Parquet) or a folder with `events.*`
 and optional `catalog.*`, `customers.*`, `reviews.*`. Column *names* must match
 exactly (a missing column is a contract breach, so it raises `SchemaError`),
