@@ -1,15 +1,17 @@
-"""Shared Dagster resources, configured from environment variables with working defaults."""
+"""Shared Dagster resources. Every field has a working default; settings.py binds fields to environment variables
+(read when a run launches) and defs/resources.py registers what it builds."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from ecomarket_assets.campaigns.store import specs_dir
 from ecomarket_assets.forecasting import calendar as cal
+from ecomarket_assets.forecasting.features import HORIZON
 from ecomarket_assets.ingestion import landing
 from ecomarket_assets.ingestion.sources import (
     FILE_KINDS,
@@ -28,7 +30,7 @@ SOURCE_KINDS = (SIMULATOR, *FILE_KINDS)
 
 
 class DataDirResource(dg.ConfigurableResource):
-    """The one data directory; empty means `ECOMARKET_DATA_DIR` or `./data` in the checkout."""
+    """The one data directory: a folder or a URL such as s3://bucket/prefix; empty means `./data` in the checkout."""
 
     path: str = ""
 
@@ -57,23 +59,6 @@ class ShopSourceResource(dg.ConfigurableResource):
     # CSV name,start,days,discount of the site-wide sales the shop has planned; empty = the source's own plan
     # (the simulated shop's) or the Black Friday rule.
     sales_calendar_csv: str = ""
-
-    @classmethod
-    def from_env(cls) -> ShopSourceResource:
-        env = os.environ
-        return cls(
-            kind=env.get("ECOMARKET_SOURCE", SIMULATOR),
-            path=env.get("ECOMARKET_SOURCE_PATH", ""),
-            sim_users=int(env.get("ECOMARKET_SIM_USERS", SimConfig.n_users)),
-            sim_products=int(env.get("ECOMARKET_SIM_PRODUCTS", SimConfig.n_products)),
-            sim_days=int(env.get("ECOMARKET_SIM_DAYS", SimConfig.n_days)),
-            sim_start=env.get("ECOMARKET_SIM_START", DEFAULT_START.isoformat()),
-            sim_seed=int(env.get("ECOMARKET_SIM_SEED", SimConfig.seed)),
-            sim_shift_day=int(env.get("ECOMARKET_SIM_SHIFT_DAY", SimConfig.shift_day)),
-            landing_dir=env.get("ECOMARKET_LANDING_DIR", ""),
-            date_format=env.get("ECOMARKET_SOURCE_DATE_FORMAT", ""),
-            sales_calendar_csv=env.get("ECOMARKET_SALES_CALENDAR", ""),
-        )
 
     def sim_config(self) -> SimConfig:
         return SimConfig(n_users=self.sim_users, n_products=self.sim_products, n_days=self.sim_days,
@@ -125,3 +110,51 @@ class ShopSourceResource(dg.ConfigurableResource):
 def _simulated(sim: SimConfig) -> BuiltTables:
     shop = simulate(sim)
     return shop.tables, shop.truth
+
+
+class ForecastTrainingResource(dg.ConfigurableResource):
+    """How hard `demand_model` searches, and the newest days it leaves out for the promotion step.
+
+    Settings of the deployment (the launchpad's resources section overrides them for one run); the per-run seed
+    stays in the asset's run config.
+    """
+
+    n_trials: int = 15  # Optuna trials
+    timeout_seconds: int = 900  # Optuna time budget; the search stops at whichever comes first
+    # The last days the registered version never learns from: the fresh hold-out on which the promotion
+    # step compares it with the champion (features at forecast time still read every day).
+    holdout_days: int = HORIZON
+
+
+class DriftThresholdsResource(dg.ConfigurableResource):
+    """When the drift checks fail. The thresholds are kept in each monitor's summary, so a check judges with
+    what its asset ran with.
+
+    Decimal numbers are text here: Dagster's config fills only str, int and bool fields from an environment
+    variable (there is no float `EnvVar`), and these must be read when a run launches.
+    """
+
+    max_drifted_share: str = "0.3"  # share of drifted columns above which a drift check fails
+    max_cold_start_change: str = "0.1"  # largest move of the cold-start share of recommendations
+
+    def thresholds(self) -> dict[str, float]:
+        return {name: _share(name, getattr(self, name)) for name in ("max_drifted_share", "max_cold_start_change")}
+
+
+def _share(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"drift threshold {name}={text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"drift threshold {name}={value} must lie between 0 and 1")
+    return value
+
+
+class CampaignsResource(dg.ConfigurableResource):
+    """Where marketing keeps the campaign YAML specs; empty = `campaigns/` in the checkout."""
+
+    specs_dir: str = ""
+
+    def folder(self) -> Path:
+        return specs_dir(self.specs_dir)

@@ -19,6 +19,7 @@ from ecomarket_assets.definitions import defs as load_defs
 from ecomarket_assets.ingestion.staging import UNDATED
 from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.settings import plain
 
 UNPARTITIONED_ROOTS = ["catalog", "customers", "reviews"]
 
@@ -56,8 +57,7 @@ def main() -> int:
     started = time.time()
     defs = load_defs()
     instance = _instance()
-    resources = defs.resources
-    data_dir, source = resources["data_dir"], resources["source"]
+    data_dir, source = plain(DataDirResource), plain(ShopSourceResource)  # what this run's resources resolve to
     layout = data_dir.layout()
     print(f"source: {source.kind} {source.path or ''}  data directory: {layout.root}")
 

@@ -21,6 +21,7 @@ from ecomarket_assets.forecasting.serving import ARTIFACT, DemandForecaster, sav
 from ecomarket_assets.forecasting.store import ForecastStore, tuning_from_dict
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, pip_requirements
+from ecomarket_assets.settings import plain
 from ecomarket_assets.storage import DataLayout
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ class Platform:
         from ecomarket_assets.definitions import defs
 
         self.defs = defs()
-        self.tracking = MlflowResource()
+        self.tracking = plain(MlflowResource)
         self.client = self.tracking.client()
 
     def shift(self) -> None:

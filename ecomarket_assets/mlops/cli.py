@@ -12,6 +12,7 @@ import argparse
 
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource
+from ecomarket_assets.settings import plain
 
 MODELS = ("demand_forecaster", "recommender", "campaign_uplift")
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     back.add_argument("model")
     back.add_argument("--reason", default="manual rollback")
     args = parser.parse_args(argv)
-    client = MlflowResource().client()
+    client = plain(MlflowResource).client()
     if args.command == "status":
         print("\n".join(status(client, args.models)))
         return

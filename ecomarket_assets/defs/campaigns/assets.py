@@ -22,7 +22,6 @@ from ecomarket_assets.campaigns.store import (
     MODEL_NAME,
     CampaignStore,
     export_lists,
-    specs_dir,
 )
 from ecomarket_assets.defs.ingestion.assets import raw_events
 from ecomarket_assets.defs.profiles.assets import user_daily_activity, user_profiles, user_segments
@@ -32,17 +31,13 @@ from ecomarket_assets.mlops import registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.recommender.store import RecStore
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.resources import CampaignsResource, DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import read_frame, write_frame
 
 GROUP = "campaigns"
 OWNERS = ["team:marketing-ops"]
 IN_STOCK_DAYS = 14
 SEND_KEY = ["campaign", "user_id", "send_date"]
-
-
-class SpecsConfig(dg.Config):
-    folder: str = ""  # empty = ECOMARKET_CAMPAIGNS_DIR or campaigns/ in the checkout
 
 
 class AudiencesConfig(dg.Config):
@@ -73,9 +68,9 @@ def _profiles_frame(layout) -> pd.DataFrame:
     "validated against a schema and against the profile columns their rules use; a bad file fails the run "
     "with every problem named by file and field.",
 )
-def campaign_specs(config: SpecsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
+def campaign_specs(data_dir: DataDirResource, campaigns: CampaignsResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
-    folder = Path(config.folder).expanduser().resolve() if config.folder else specs_dir()
+    folder = campaigns.folder()
     profiles = _profiles_frame(layout)
     try:  # also a dry run: every rule is evaluated on the real profiles, so it cannot fail at send time
         specs = load_specs(folder, allowed_columns=set(profiles.columns), profiles=profiles)

@@ -1,6 +1,5 @@
 """Forecasting assets: sales panel -> tuned LightGBM in MLflow -> 28-day forecast, and the backtest."""
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from ecomarket_assets.forecasting import forecast as fc
 from ecomarket_assets.forecasting import model as dm
 from ecomarket_assets.forecasting import plots
 from ecomarket_assets.forecasting import training as tr
-from ecomarket_assets.forecasting.features import HORIZON, EmbeddingBasis, PanelSums
+from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
 from ecomarket_assets.forecasting.model import feature_importance
 from ecomarket_assets.forecasting.panel import (
     calendar_to_frame,
@@ -36,7 +35,7 @@ from ecomarket_assets.forecasting.store import (
 )
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags, pip_requirements
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.resources import DataDirResource, ForecastTrainingResource, ShopSourceResource
 from ecomarket_assets.storage import write_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
@@ -45,14 +44,10 @@ OWNERS = ["team:data-science"]
 
 
 class DemandModelConfig(dg.Config):
-    """Optuna budget; defaults from ECOMARKET_FORECAST_TRIALS / ECOMARKET_FORECAST_TIMEOUT."""
+    """Per-run knobs. The Optuna budget and the hold-out days are deployment settings, on the
+    `forecast_training` resource (ForecastTrainingResource; the launchpad overrides them there for one run)."""
 
-    n_trials: int = int(os.environ.get("ECOMARKET_FORECAST_TRIALS", "15"))
-    timeout_seconds: float = float(os.environ.get("ECOMARKET_FORECAST_TIMEOUT", "900"))
     seed: int = 7
-    # The last days the registered version never learns from: the fresh hold-out on which the promotion
-    # step compares it with the champion (features at forecast time still read every day).
-    holdout_days: int = int(os.environ.get("ECOMARKET_FORECAST_HOLDOUT_DAYS", str(HORIZON)))
 
 
 @dg.asset(
@@ -127,17 +122,19 @@ def _embedding_basis(layout) -> EmbeddingBasis | None:
     "first version is also champion).",
 )
 def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, data_dir: DataDirResource,
-                 mlflow_tracking: MlflowResource, compute: ComputeResource) -> dg.MaterializeResult:
+                 mlflow_tracking: MlflowResource, compute: ComputeResource,
+                 forecast_training: ForecastTrainingResource) -> dg.MaterializeResult:
     store = ForecastStore(data_dir.layout())
     panel, basis = store.read_panel(), store.read_basis()
     plan = tr.plan_folds(len(panel.days))
     sums = PanelSums(panel)
     train = tr.make_training_set(panel, basis, seed=config.seed, cumulative=sums)
     folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
-    tuning = tr.tune(train, folds, n_trials=config.n_trials, timeout=config.timeout_seconds, seed=config.seed)
+    tuning = tr.tune(train, folds, n_trials=forecast_training.n_trials, timeout=forecast_training.timeout_seconds,
+                     seed=config.seed)
     context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
     start = time.perf_counter()
-    origin = len(panel.days) - 1 - config.holdout_days
+    origin = len(panel.days) - 1 - forecast_training.holdout_days
     with compute.session() as engine:  # the final fit (mean + 3 quantiles) is data-parallel on a Dask engine
         trainer = dm.dask_trainer(engine.client, engine.workers) if engine.is_dask else None
         model = tr.fit_final(train, tuning, basis, origin=origin, trainer=trainer)
