@@ -35,7 +35,8 @@ def main() -> None:
         run_stage("ingest", ["catalog", "customers", "reviews"]),
         run_stage("ingest", ["raw_events"], partitioned=True),
         run_stage("ingest", ["product_embeddings", "demand_training_set"]),
-        run_stage("train", ["demand_model"], run_config={"ops": {"demand_model": {"config": {"n_trials": args.trials}}}}),
+        run_stage("train", ["demand_model"],
+                  run_config={"resources": {"forecast_training": {"config": {"n_trials": args.trials}}}}),
         run_stage("backtest", ["demand_backtest"]),
     ]
     _report(root / "data", stages)

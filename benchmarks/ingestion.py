@@ -38,7 +38,7 @@ def ingest_all(n_events: int, queue: mp.Queue) -> None:
     import pandas as pd
 
     from ecomarket_assets.ingestion.pipeline import ingest_events_day, ingest_table
-    from ecomarket_assets.ingestion.sources import SourceSpec, staged
+    from ecomarket_assets.resources import ShopSourceResource
     from ecomarket_assets.schemas import CATALOG
     from ecomarket_assets.simulator.shop import SimConfig
     from ecomarket_assets.storage import DataLayout
@@ -48,7 +48,7 @@ def ingest_all(n_events: int, queue: mp.Queue) -> None:
     try:
         layout = DataLayout(root)
         start = time.perf_counter()
-        source = staged(SourceSpec(sim=cfg), root)
+        source = ShopSourceResource(sim_users=cfg.n_users, sim_products=cfg.n_products).staged(layout)
         staged_seconds = time.perf_counter() - start
         catalog, _ = ingest_table(CATALOG, source.table("catalog"), layout)
         products = pd.Index(catalog["product_id"])

@@ -248,6 +248,7 @@ def run_one(engine_kind: str, n: int, work_dir: Path, worker_memory: str, worker
     from ecomarket_assets.forecasting.panel import panel_from_layout
     from ecomarket_assets.profiles import activity as act
     from ecomarket_assets.profiles.features import user_features as build_user_features
+    from ecomarket_assets.resources import ShopSourceResource
     from ecomarket_assets.storage import DataLayout, read_frame
 
     layout = DataLayout(work_dir / label(n))
@@ -294,7 +295,7 @@ def run_one(engine_kind: str, n: int, work_dir: Path, worker_memory: str, worker
             out["user_features_s"], out["feature_rows"] = t1 - t0, len(features)
             del features
             sampler.phase = "demand"
-            panel = panel_from_layout(layout, "simulator", engine)
+            panel = panel_from_layout(layout, ShopSourceResource().sales_calendar, engine)
             out["demand_s"] = time.perf_counter() - t1
             out["panel_products"], out["panel_days"] = len(panel.product_ids), len(panel.days)
             out["total_s"] = out["user_features_s"] + out["demand_s"]

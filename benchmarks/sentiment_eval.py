@@ -37,18 +37,19 @@ def main() -> None:
 
     import pandas as pd
 
+    from ecomarket_assets.resources import DataDirResource
+    from ecomarket_assets.settings import plain
     from ecomarket_assets.simulator.shop import simulate
-    from ecomarket_assets.storage import default_data_dir
     from ecomarket_assets.text import embeddings as emb
     from ecomarket_assets.text import sentiment as sent
     from ecomarket_assets.text import sentiment_benchmark as bench
     from ecomarket_assets.text.model import EmbeddingModelResource
 
-    cache = args.cache or emb.cache_path(default_data_dir())
-    datasets = bench.sentiment_datasets_dir(str(args.datasets or ""))
+    cache = args.cache or emb.cache_path(plain(DataDirResource).layout().root)
+    datasets = bench.sentiment_datasets_dir(str(args.datasets or plain(EmbeddingModelResource).sentiment_data))
 
     start = time.perf_counter()
-    encoder = EmbeddingModelResource().encoder()
+    encoder = plain(EmbeddingModelResource).encoder()
     encoder.model  # noqa: B018 - load now (it is lazy) so the load is timed apart from encoding
     load_seconds = time.perf_counter() - start
     embed = emb.CachedEmbedder(encoder, cache)

@@ -33,14 +33,16 @@ def _stage(name: str, selection: list[str], partitioned: bool, run_config: dict,
 
     from ecomarket_assets.definitions import defs as load_defs
     from ecomarket_assets.partitions import partition_range_tags
+    from ecomarket_assets.resources import DataDirResource, ShopSourceResource
     from ecomarket_assets.run_all import source_days
+    from ecomarket_assets.settings import plain
 
     defs = load_defs()
     job = defs.resolve_implicit_global_asset_job_def()
     keys = dg.AssetSelection.assets(*selection).resolve(defs.resolve_asset_graph())
     tags = {}
     if partitioned:
-        first, last = source_days(defs.resources["source"], defs.resources["data_dir"])
+        first, last = source_days(plain(ShopSourceResource), plain(DataDirResource))
         tags = partition_range_tags(first, last)
     config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **run_config}
     start = time.perf_counter()

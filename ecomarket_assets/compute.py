@@ -1,6 +1,6 @@
 """The compute engine: `local` (pandas in the run's process, the default) or `dask` (a Dask cluster).
 
-One switch, `ECOMARKET_ENGINE` (or the resource's `engine`): with `dask`, `ECOMARKET_DASK_SCHEDULER=tcp://host:8786`
+One switch, the resource's `engine` (`ECOMARKET_ENGINE`): with `dask`, `ECOMARKET_DASK_SCHEDULER=tcp://host:8786`
 joins an existing cluster; without it a `distributed.LocalCluster` is started once per run process and shared by
 its steps (tests, the demo and the benchmark). Event-heavy aggregations take a pandas or a Dask frame, so each is
 written once; per-day work (ingestion, daily activity) goes through `Engine.map`, one task per day.
@@ -9,7 +9,6 @@ written once; per-day work (ingestion, daily activity) goes through `Engine.map`
 from __future__ import annotations
 
 import atexit
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -118,13 +117,6 @@ class ComputeResource(dg.ConfigurableResource):
     workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str = "auto"  # per worker, e.g. "2GiB"; past it workers spill to disk
-
-    @classmethod
-    def from_env(cls) -> ComputeResource:
-        env = os.environ
-        return cls(engine=env.get("ECOMARKET_ENGINE", "local"), scheduler=env.get("ECOMARKET_DASK_SCHEDULER", ""),
-                   workers=int(env.get("ECOMARKET_DASK_WORKERS", "2")),
-                   memory_limit=env.get("ECOMARKET_DASK_MEMORY_LIMIT", "auto"))
 
     @contextmanager
     def session(self) -> Iterator[Engine]:

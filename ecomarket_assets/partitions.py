@@ -1,20 +1,17 @@
 """The daily partitions of event-driven assets.
 
-The first day comes from `ECOMARKET_PARTITIONS_START` (default: the simulator's
-first day), so a real shop's history (e.g. 2010-12-01 for Online Retail) fits.
+The first day is the setting `ECOMARKET_PARTITIONS_START` (default: the built-in simulated shop's first
+day), so a real shop's history (e.g. 2010-12-01 for Online Retail) fits. It is read when the definitions
+load: partitions belong to the code location, not to a run (see settings.py).
 """
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from ecomarket_assets.simulator.shop import DEFAULT_START
+from ecomarket_assets.settings import partitions_start
 
-PARTITIONS_START = os.environ.get("ECOMARKET_PARTITIONS_START", DEFAULT_START.isoformat())
-
-daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
+daily_partitions = dg.DailyPartitionsDefinition(start_date=partitions_start(), timezone="UTC")
 
 
 def partition_range_tags(first: str, last: str) -> dict[str, str]:
@@ -22,7 +19,7 @@ def partition_range_tags(first: str, last: str) -> dict[str, str]:
 
     Dagster 1.13 has no public argument for a partition range in `dg.materialize`
     or `execute_in_process` (only `partition_key`), and exports these tag names
-    only from `dagster._core`. The tags themselves are the interface the UI, the
+    only from its private modules. The tags themselves are the interface the UI, the
     CLI's `--partition-range` and single-run backfills use to launch a range, so
     they are spelled here, once.
     """

@@ -1,22 +1,36 @@
-"""Shared Dagster resources, configured from environment variables with working defaults."""
+"""Shared Dagster resources. Every field has a working default; settings.py binds fields to environment variables
+(read when a run launches) and defs/resources.py registers what it builds."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
+from ecomarket_assets.campaigns.store import specs_dir
+from ecomarket_assets.forecasting import calendar as cal
+from ecomarket_assets.forecasting.features import HORIZON
 from ecomarket_assets.ingestion import landing
-from ecomarket_assets.ingestion.sources import SourceSpec, staged
+from ecomarket_assets.ingestion.sources import (
+    FILE_KINDS,
+    BuiltTables,
+    SourceSpec,
+    staged,
+    staged_tables,
+)
 from ecomarket_assets.ingestion.staging import StagedSource
-from ecomarket_assets.simulator.shop import DEFAULT_START, SimConfig
+from ecomarket_assets.simulator.shop import DEFAULT_START, SimConfig, simulate
+from ecomarket_assets.simulator.truth import ShopTruth, sale_plan
 from ecomarket_assets.storage import DataLayout, default_data_dir
+
+SIMULATOR = "simulator"  # the user-facing kind of the built-in simulated shop (ECOMARKET_SOURCE=simulator)
+SOURCE_KINDS = (SIMULATOR, *FILE_KINDS)
 
 
 class DataDirResource(dg.ConfigurableResource):
-    """The one data directory; empty means `ECOMARKET_DATA_DIR` or `./data` in the checkout."""
+    """The one data directory: a folder or a URL such as s3://bucket/prefix; empty means `./data` in the checkout."""
 
     path: str = ""
 
@@ -25,9 +39,12 @@ class DataDirResource(dg.ConfigurableResource):
 
 
 class ShopSourceResource(dg.ConfigurableResource):
-    """Which shop to read. `kind`: simulator | online_retail | retailrocket | canonical."""
+    """Which shop to read, and the one door to what only a simulated shop knows (its ground truth).
 
-    kind: str = "simulator"
+    `kind`: simulator (the built-in simulated shop, `sim_*` fields) | online_retail | retailrocket | canonical.
+    """
+
+    kind: str = SIMULATOR
     path: str = ""
     sim_users: int = SimConfig.n_users
     sim_products: int = SimConfig.n_products
@@ -39,45 +56,40 @@ class ShopSourceResource(dg.ConfigurableResource):
     # Day/month order of numeric dates such as 01/08/2025: dayfirst, monthfirst or a strftime format.
     # Empty: the only order the file's values allow; a file they leave ambiguous is refused.
     date_format: str = ""
+    # CSV name,start,days,discount of the site-wide sales the shop has planned; empty = the source's own plan
+    # (the simulated shop's) or the Black Friday rule.
+    sales_calendar_csv: str = ""
 
-    @classmethod
-    def from_env(cls) -> ShopSourceResource:
-        env = os.environ
-        return cls(
-            kind=env.get("ECOMARKET_SOURCE", "simulator"),
-            path=env.get("ECOMARKET_SOURCE_PATH", ""),
-            sim_users=int(env.get("ECOMARKET_SIM_USERS", SimConfig.n_users)),
-            sim_products=int(env.get("ECOMARKET_SIM_PRODUCTS", SimConfig.n_products)),
-            sim_days=int(env.get("ECOMARKET_SIM_DAYS", SimConfig.n_days)),
-            sim_start=env.get("ECOMARKET_SIM_START", DEFAULT_START.isoformat()),
-            sim_seed=int(env.get("ECOMARKET_SIM_SEED", SimConfig.seed)),
-            sim_shift_day=int(env.get("ECOMARKET_SIM_SHIFT_DAY", SimConfig.shift_day)),
-            landing_dir=env.get("ECOMARKET_LANDING_DIR", ""),
-            date_format=env.get("ECOMARKET_SOURCE_DATE_FORMAT", ""),
-        )
-
-    def spec(self) -> SourceSpec:
-        sim = SimConfig(n_users=self.sim_users, n_products=self.sim_products, n_days=self.sim_days,
-                        start_date=dt.date.fromisoformat(self.sim_start), seed=self.sim_seed,
-                        shift_day=self.sim_shift_day)
-        return SourceSpec(kind=self.kind, path=self.path or None, sim=sim, date_format=self.date_format or None)
+    def sim_config(self) -> SimConfig:
+        return SimConfig(n_users=self.sim_users, n_products=self.sim_products, n_days=self.sim_days,
+                         start_date=dt.date.fromisoformat(self.sim_start), seed=self.sim_seed,
+                         shift_day=self.sim_shift_day)
 
     def staged(self, layout: DataLayout) -> StagedSource:
-        return staged(self.spec(), layout.root)
+        """The shop's tables staged by day (see ingestion/staging.py), built on first use."""
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"unknown source kind {self.kind!r}; choose one of {', '.join(SOURCE_KINDS)}")
+        if self.kind == SIMULATOR:
+            sim = self.sim_config()
+            return staged_tables(layout.root, SIMULATOR, sim.fingerprint(), lambda: _simulated(sim),
+                                 description=f"simulator {sim}")
+        return staged(SourceSpec(self.kind, self.path or None, self.date_format or None), layout.root)
 
     def landing_path(self, layout: DataLayout) -> Path:
         return Path(self.landing_dir) if self.landing_dir else layout.landing
 
-    def truth(self, layout: DataLayout, names: tuple[str, ...]) -> dict | None:
-        """The simulator's ground-truth tables by name, or None for real sources (or a staging without them)."""
-        if self.kind != "simulator":
+    def truth(self, layout: DataLayout) -> ShopTruth | None:
+        """The shop's ground truth where the source knows it (the built-in simulated shop), else None."""
+        if self.kind != SIMULATOR:
             return None
-        truth_dir = self.staged(layout).truth_dir
-        if not truth_dir or not all((truth_dir / f"{n}.parquet").exists() for n in names):
-            return None
-        from ecomarket_assets.storage import read_frame
+        folder = self.staged(layout).truth_dir
+        return None if folder is None else ShopTruth(folder, seed=self.sim_seed)
 
-        return {name: read_frame(truth_dir / f"{name}.parquet") for name in names}
+    def sales_calendar(self, start: pd.Timestamp, end: pd.Timestamp) -> cal.SalesCalendar:
+        """Site-wide sales over the days: a configured CSV wins, then the simulated shop's own plan, else the
+        Black-Friday-to-Cyber-Monday rule."""
+        configured = Path(self.sales_calendar_csv).expanduser() if self.sales_calendar_csv else None
+        return cal.calendar_for(start, end, configured, sale_plan if self.kind == SIMULATOR else None)
 
     def landed_root(self, layout: DataLayout) -> Path:
         """Folder holding the archive of landed files and the file quarantine."""
@@ -93,3 +105,56 @@ class ShopSourceResource(dg.ConfigurableResource):
     def event_sources(self, layout: DataLayout) -> list[StagedSource]:
         """Every staged source whose events feed `raw_events`: the shop source, then archived landed files."""
         return [self.staged(layout), *self.staged_landing(layout)]
+
+
+def _simulated(sim: SimConfig) -> BuiltTables:
+    shop = simulate(sim)
+    return shop.tables, shop.truth
+
+
+class ForecastTrainingResource(dg.ConfigurableResource):
+    """How hard `demand_model` searches, and the newest days it leaves out for the promotion step.
+
+    Settings of the deployment (the launchpad's resources section overrides them for one run); the per-run seed
+    stays in the asset's run config.
+    """
+
+    n_trials: int = 15  # Optuna trials
+    timeout_seconds: int = 900  # Optuna time budget; the search stops at whichever comes first
+    # The last days the registered version never learns from: the fresh hold-out on which the promotion
+    # step compares it with the champion (features at forecast time still read every day).
+    holdout_days: int = HORIZON
+
+
+class DriftThresholdsResource(dg.ConfigurableResource):
+    """When the drift checks fail. The thresholds are kept in each monitor's summary, so a check judges with
+    what its asset ran with.
+
+    Decimal numbers are text here: Dagster's config fills only str, int and bool fields from an environment
+    variable (there is no float `EnvVar`), and these must be read when a run launches.
+    """
+
+    max_drifted_share: str = "0.3"  # share of drifted columns above which a drift check fails
+    max_cold_start_change: str = "0.1"  # largest move of the cold-start share of recommendations
+
+    def thresholds(self) -> dict[str, float]:
+        return {name: _share(name, getattr(self, name)) for name in ("max_drifted_share", "max_cold_start_change")}
+
+
+def _share(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"drift threshold {name}={text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"drift threshold {name}={value} must lie between 0 and 1")
+    return value
+
+
+class CampaignsResource(dg.ConfigurableResource):
+    """Where marketing keeps the campaign YAML specs; empty = `campaigns/` in the checkout."""
+
+    specs_dir: str = ""
+
+    def folder(self) -> Path:
+        return specs_dir(self.specs_dir)

@@ -1,4 +1,4 @@
-"""`make run`: materialize the whole asset graph once on the configured source (simulator by default).
+"""`make run`: materialize the whole asset graph once on the configured source (the simulated shop by default).
 
 Runs go into the Dagster instance at $DAGSTER_HOME (the Makefile points it at the
 checkout), so `make dev` then shows every materialization, its metadata and checks.
@@ -16,6 +16,7 @@ from ecomarket_assets.definitions import defs as load_defs
 from ecomarket_assets.ingestion.staging import UNDATED
 from ecomarket_assets.partitions import daily_partitions, partition_range_tags
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.settings import plain
 
 UNPARTITIONED_ROOTS = ["catalog", "customers", "reviews"]
 
@@ -54,8 +55,7 @@ def main() -> int:
     started = time.time()
     defs = load_defs()
     instance = _instance()
-    resources = defs.resources
-    data_dir, source = resources["data_dir"], resources["source"]
+    data_dir, source = plain(DataDirResource), plain(ShopSourceResource)  # what this run's resources resolve to
     layout = data_dir.layout()
     print(f"source: {source.kind} {source.path or ''}  data directory: {layout.root}")
 

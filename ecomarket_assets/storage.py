@@ -45,7 +45,8 @@ def is_remote(path) -> bool:
 
 
 def default_data_dir() -> Path:
-    return data_path(os.environ.get("ECOMARKET_DATA_DIR", str(DEFAULT_DATA_DIR)))
+    """`./data` in the checkout: where DataDirResource points when its `path` is empty."""
+    return data_path(DEFAULT_DATA_DIR)
 
 
 def _temp_sibling(path: Path) -> Path:

@@ -16,7 +16,6 @@ from ecomarket_assets.ingestion.adapters import (
     read_retailrocket,
 )
 from ecomarket_assets.ingestion.adapters.categories import CATEGORIES, OTHER, categorize
-from ecomarket_assets.ingestion.tables import SOURCE_RECORD, SourceTables
 from ecomarket_assets.schemas import (
     CATALOG,
     CUSTOMERS,
@@ -25,6 +24,7 @@ from ecomarket_assets.schemas import (
     REVIEWS,
     SchemaError,
 )
+from ecomarket_assets.source_tables import SOURCE_RECORD, SourceTables
 
 
 def utc(text: str) -> pd.Timestamp:

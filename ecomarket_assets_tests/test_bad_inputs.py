@@ -51,7 +51,7 @@ from ecomarket_assets.ingestion.sources import SourceFileError
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import daily_partitions, partition_range_tags
 from ecomarket_assets.recommender.store import RecStore
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.resources import CampaignsResource, DataDirResource, ShopSourceResource
 from ecomarket_assets.schemas import EVENTS
 from ecomarket_assets.storage import DataLayout, read_frame, write_frame
 from ecomarket_assets.text.model import EmbeddingModelResource
@@ -575,10 +575,10 @@ def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")
     tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
     resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**BAD_INPUTS_SIM),
-                 "compute": ComputeResource(), "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking}
+                 "compute": ComputeResource(), "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking,
+                 "campaigns": CampaignsResource(specs_dir=str(_folder(root)))}
     instance = dg.DagsterInstance.ephemeral()
     everything = [*EVERYTHING, *dg.load_asset_checks_from_modules([consent_checks])]
-    specs_config = {"campaign_specs": {"config": {"folder": str(_folder(root))}}}
 
     def run(selection, **kw):
         return dg.materialize(everything, resources=resources, selection=selection, instance=instance, **kw)
@@ -589,11 +589,11 @@ def shop(tmp_path_factory):
     rec_config = {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}},
                   "recommendations": {"config": {"k": 10}}}
     assert run(upstream, run_config={"ops": rec_config}).success
-    first = run(["campaign_specs", "campaign_audiences", "campaign_lists"], run_config={"ops": specs_config})
+    first = run(["campaign_specs", "campaign_audiences", "campaign_lists"])
     assert first.success
     layout = DataLayout(root / "data")
     return {"root": root, "layout": layout, "store": CampaignStore(layout), "tracking": tracking, "run": run,
-            "first": first, "specs_config": specs_config}
+            "first": first}
 
 
 def _export_files(store: CampaignStore) -> list:
@@ -714,8 +714,7 @@ def test_without_any_consent_every_campaign_asset_succeeds_and_says_why(shop):
     ids = _write_unknown_consent(layout)
     versions = {(v.version, tuple(sorted(v.aliases))) for v in tracking.client().search_model_versions(f"name='{MODEL_NAME}'")}
 
-    result = run(["customers", "user_features", "user_profiles", *[a.key.to_user_string() for a in CAMPAIGNS]],
-                 run_config={"ops": shop["specs_config"]})
+    result = run(["customers", "user_features", "user_profiles", *[a.key.to_user_string() for a in CAMPAIGNS]])
     assert result.success
     customers = read_frame(layout.table("customers"))
     assert customers[list(consent.FLAGS)].isna().all().all()
@@ -796,7 +795,7 @@ def test_with_every_campaign_disabled_the_lists_are_empty_and_say_so(shop, tmp_p
     for spec in folder.glob("*.yaml"):
         spec.write_text(spec.read_text() + "enabled: false\n")
     result = run(["campaign_specs", "campaign_audiences", "campaign_lists"],
-                 run_config={"ops": {"campaign_specs": {"config": {"folder": str(folder)}}}})
+                 run_config={"resources": {"campaigns": {"config": {"specs_dir": str(folder)}}}})
     assert result.success
     assert _meta(result, "campaign_audiences")["why_empty"] == "no enabled campaign"
     assert _meta(result, "campaign_lists")["why_empty"] == "no enabled campaign"

@@ -17,7 +17,7 @@ from ecomarket_assets.defs.text import assets as text_assets
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import partition_range_tags
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.resources import CampaignsResource, DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
@@ -71,12 +71,11 @@ def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("campaigns")
     tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
     resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**SIM),
-                 "compute": ComputeResource(),
+                 "compute": ComputeResource(), "campaigns": CampaignsResource(specs_dir=str(_folder(root))),
                  "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking}
     instance = dg.DagsterInstance.ephemeral()
     config = {"ops": {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}},
-                      "recommendations": {"config": {"k": 10}},
-                      "campaign_specs": {"config": {"folder": str(_folder(root))}}}}
+                      "recommendations": {"config": {"k": 10}}}}
 
     def run(selection, **kw):
         return dg.materialize(EVERYTHING, resources=resources, selection=selection, instance=instance, **kw)
@@ -84,8 +83,8 @@ def shop(tmp_path_factory):
     assert run(["catalog", "customers", "reviews"]).success
     assert run(["raw_events", "user_daily_activity"], tags=RANGE).success
     upstream = [a.key.to_user_string() for a in UPSTREAM if a is not profile_assets.user_daily_activity]
-    assert run(upstream, run_config={"ops": {k: v for k, v in config["ops"].items() if k != "campaign_specs"}}).success
-    first = run([a.key.to_user_string() for a in CAMPAIGNS], run_config={"ops": {"campaign_specs": config["ops"]["campaign_specs"]}})
+    assert run(upstream, run_config=config).success
+    first = run([a.key.to_user_string() for a in CAMPAIGNS])
     assert first.success
     return root, tracking, run, first, config
 
@@ -145,7 +144,7 @@ def test_uplift_model_is_registered_and_then_ranks_the_audiences(shop):
 def test_a_malformed_campaign_file_fails_naming_file_and_field(shop, tmp_path):
     _, _, run, _, _ = shop
     broken = _folder(tmp_path, broken=True)
-    result = run(["campaign_specs"], run_config={"ops": {"campaign_specs": {"config": {"folder": str(broken)}}}},
+    result = run(["campaign_specs"], run_config={"resources": {"campaigns": {"config": {"specs_dir": str(broken)}}}},
                  raise_on_error=False)
     assert not result.success
     message = str(result.failure_data_for_node("campaign_specs").error)

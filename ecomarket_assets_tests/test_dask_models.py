@@ -17,7 +17,7 @@ from ecomarket_assets.forecasting.store import MODEL_NAME as DEMAND_MODEL
 from ecomarket_assets.mlops.tracking import MlflowResource, fluent_uris
 from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.recommender.store import MODEL_NAME as RECOMMENDER
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.resources import DataDirResource, ForecastTrainingResource, ShopSourceResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS
 
 pytestmark = pytest.mark.slow
@@ -26,15 +26,15 @@ SIM = {"sim_users": 700, "sim_products": 50, "sim_days": 130, "sim_start": "2025
 RANGE = partition_range_tags("2025-06-20", "2025-10-27")
 EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, profile_assets.user_daily_activity, forecast_assets.demand_training_set,
               forecast_assets.demand_model, rec_assets.rec_candidates, rec_assets.recommender_model]
-CONFIG = {"ops": {"demand_model": {"config": {"n_trials": 3, "timeout_seconds": 120}},
-                  "rec_candidates": {"config": {"window_days": 14, "per_generator": 30}}}}
+CONFIG = {"ops": {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}}}}
 MODELS = ["demand_training_set", "demand_model", "rec_candidates", "recommender_model"]
 
 
 def test_models_train_on_dask_and_register_like_local_ones(tmp_path):
     tracking = MlflowResource(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
     resources = {"data_dir": DataDirResource(path=str(tmp_path / "data")), "source": ShopSourceResource(**SIM),
-                 "mlflow_tracking": tracking, "compute": ComputeResource(engine="dask", workers=2)}
+                 "mlflow_tracking": tracking, "compute": ComputeResource(engine="dask", workers=2),
+                 "forecast_training": ForecastTrainingResource(n_trials=3, timeout_seconds=120)}
 
     def run(selection, **kw):
         result = dg.materialize(EVERYTHING, resources=resources, selection=selection, **kw)

@@ -15,7 +15,7 @@ from ecomarket_assets.forecasting.store import MODEL_NAME, ForecastStore
 from ecomarket_assets.mlops import registry
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import partition_range_tags
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.resources import DataDirResource, ForecastTrainingResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_ingestion_assets import ALL_ASSETS, ALL_CHECKS, checks_by_name
@@ -26,7 +26,8 @@ FORECASTING = [forecast_assets.demand_training_set, forecast_assets.demand_model
                forecast_assets.demand_backtest]
 EVERYTHING = [*ALL_ASSETS, *ALL_CHECKS, text_assets.product_embeddings, *FORECASTING,
               *dg.load_asset_checks_from_modules([forecast_checks])]
-QUICK = {"ops": {"demand_model": {"config": {"n_trials": 3, "timeout_seconds": 120}}}}
+# A small Optuna budget for one run, as the launchpad's resources section would set it.
+QUICK = {"resources": {"forecast_training": {"config": {"n_trials": 3, "timeout_seconds": 120}}}}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def shop(tmp_path_factory):
     tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
     resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**SIM),
                  "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking,
-                 "compute": ComputeResource()}
+                 "compute": ComputeResource(), "forecast_training": ForecastTrainingResource()}
     instance = dg.DagsterInstance.ephemeral()
 
     def run(selection, **kw):

@@ -20,13 +20,15 @@ from ecomarket_assets.mlops.tracking import (
     DEFAULT_ARTIFACT_ROOT,
     DEFAULT_TRACKING_URI,
     DEFAULT_UI_URL,
-    ENV_ARTIFACT_ROOT,
-    ENV_TRACKING_URI,
-    ENV_UI_URL,
     REPO_ROOT,
     MlflowResource,
     dagster_tags,
 )
+from ecomarket_assets.settings import plain
+
+ENV_TRACKING_URI = "ECOMARKET_MLFLOW_TRACKING_URI"
+ENV_ARTIFACT_ROOT = "ECOMARKET_MLFLOW_ARTIFACT_ROOT"
+ENV_UI_URL = "ECOMARKET_MLFLOW_UI_URL"
 
 MODEL = "demand_test"
 UI = "http://mlflow.test:5000"
@@ -217,8 +219,8 @@ def test_urls_and_experiment_location(resource: MlflowResource, tmp_path: Path) 
     assert resource.model_version_url("demand", 3) == f"{UI}/#/models/demand/versions/3"
 
 
-def test_env_vars_then_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    blank = MlflowResource()
+def test_settings_then_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    blank = plain(MlflowResource)  # no ECOMARKET_MLFLOW_* variable set (the autouse fixture clears them)
     assert blank.resolved_tracking_uri() == DEFAULT_TRACKING_URI
     assert f"sqlite:///{REPO_ROOT}/mlruns/mlflow.db" == DEFAULT_TRACKING_URI
     assert blank.resolved_artifact_root() == DEFAULT_ARTIFACT_ROOT
@@ -229,18 +231,18 @@ def test_env_vars_then_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv(ENV_TRACKING_URI, f"sqlite:///{db}")
     monkeypatch.setenv(ENV_ARTIFACT_ROOT, str(tmp_path / "art"))
     monkeypatch.setenv(ENV_UI_URL, "https://mlflow.example/")
-    assert blank.resolved_tracking_uri() == f"sqlite:///{db}"
-    assert blank.resolved_artifact_root() == str(tmp_path / "art")
-    assert blank.resolved_ui_url() == "https://mlflow.example"
-    assert MlflowResource(tracking_uri="sqlite:///x.db").resolved_tracking_uri() == (
-        "sqlite:///x.db")  # an explicit field beats the env var
+    assert MlflowResource().resolved_tracking_uri() == DEFAULT_TRACKING_URI  # a resource never reads the environment
+    configured = plain(MlflowResource)  # settings.py binds the fields to the variables
+    assert configured.resolved_tracking_uri() == f"sqlite:///{db}"
+    assert configured.resolved_artifact_root() == str(tmp_path / "art")
+    assert configured.resolved_ui_url() == "https://mlflow.example"
 
     # client(): folder of the sqlite file made first (a real client would then spend seconds
     # creating the schema, so it is stubbed), tracking and registry on the same store.
     monkeypatch.setattr(tracking, "MlflowClient", lambda **uris: uris)
-    assert blank.client() == {"tracking_uri": f"sqlite:///{db}", "registry_uri": f"sqlite:///{db}"}
+    assert configured.client() == {"tracking_uri": f"sqlite:///{db}", "registry_uri": f"sqlite:///{db}"}
     assert db.parent.is_dir()
 
     monkeypatch.delenv(ENV_ARTIFACT_ROOT)
     monkeypatch.setenv(ENV_TRACKING_URI, "http://mlflow:5000")
-    assert blank.resolved_artifact_root() == ""  # a tracking server owns its artifact store
+    assert plain(MlflowResource).resolved_artifact_root() == ""  # a tracking server owns its artifact store

@@ -14,7 +14,7 @@ from ecomarket_assets.campaigns.store import CampaignStore
 from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import partition_range_tags
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+from ecomarket_assets.resources import CampaignsResource, DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.test_campaign_assets import CAMPAIGNS, EVERYTHING, UPSTREAM
@@ -46,7 +46,8 @@ def test_online_retail_lists_are_empty_without_consent_and_hold_only_consenting_
     tracking = MlflowResource(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
     source = ShopSourceResource(kind="online_retail", path=str(online_retail_file))
     resources = {"data_dir": DataDirResource(path=str(tmp_path / "data")), "source": source,
-                 "compute": ComputeResource(), "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking}
+                 "compute": ComputeResource(), "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking,
+                 "campaigns": CampaignsResource()}
     instance = dg.DagsterInstance.ephemeral()
     layout = DataLayout(tmp_path / "data")
 

@@ -12,8 +12,8 @@ import pytest
 from ecomarket_assets.ingestion.adapters import detect_format, read_online_retail
 from ecomarket_assets.ingestion.adapters.categories import CATEGORIES
 from ecomarket_assets.ingestion.adapters.online_retail import PRODUCT_CODE
-from ecomarket_assets.ingestion.tables import SOURCE_RECORD, SourceTables
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, QUARANTINE_REASON, REVIEWS
+from ecomarket_assets.source_tables import SOURCE_RECORD, SourceTables
 
 DATA_FILE = (
     Path(__file__).resolve().parents[2]

@@ -18,6 +18,7 @@ from ecomarket_assets.forecasting.store import ForecastStore, tuning_from_dict
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, pip_requirements
 from ecomarket_assets.partitions import partition_range_tags
+from ecomarket_assets.settings import plain
 from ecomarket_assets.storage import DataLayout
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,7 @@ class Platform:
         from ecomarket_assets.definitions import defs
 
         self.defs = defs()
-        self.tracking = MlflowResource()
+        self.tracking = plain(MlflowResource)
         self.client = self.tracking.client()
 
     def shift(self) -> None:

@@ -10,6 +10,7 @@ from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.cli import main as cli_main
 from ecomarket_assets.mlops.promotion import MetricRule, PromotionPolicy
 from ecomarket_assets.mlops.tracking import MlflowResource
+from ecomarket_assets.settings import plain
 
 POLICY = PromotionPolicy(primary=MetricRule("wape", higher_is_better=False),
                          guards=(MetricRule("abs_bias", False, tolerance=0.05, absolute=True),
@@ -65,9 +66,9 @@ class Constant(mlflow.pyfunc.PythonModel):
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("ECOMARKET_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("ECOMARKET_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")  # the CLI reads them too
     monkeypatch.setenv("ECOMARKET_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    tracking = MlflowResource()
+    tracking = plain(MlflowResource)
     client = tracking.client()
     for through in ("2025-01-31", "2025-02-28"):
         with tracking.start_run("m", "train") as run:

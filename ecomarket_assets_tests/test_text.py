@@ -264,11 +264,9 @@ def test_benchmark_reads_the_folder_it_is_given(tmp_path):
     assert np.isnan(table.loc[sent.OWN_RATINGS, "amazon_accuracy"])  # no own model given
 
 
-def test_datasets_dir_prefers_the_configured_folder_then_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("ECOMARKET_SENTIMENT_DATA", str(tmp_path / "from-env"))
+def test_datasets_dir_prefers_the_configured_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECOMARKET_SENTIMENT_DATA", str(tmp_path / "from-env"))  # plain code never reads it
     assert bench.sentiment_datasets_dir(str(tmp_path / "configured")) == tmp_path / "configured"
-    assert bench.sentiment_datasets_dir() == tmp_path / "from-env"
-    monkeypatch.delenv("ECOMARKET_SENTIMENT_DATA")
     assert bench.sentiment_datasets_dir().parts[-3:] == ("shared", "datasets", "sentiment_en")
 
 

@@ -28,9 +28,9 @@ ALL = [ingestion.catalog, ingestion.reviews, assets.product_embeddings, assets.r
 TEXT_ASSETS = ["product_embeddings", "review_insights"]
 
 
-def resources(data_dir, **source) -> dict:
+def resources(data_dir, sentiment_data: str = "", **source) -> dict:
     return {"data_dir": DataDirResource(path=str(data_dir)), "source": ShopSourceResource(**source),
-            "embedding_model": EmbeddingModelResource(), "compute": ComputeResource()}
+            "embedding_model": EmbeddingModelResource(sentiment_data=sentiment_data), "compute": ComputeResource()}
 
 
 def materialize(res: dict, selection: list[str] | None = None) -> dg.ExecuteInProcessResult:
@@ -138,8 +138,8 @@ def test_few_ratings_fall_back_to_zero_shot(shop, data_dir):
 
 def test_dataset_missing_is_reported_not_fatal(shop, data_dir, monkeypatch):
     shutil.copytree(shop[0] / "cache", data_dir / "cache")
-    monkeypatch.setenv("ECOMARKET_SENTIMENT_DATA", str(data_dir / "no-such-folder"))
-    result = materialize(resources(data_dir, **TEXT_SIM), ["catalog", "reviews", "review_insights"])
+    result = materialize(resources(data_dir, str(data_dir / "no-such-folder"), **TEXT_SIM),
+                         ["catalog", "reviews", "review_insights"])
     assert result.success
     meta = metadata(result, "review_insights")
     assert meta["amazon_accuracy_chosen_model"] is None and "dataset not found" in meta["amazon_evaluation"]

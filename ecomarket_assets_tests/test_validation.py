@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from ecomarket_assets.ingestion import validation
-from ecomarket_assets.ingestion.tables import SOURCE_RECORD
 from ecomarket_assets.schemas import CATALOG, EVENTS, QUARANTINE_REASON, REVIEWS, SchemaError
+from ecomarket_assets.source_tables import SOURCE_RECORD
 
 DAY = "2025-11-10"
 START, END = pd.Timestamp(DAY, tz="UTC"), pd.Timestamp(DAY, tz="UTC") + pd.Timedelta(days=1)

@@ -54,7 +54,7 @@ def observed_purchases(layout: DataLayout, lists: pd.DataFrame) -> tuple[pd.Data
 
 
 def read_outcomes(store: CampaignStore) -> pd.DataFrame:
-    """Lists with attributed outcomes (and the true response, for the simulator)."""
+    """Lists with attributed outcomes (and the true response, where the source knows it)."""
     purchases = read_frame(store.outcomes / "purchases.parquet")
     until = read_frame(store.outcomes / "observed_until.parquet")["observed_until"].iloc[0]
     sends = attribute_outcomes(store.read_lists(), purchases, pd.Timestamp(until))

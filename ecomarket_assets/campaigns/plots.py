@@ -19,7 +19,7 @@ def sends_per_day(lists: pd.DataFrame) -> dg.MetadataValue:
 
 
 def uplift_intervals(by_campaign: pd.DataFrame) -> dg.MetadataValue:
-    """Measured conversion uplift with its 95% interval per campaign; the simulator's truth as a marker."""
+    """Measured conversion uplift with its 95% interval per campaign; the true uplift as a marker where known."""
     fig, ax = md.pyplot().subplots(figsize=(7, 0.5 * len(by_campaign) + 1.5))
     y = range(len(by_campaign))
     err = [by_campaign["uplift"] - by_campaign["uplift_low"], by_campaign["uplift_high"] - by_campaign["uplift"]]

@@ -7,7 +7,6 @@ import datetime as dt
 import gzip
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -40,8 +39,9 @@ class SuppressionFileError(ValueError):
     """A file in the suppression folder that cannot be used: it is never skipped."""
 
 
-def specs_dir() -> Path:
-    return Path(os.environ.get("ECOMARKET_CAMPAIGNS_DIR", DEFAULT_SPECS_DIR)).expanduser().resolve()
+def specs_dir(configured: str = "") -> Path:
+    """The campaign specs folder: `configured` (CampaignsResource.specs_dir), or `campaigns/` in the checkout."""
+    return Path(configured or DEFAULT_SPECS_DIR).expanduser().resolve()
 
 
 class CampaignStore:

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import lightgbm as lgb
 import mlflow
@@ -139,7 +140,7 @@ def qini_coefficient(curve: pd.DataFrame) -> float:
 
 
 def true_incremental_at(score: np.ndarray, true_uplift: np.ndarray, shares: list[float]) -> dict[float, float]:
-    """Expected incremental conversions when the top share by score is messaged (simulator truth)."""
+    """Expected incremental conversions when the top share by score is messaged (`true_uplift`: known truth)."""
     order = np.argsort(-score, kind="stable")
     total = np.concatenate([[0.0], np.cumsum(true_uplift[order])])
     return {s: float(total[int(round(s * len(score)))]) for s in shares}
@@ -187,6 +188,14 @@ def evaluate_targeting(model: UpliftModel, sends: pd.DataFrame) -> TargetingEval
     return TargetingEvaluation(pd.concat(curves, ignore_index=True), pd.DataFrame(rows))
 
 
+class CampaignTruth(Protocol):
+    """How customers truly answer a message: only a source that knows it (ShopSourceResource.truth) has one."""
+
+    def campaign_response(self, sends: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+        """Per send: at least `true_uplift`, the true change in conversion probability the message causes."""
+        ...
+
+
 @dataclass
 class BudgetEvaluation:
     per_send: pd.DataFrame  # campaign, send_date, pool, budget, true incremental conversions per method
@@ -194,11 +203,9 @@ class BudgetEvaluation:
 
 
 def true_targeting_at_budget(model: UpliftModel, audiences: pd.DataFrame, sends: pd.DataFrame,
-                             truth: dict[str, pd.DataFrame], catalog: pd.DataFrame) -> BudgetEvaluation:
-    """Simulator truth: for each held-out send, message as many people as it did, chosen from its campaign's
-    eligible pool (minus people already in the campaign earlier) by each method; sum their true uplift."""
-    from ecomarket_assets.simulator.campaigns import true_response
-
+                             truth: CampaignTruth, catalog: pd.DataFrame) -> BudgetEvaluation:
+    """Against the source's truth: for each held-out send, message as many people as it did, chosen from its
+    campaign's eligible pool (minus people already in the campaign earlier) by each method; sum their true uplift."""
     rows = []
     for (campaign, day), sent in sends.groupby(["campaign", "send_date"], sort=True):
         earlier = set(sends.loc[(sends["campaign"] == campaign) & (sends["send_date"] < day), "user_id"])
@@ -206,7 +213,7 @@ def true_targeting_at_budget(model: UpliftModel, audiences: pd.DataFrame, sends:
         pool = pool.reset_index(drop=True)
         pool = pool.assign(send_time=pd.Timestamp(day, tz="UTC") + pd.to_timedelta(pool["send_minute"].to_numpy(), unit="min"),
                            measurement_days=int(sent["measurement_days"].iloc[0]))
-        true_uplift = true_response(pool, truth, catalog)["true_uplift"].to_numpy()
+        true_uplift = truth.campaign_response(pool, catalog)["true_uplift"].to_numpy()
         budget = min(len(sent), len(pool))
         share = budget / max(len(pool), 1)
         scores = method_scores(model, pool) | {"as_planned": pool["rank_score"].to_numpy(float), "oracle": true_uplift}

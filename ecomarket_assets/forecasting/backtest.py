@@ -3,8 +3,9 @@
 For each backtest origin the model is retrained on the days up to it (with the
 hyper-parameters and interval calibration chosen on the earlier tuning folds),
 and every method forecasts the same products for the same 28 days. Metrics
-pool the windows. On the simulator the forecasts are also scored against the
-true expected demand, which has no sampling noise.
+pool the windows. Where the source knows the true expected demand (the
+built-in simulated shop), the forecasts are also scored against it: it has no
+sampling noise.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class MethodForecast:
 class BacktestResult:
     table: pd.DataFrame  # one row per method: pooled metrics
     per_fold: pd.DataFrame  # method x origin: wape, bias, coverage
-    predictions: pd.DataFrame  # long: product, date, origin, actual, each method (+ truth on the simulator)
-    truth_table: pd.DataFrame | None  # method vs true expected demand (simulator only)
+    predictions: pd.DataFrame  # long: product, date, origin, actual, each method (+ truth where known)
+    truth_table: pd.DataFrame | None  # method vs true expected demand (None when the source knows no truth)
     train_seconds: float
     ets_fallback_share: float
 

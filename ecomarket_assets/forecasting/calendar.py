@@ -2,21 +2,23 @@
 
 Demand doubles on Black Friday; no lag can see that coming, but the shop has
 announced the sale weeks ahead. Events are a known-future feature of the
-target day. Sources: the simulator's own plan, a CSV the shop maintains
-(`ECOMARKET_SALES_CALENDAR`: name,start,days,discount), and by default for real
-shops the Black-Friday-to-Cyber-Monday weekend.
+target day. Sources, first that applies: a CSV the shop maintains
+(name,start,days,discount; the source resource's `sales_calendar` setting), the
+plan a source announces itself (the built-in simulated shop has one), and the
+Black-Friday-to-Cyber-Monday weekend.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ecomarket_assets.simulator.shop import site_sale_events
+# A source's own sale plan: the years a calendar must cover -> (name, first day, days, discount) per event.
+SalePlan = Callable[[list[int]], list[tuple[str, pd.Timestamp, int, float]]]
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,9 @@ def _years(start: pd.Timestamp, end: pd.Timestamp) -> list[int]:
     return list(range(start.year, end.year + 2))  # +1 year: forecasts reach past the history
 
 
-def simulator_calendar(start: pd.Timestamp, end: pd.Timestamp) -> SalesCalendar:
-    events = [SaleEvent(name, ts.tz_localize(None), days, off)
-              for name, ts, days, off, _ in site_sale_events(_years(start, end))]
-    return SalesCalendar(tuple(events))
+def planned_calendar(plan: SalePlan, start: pd.Timestamp, end: pd.Timestamp) -> SalesCalendar:
+    return SalesCalendar(tuple(SaleEvent(name, pd.Timestamp(first), days, discount)
+                               for name, first, days, discount in plan(_years(start, end))))
 
 
 def black_friday_calendar(start: pd.Timestamp, end: pd.Timestamp) -> SalesCalendar:
@@ -73,13 +74,13 @@ def read_calendar_csv(path: Path) -> SalesCalendar:
     return calendar_from_frame(frame)
 
 
-def calendar_for(source_kind: str, start: pd.Timestamp, end: pd.Timestamp) -> SalesCalendar:
-    """The shop's calendar: a configured CSV wins; else the simulator's plan or the Black Friday rule."""
-    configured = os.environ.get("ECOMARKET_SALES_CALENDAR", "")
-    if configured:
-        return read_calendar_csv(Path(configured))
-    if source_kind == "simulator":
-        return simulator_calendar(start, end)
+def calendar_for(start: pd.Timestamp, end: pd.Timestamp, configured: Path | None = None,
+                 plan: SalePlan | None = None) -> SalesCalendar:
+    """The shop's calendar: a configured CSV wins; else the source's own plan; else the Black Friday rule."""
+    if configured is not None:
+        return read_calendar_csv(configured)
+    if plan is not None:
+        return planned_calendar(plan, start, end)
     return black_friday_calendar(start, end)
 
 

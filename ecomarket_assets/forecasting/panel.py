@@ -9,13 +9,14 @@ did not exist yet, which is different from selling nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ecomarket_assets.compute import Engine, group_reduce
-from ecomarket_assets.forecasting.calendar import SalesCalendar, calendar_for
+from ecomarket_assets.forecasting.calendar import SalesCalendar
 from ecomarket_assets.storage import DataLayout, read_frame
 
 EVENT_COLUMNS = ["event_time", "event_type", "product_id", "quantity", "unit_price"]
@@ -180,13 +181,15 @@ def category_rollup(panel: SalesPanel) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def panel_from_layout(layout: DataLayout, source_kind: str, engine: Engine | None = None) -> SalesPanel:
-    """The panel of everything ingested so far, with the shop's sales calendar, aggregated on `engine`."""
+def panel_from_layout(layout: DataLayout, sales_calendar: Callable[[pd.Timestamp, pd.Timestamp], SalesCalendar],
+                      engine: Engine | None = None) -> SalesPanel:
+    """The panel of everything ingested so far, aggregated on `engine`, with the shop's sales calendar over its
+    days (`sales_calendar(first, last)`: the source knows its calendar, see ShopSourceResource.sales_calendar)."""
     engine = engine or Engine("local")
     events = engine.read_parquet(event_day_paths(layout), EVENT_COLUMNS)
     aggregates = product_day_aggregates(events, engine)
     dates = pd.to_datetime(aggregates["date"]).dt.tz_localize(None)
-    calendar = calendar_for(source_kind, dates.min(), dates.max())
+    calendar = sales_calendar(dates.min(), dates.max())
     return panel_from_aggregates(aggregates, read_frame(layout.table("catalog")), calendar=calendar)
 
 

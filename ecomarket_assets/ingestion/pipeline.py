@@ -10,7 +10,6 @@ import pandas as pd
 from ecomarket_assets import storage
 from ecomarket_assets.ingestion import validation
 from ecomarket_assets.ingestion.staging import StagedSource
-from ecomarket_assets.ingestion.tables import SOURCE_RECORD
 from ecomarket_assets.ingestion.validation import SOURCE_FILE
 from ecomarket_assets.schemas import (
     CATALOG,
@@ -20,6 +19,7 @@ from ecomarket_assets.schemas import (
     REVIEWS,
     TableSchema,
 )
+from ecomarket_assets.source_tables import SOURCE_RECORD
 from ecomarket_assets.storage import DataLayout
 
 OUTSIDE_PARTITIONS = "outside_partitions"

@@ -1,42 +1,44 @@
-"""Which shop the platform reads: the simulator (default) or a real file, plus landed files."""
+"""Staging a shop's tables: a real file (or folder) through its adapter, landed files, or tables a source built
+in memory (ShopSourceResource picks which; the built-in simulated shop is one of the in-memory kind)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from ecomarket_assets.ingestion.adapters.canonical import UNREADABLE_FILES
 from ecomarket_assets.ingestion.adapters.dates import validate_date_format
 from ecomarket_assets.ingestion.file_errors import describe, fix_for
 from ecomarket_assets.ingestion.staging import StagedSource, stage, stage_dir
-from ecomarket_assets.ingestion.tables import SourceTables
-from ecomarket_assets.simulator.shop import SimConfig, simulate
+from ecomarket_assets.source_tables import SourceTables
 from ecomarket_assets.storage import is_remote
 
-SOURCE_KINDS = ("simulator", "online_retail", "retailrocket", "canonical")
+FILE_KINDS = ("online_retail", "retailrocket", "canonical")
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".xlsx")
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str = "simulator"
+    """A shop kept in a file or folder, read by the adapter of its kind."""
+
+    kind: str
     path: str | None = None
-    sim: SimConfig = field(default_factory=SimConfig)
     date_format: str | None = None  # day/month order of numeric dates: dayfirst, monthfirst or strftime
 
     def __post_init__(self) -> None:
         validate_date_format(self.date_format)
-        if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"unknown source kind {self.kind!r}; choose one of {', '.join(SOURCE_KINDS)}")
-        if self.kind != "simulator" and not self.path:
+        if self.kind not in FILE_KINDS:
+            raise ValueError(f"{self.kind!r} is not a file source; file sources: {', '.join(FILE_KINDS)}")
+        if not self.path:
             raise ValueError(f"source kind {self.kind!r} needs a path (ECOMARKET_SOURCE_PATH)")
-        if self.path and not Path(self.path).exists():
+        if not Path(self.path).exists():
             raise FileNotFoundError(f"source path {self.path} does not exist")
 
     def fingerprint(self) -> str:
-        if self.kind == "simulator":
-            return self.sim.fingerprint()
         return f"{self.kind}|{self.date_format or ''}|{file_fingerprint(Path(self.path))}"
 
 
@@ -55,14 +57,24 @@ def read_source(kind: str, path: Path, date_format: str | None = None) -> Source
     return readers[kind](path, date_format=date_format)
 
 
+BuiltTables = tuple[SourceTables, dict[str, pd.DataFrame] | None]  # the tables, and ground truth where known
+
+
+def staged_tables(data_dir: Path, kind: str, fingerprint: str, build: Callable[[], BuiltTables],
+                  description: str) -> StagedSource:
+    """Tables a source builds in memory, staged under `fingerprint`: `build()` runs only when no stage exists."""
+    target = stage_dir(data_dir, kind, fingerprint)
+    if (target / "manifest.json").exists():
+        return StagedSource(target)
+    tables, truth = build()
+    return stage(tables, target, truth=truth, description=description)
+
+
 def staged(spec: SourceSpec, data_dir: Path) -> StagedSource:
-    """The staged copy of `spec`, building it on first use."""
+    """The staged copy of the file source `spec`, building it on first use."""
     target = stage_dir(data_dir, spec.kind, spec.fingerprint())
     if (target / "manifest.json").exists():
         return StagedSource(target)
-    if spec.kind == "simulator":
-        shop = simulate(spec.sim)
-        return stage(shop.tables, target, truth=shop.truth, description=f"simulator {spec.sim}")
     try:
         tables = read_source(spec.kind, Path(spec.path), spec.date_format)
     except Exception as error:  # name the file, the problem and the fix, whatever the reader raised

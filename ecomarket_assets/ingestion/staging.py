@@ -1,6 +1,6 @@
 """Stage a source once as day files, so each daily partition reads only its day.
 
-A source (the simulator with its config, or a real file) is mapped into the
+A source (the built-in simulated shop with its config, or a real file) is mapped into the
 canonical tables once and written under `staging/<kind>-<fingerprint>/`; the
 fingerprint changes when the config or the file changes, so a stale stage is
 never read. Layout:
@@ -8,7 +8,7 @@ never read. Layout:
     events/<YYYY-MM-DD>.parquet    canonical events of that UTC day (not yet validated)
     rejects/<YYYY-MM-DD>.parquet   source rows the adapter could not map, with reasons
     catalog.parquet customers.parquet reviews.parquet
-    truth/*.parquet                simulator ground truth (simulator only)
+    truth/*.parquet                ground truth, for a source that knows it (the simulated shop)
     manifest.json                  per-day row counts, notes
 """
 
@@ -26,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ecomarket_assets import storage
-from ecomarket_assets.ingestion.tables import SOURCE_RECORD, SourceTables, empty_rejects
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, QUARANTINE_REASON, REVIEWS
+from ecomarket_assets.source_tables import SOURCE_RECORD, SourceTables, empty_rejects
 
 UNDATED = "undated"
 MISSING_TIME = "missing_time"

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ecomarket_assets.ingestion.tables import SOURCE_RECORD
 from ecomarket_assets.schemas import (
     CATALOG,
     CUSTOMERS,
@@ -26,6 +25,7 @@ from ecomarket_assets.schemas import (
     REVIEWS,
     TableSchema,
 )
+from ecomarket_assets.source_tables import SOURCE_RECORD
 
 PRICED_EVENTS = ("cart", "purchase", "return")
 SOURCE_FILE = "source_file"  # which staged source a row came from: kept through validation, never stored in events

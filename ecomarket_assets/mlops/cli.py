@@ -13,6 +13,7 @@ import argparse
 
 from ecomarket_assets.mlops import promotion, registry
 from ecomarket_assets.mlops.tracking import MlflowResource
+from ecomarket_assets.settings import plain
 
 MODELS = ("demand_forecaster", "recommender", "campaign_uplift")
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "promote":
         print(promote(args.model, args.version, args.allow_rolled_back))
         return
-    client = MlflowResource().client()
+    client = plain(MlflowResource).client()
     if args.command == "status":
         print("\n".join(status(client, args.models)))
         return

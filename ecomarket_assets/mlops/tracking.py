@@ -28,10 +28,6 @@ DEFAULT_TRACKING_URI = f"sqlite:///{REPO_ROOT}/mlruns/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = f"{REPO_ROOT}/mlruns/artifacts"
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 
-ENV_TRACKING_URI = "ECOMARKET_MLFLOW_TRACKING_URI"
-ENV_ARTIFACT_ROOT = "ECOMARKET_MLFLOW_ARTIFACT_ROOT"
-ENV_UI_URL = "ECOMARKET_MLFLOW_UI_URL"
-
 # Tracking URIs served by a tracking server, which owns its artifact store.
 _SERVER_SCHEMES = ("http", "https", "databricks")
 
@@ -113,7 +109,8 @@ def ensure_database(uri: str, artifact_root: str) -> None:
 
 
 class MlflowResource(dg.ConfigurableResource):
-    """The MLflow store assets log to. Empty fields fall back to env vars, then local defaults.
+    """The MLflow store assets log to. Empty fields mean the local defaults (settings.py binds each field to its
+    variable, e.g. `tracking_uri` to ECOMARKET_MLFLOW_TRACKING_URI).
 
     `tracking_uri` serves both tracking and the model registry. `artifact_root` is where new
     experiments keep their artifacts; with an http(s) tracking server and no explicit root, the
@@ -125,17 +122,16 @@ class MlflowResource(dg.ConfigurableResource):
     ui_url: str = ""
 
     def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or os.environ.get(ENV_TRACKING_URI) or DEFAULT_TRACKING_URI
+        return self.tracking_uri or DEFAULT_TRACKING_URI
 
     def resolved_artifact_root(self) -> str:
         """Configured root, else the local default; "" means "let the tracking server decide"."""
-        explicit = self.artifact_root or os.environ.get(ENV_ARTIFACT_ROOT)
-        if explicit:
-            return explicit
+        if self.artifact_root:
+            return self.artifact_root
         return "" if _is_server_uri(self.resolved_tracking_uri()) else DEFAULT_ARTIFACT_ROOT
 
     def resolved_ui_url(self) -> str:
-        return (self.ui_url or os.environ.get(ENV_UI_URL) or DEFAULT_UI_URL).rstrip("/")
+        return (self.ui_url or DEFAULT_UI_URL).rstrip("/")
 
     def client(self) -> MlflowClient:
         """A client whose tracking and registry both use `resolved_tracking_uri()` (a new database is created once)."""

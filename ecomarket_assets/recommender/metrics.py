@@ -49,7 +49,7 @@ def average_precision_at_k(recommended: Sequence[str], relevant: set[str], k: in
 
 
 def graded_ndcg_at_k(recommended: Sequence[str], gains: pd.Series, k: int) -> float:
-    """NDCG against graded truth (the simulator's true affinity of each product for the user)."""
+    """NDCG against graded truth (e.g. a simulated shop's true affinity of each product for the user)."""
     got = gains.reindex(list(recommended)[:k]).fillna(0.0).to_numpy()
     ideal = np.sort(gains.to_numpy())[::-1][:k]
     idcg = float((ideal * DISCOUNTS[: len(ideal)]).sum())

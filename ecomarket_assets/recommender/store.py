@@ -5,7 +5,7 @@
     <data>/rec_candidates/plan.json          the cutoffs and the tuned EASE strength
     <data>/recommender_model/                the hold-out ranker (booster) and its description
     <data>/recommendations/recommendations.parquet   top-K per user with score, rank and reason
-    <data>/rec_evaluation/metrics.parquet    the evaluation table (and against_truth.parquet on the simulator)
+    <data>/rec_evaluation/metrics.parquet    the evaluation table (and against_truth.parquet where truth is known)
 """
 
 from __future__ import annotations

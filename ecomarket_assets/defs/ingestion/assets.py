@@ -60,8 +60,9 @@ def catalog(context: dg.AssetExecutionContext, data_dir: DataDirResource, source
         "preview": md.preview(kept),
         "source_notes": md.table(staged.manifest["notes"], "note", "value"),
     }
-    if staged.truth_dir:
-        meta["ground_truth"] = dg.MetadataValue.path(str(staged.truth_dir))
+    truth = source.truth(layout)
+    if truth is not None:
+        meta["ground_truth"] = dg.MetadataValue.path(str(truth.folder))
     return dg.MaterializeResult(metadata=meta)
 
 

@@ -2,7 +2,6 @@
 
 
 import datetime as dt
-import os
 
 import dagster as dg
 import mlflow
@@ -15,19 +14,12 @@ from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
 from ecomarket_assets.monitoring import drift
 from ecomarket_assets.monitoring.store import MonitoringStore
 from ecomarket_assets.recommender.store import RecStore
-from ecomarket_assets.resources import DataDirResource
+from ecomarket_assets.resources import DataDirResource, DriftThresholdsResource
 from ecomarket_assets.storage import read_frame
 
 GROUP = "monitoring"
 OWNERS = ["team:data-science"]
 EXPERIMENT = "monitoring"
-
-
-class DriftConfig(dg.Config):
-    """Thresholds the checks apply (kept in the summary, so a check judges with what the asset was run with)."""
-
-    max_drifted_share: float = float(os.environ.get("ECOMARKET_DRIFT_MAX_SHARE", "0.3"))
-    max_cold_start_change: float = float(os.environ.get("ECOMARKET_DRIFT_MAX_COLD_START_CHANGE", "0.1"))
 
 
 def _current_profiles(layout) -> pd.DataFrame:
@@ -110,15 +102,15 @@ def _score_figure(table: pd.DataFrame, title: str):
     "between the reference snapshot and today's user_profiles: HTML report (saved, linked, logged to MLflow) "
     "and a JSON summary. The check `profile_drift_within_threshold` fails above the drifted-column share.",
 )
-def profile_drift(context: dg.AssetExecutionContext, config: DriftConfig, data_dir: DataDirResource,
-                  mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+def profile_drift(context: dg.AssetExecutionContext, drift_thresholds: DriftThresholdsResource,
+                  data_dir: DataDirResource, mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = MonitoringStore(layout)
     reference, numerical, categorical = drift.profile_features(store.read_reference("user_profiles"))
     current = _current_profiles(layout)[reference.columns]
     report = drift.compare(reference, current, numerical, categorical, "Profile drift")
     meta = _publish(context, mlflow_tracking, store, "profile_drift", report,
-                    {"max_drifted_share": config.max_drifted_share})
+                    {"max_drifted_share": drift_thresholds.thresholds()["max_drifted_share"]})
     return dg.MaterializeResult(metadata={**meta, "reference_taken_at": store.reference_info().get("taken_at", "")})
 
 
@@ -131,8 +123,8 @@ def profile_drift(context: dg.AssetExecutionContext, config: DriftConfig, data_d
     "cold-start users, between the reference snapshot and today's recommendations. The check "
     "`recommendation_drift_within_threshold` fails above the drifted-column share or the cold-start change.",
 )
-def recommendation_drift(context: dg.AssetExecutionContext, config: DriftConfig, data_dir: DataDirResource,
-                         mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
+def recommendation_drift(context: dg.AssetExecutionContext, drift_thresholds: DriftThresholdsResource,
+                         data_dir: DataDirResource, mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = MonitoringStore(layout)
     reference_recs, current_recs = store.read_reference("recommendations"), _current_recommendations(layout)
@@ -142,7 +134,7 @@ def recommendation_drift(context: dg.AssetExecutionContext, config: DriftConfig,
     cold_ref, cold_now = drift.cold_start_share(reference_recs), drift.cold_start_share(current_recs)
     report.extra.update({"cold_start_share_reference": cold_ref, "cold_start_share_current": cold_now,
                          "cold_start_share_change": cold_now - cold_ref})
-    thresholds = {"max_drifted_share": config.max_drifted_share, "max_cold_start_change": config.max_cold_start_change}
+    thresholds = drift_thresholds.thresholds()
     meta = _publish(context, mlflow_tracking, store, "recommendation_drift", report, thresholds)
     shares = pd.concat([reference["category"].value_counts(normalize=True).rename("reference"),
                         current["category"].value_counts(normalize=True).rename("current")], axis=1).fillna(0.0)

@@ -95,11 +95,6 @@ def user_features(data_dir: DataDirResource, compute: ComputeResource) -> dg.Mat
     })
 
 
-def _truth_users(source: ShopSourceResource, layout) -> pd.DataFrame | None:
-    truth = source.staged(layout).truth_dir
-    return read_frame(truth / "users.parquet") if truth and (truth / "users.parquet").exists() else None
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "parquet"},
@@ -107,14 +102,16 @@ def _truth_users(source: ShopSourceResource, layout) -> pd.DataFrame | None:
     deps=[user_features, user_daily_activity, dg.AssetKey("product_embeddings")],
     description="The user portrait: features + RFM scores and segment, predicted purchases and CLV over 90 days "
     "(BG/NBD + Gamma-Gamma), churn probability (no purchase in 90 days) with band, expected next order date. "
-    "Metadata scores the models on a 90-day backtest (and against the simulator's ground truth). "
+    "Metadata scores the models on a 90-day backtest (and against the true churn dates where the source knows "
+    "them: the built-in simulated shop). "
     "Interest embeddings (engagement- and recency-weighted mean of product embeddings) sit beside it.",
 )
 def user_profiles(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     features = read_frame(layout.table("user_features"))
     as_of = _as_of(layout)
-    portrait = build_profiles(features, act.read_days(layout), as_of, truth_users=_truth_users(source, layout))
+    truth = source.truth(layout)
+    portrait = build_profiles(features, act.read_days(layout), as_of, truth_users=None if truth is None else truth.users())
     profiles = portrait.profiles
     write_frame(profiles, layout.table("user_profiles"))
     interests = _write_interest_embeddings(layout, as_of)

@@ -30,7 +30,6 @@ from ecomarket_assets.recommender.rerank import (
 )
 from ecomarket_assets.recommender.store import EXPERIMENT, MODEL_NAME, CutoffPlan, RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
-from ecomarket_assets.simulator.shop import AFFINITY_TRUTH, true_product_affinity
 from ecomarket_assets.storage import read_frame, write_frame
 
 GROUP = "recommender"
@@ -257,8 +256,8 @@ def _output_frame(recs: pd.DataFrame, catalog_frame: pd.DataFrame, plan: CutoffP
     deps=[recommender_model, rec_candidates],
     description="The hold-out comparison (last 4 weeks): the ranker (raw, and as served after filters and MMR) "
     "against most-popular, item-kNN and EASE, for all buyers of the window and for cold users: Recall@10/20, "
-    "NDCG@10, MAP@10, hit rate, catalog coverage, novelty, categories per list. On the simulator also against "
-    "each user's true product preferences.",
+    "NDCG@10, MAP@10, hit rate, catalog coverage, novelty, categories per list. Where the source knows each "
+    "user's true product preferences (the built-in simulated shop), also against them.",
 )
 def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsConfig, data_dir: DataDirResource,
                    source: ShopSourceResource, mlflow_tracking: MlflowResource) -> dg.MaterializeResult:
@@ -310,5 +309,5 @@ def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsCon
 
 
 def _true_affinity(source: ShopSourceResource, layout, users: pd.Index) -> pd.DataFrame | None:
-    truth = source.truth(layout, AFFINITY_TRUTH)
-    return None if truth is None else true_product_affinity(truth, list(users))
+    truth = source.truth(layout)
+    return None if truth is None else truth.product_affinity(users)

@@ -114,7 +114,7 @@ def review_insights(data_dir: DataDirResource, embedding_model: EmbeddingModelRe
     embed = emb.CachedEmbedder(embedding_model.encoder(), emb.cache_path(layout.root))
     model, reason = sent.choose_model(stored["text"], stored["rating"], embed)
     held_out = bench.held_out_accuracy(stored, embed) if model.kind == sent.OWN_RATINGS else None
-    benchmark = bench.external_benchmark(embed, bench.sentiment_datasets_dir(),
+    benchmark = bench.external_benchmark(embed, bench.sentiment_datasets_dir(embedding_model.sentiment_data),
                                          own=model if model.kind == sent.OWN_RATINGS else None,
                                          own_note=reason, chosen=model.kind)
     scored = sent.score_reviews(stored, model)

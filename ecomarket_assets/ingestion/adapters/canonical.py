@@ -1,6 +1,6 @@
 """Read data that is already in the canonical schemas, plus the shared coercion helpers.
 
-The canonical format is what the simulator and partners who follow our schema
+The canonical format is what the simulated shop and partners who follow our schema
 deliver: an events file (CSV, CSV.GZ or Parquet) or a folder with `events.*`
 and optional `catalog.*`, `customers.*`, `reviews.*`. Column *names* must match
 exactly (a missing column is a contract breach, so it raises `SchemaError`),
@@ -24,7 +24,6 @@ from ecomarket_assets.ingestion.adapters.dates import (
     is_numeric_date,
     parse_numeric_dates,
 )
-from ecomarket_assets.ingestion.tables import SOURCE_RECORD, SourceTables, empty_rejects
 from ecomarket_assets.schemas import (
     CATALOG,
     CUSTOMERS,
@@ -34,6 +33,7 @@ from ecomarket_assets.schemas import (
     SchemaError,
     TableSchema,
 )
+from ecomarket_assets.source_tables import SOURCE_RECORD, SourceTables, empty_rejects
 
 UTC_DTYPE = "datetime64[us, UTC]"
 UNREADABLE_FILES = "unreadable_files"  # notes key: side tables that could not be read (the stage quarantines them)

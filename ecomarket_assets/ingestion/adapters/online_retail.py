@@ -30,8 +30,8 @@ from ecomarket_assets.ingestion.adapters.dates import (
     is_numeric_date,
     parse_numeric_dates,
 )
-from ecomarket_assets.ingestion.tables import SourceTables
 from ecomarket_assets.schemas import CATALOG, EVENTS, SchemaError
+from ecomarket_assets.source_tables import SourceTables
 
 SOURCE_TZ = "Europe/London"
 

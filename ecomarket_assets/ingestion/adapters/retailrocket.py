@@ -22,8 +22,8 @@ from ecomarket_assets.ingestion.adapters.canonical import (
     make_rejects,
     reason_counts,
 )
-from ecomarket_assets.ingestion.tables import SourceTables
 from ecomarket_assets.schemas import CATALOG, EVENTS, SchemaError
+from ecomarket_assets.source_tables import SourceTables
 
 COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")
 EVENT_TYPES = {"view": "view", "addtocart": "cart", "transaction": "purchase"}

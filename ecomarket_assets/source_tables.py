@@ -1,4 +1,8 @@
-"""What every source adapter returns."""
+"""What every source returns: the file adapters and the simulated shop alike.
+
+It sits beside schemas.py, not in ingestion/, because both ingestion and the
+shop simulation build it, and neither should import the other for it.
+"""
 
 from __future__ import annotations
 
