@@ -41,6 +41,7 @@ def dagster_dev(tmp_path: Path):
         log.close()
 
 
+@pytest.mark.slow  # ~2.5 min: two runs launched through a real `dagster dev`; make test-slow (and test-browser)
 def test_ui_serves_graph_and_runs_a_materialization(dagster_dev):
     port, data_dir = dagster_dev
     nodes = _graphql(port, "{ assetNodes { assetKey { path } groupName } }")["data"]["assetNodes"]

@@ -114,6 +114,7 @@ def _outputs(layout: DataLayout) -> dict[str, pd.DataFrame]:
     }
 
 
+@pytest.mark.slow  # ~90 s: a Dask cluster on an S3 server; make test-slow
 def test_event_heavy_assets_on_s3_with_dask_workers(s3_endpoint, local_reference):
     # Its own cluster: workers started now inherit the S3 endpoint, as a cluster's workers get their credentials.
     compute = ComputeResource(engine="dask", workers=2, memory_limit="1536MiB")
