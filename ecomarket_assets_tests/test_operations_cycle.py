@@ -6,17 +6,17 @@ the test evaluates each sensor tick and executes the runs it requests, as the da
 import datetime as dt
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
-import mlflow
 import pytest
-from mlflow.models import infer_signature
 
+from ecomarket_assets.defs.forecasting.assets import DEMAND_FORECASTER
 from ecomarket_assets.forecasting import training as tr
-from ecomarket_assets.forecasting.serving import ARTIFACT, DemandForecaster, save_model
+from ecomarket_assets.forecasting.serving import save_model
 from ecomarket_assets.forecasting.store import ForecastStore, tuning_from_dict
-from ecomarket_assets.mlops import promotion, registry
-from ecomarket_assets.mlops.tracking import MlflowResource, pip_requirements
+from ecomarket_assets.mlops import lifecycle, promotion, registry
+from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.settings import plain
 from ecomarket_assets.storage import DataLayout
@@ -154,7 +154,7 @@ def test_shift_fails_drift_and_retrains_without_a_person(cycle):
 
 def test_new_versions_get_a_recorded_promotion_decision(cycle):
     platform, story = cycle
-    assert sorted(r.run_key for r in story["version_tick"].run_requests) == ["demand_forecaster-v2", "recommender-v2"]
+    assert sorted(r.run_key for r in story["version_tick"].run_requests) == ["demand_forecaster-v2-attempt0", "recommender-v2-attempt0"]
     for model in MODELS:
         meta = _meta(story["promotions"][model], "demand_model_promotion" if model == "demand_forecaster"
                      else "recommender_promotion")
@@ -180,15 +180,12 @@ def _register_underfit_demand_model(platform: Platform) -> str:
     cut = champion.tags[promotion.TAG_TRAINED_THROUGH]
     origin = int(panel.days.tz_localize(None).searchsorted(cut))
     model = tr.fit_final(tr.make_training_set(panel, basis), tuning, basis, origin=origin)
-    with platform.tracking.start_run("demand_forecaster", "underfit") as run, tempfile.TemporaryDirectory() as tmp:
-        example = tr.fold_data(panel, origin, basis, horizon=2).features.head(5)
-        info = mlflow.pyfunc.log_model(name="model", python_model=DemandForecaster(),
-                                       artifacts={ARTIFACT: str(save_model(model, Path(tmp) / ARTIFACT))},
-                                       signature=infer_signature(example, model.predict(example)),
-                                       pip_requirements=pip_requirements("lightgbm"))
-        version = registry.register_challenger(platform.client, "demand_forecaster", info.model_uri,
-                                               run.info.run_id, tags={promotion.TAG_TRAINED_THROUGH: cut})
-    return version.version
+    example = tr.fold_data(panel, origin, basis, horizon=2).features.head(5)
+    context = SimpleNamespace(run_id="underfit-by-hand", instance=platform.instance)
+    with lifecycle.training_run(context, platform.tracking, DEMAND_FORECASTER, "underfit") as run:
+        registered = run.register(lambda folder: save_model(model, folder), example, trained_through=cut,
+                                  engine="local", fingerprint=lifecycle.frame_fingerprint(example))
+    return registered.version.version
 
 
 def test_a_worse_challenger_is_refused(cycle):
@@ -196,7 +193,7 @@ def test_a_worse_challenger_is_refused(cycle):
     before = str(registry.champion_version(platform.client, "demand_forecaster").version)
     worse = _register_underfit_demand_model(platform)
     requests = platform.tick("model_version_sensor").run_requests
-    assert [r.run_key for r in requests] == [f"demand_forecaster-v{worse}"]
+    assert [r.run_key for r in requests] == [f"demand_forecaster-v{worse}-attempt0"]
     meta = _meta(platform.launch(requests[0], ""), "demand_model_promotion")
     assert meta["decision"] == "refused" and "wape" in meta["reason"]
     assert str(registry.champion_version(platform.client, "demand_forecaster").version) == before
