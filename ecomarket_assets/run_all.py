@@ -86,7 +86,8 @@ def _summary(instance: dg.DagsterInstance, layout, seconds: float) -> None:
     shown = ("rows_read", "rows_kept", "rows_quarantined", "dagster/row_count", "backtest_churn_auc",
              "backtest_purchases_corr", "segments", "products_per_second", "cv_wape", "registered_version",
              "aliases", "units_next_28_days", "model_wape", "wape_vs_seasonal_naive", "model_coverage_p10_p90",
-             "model_wape_vs_truth", "holdout_ndcg@10", "ndcg@10_lift_over_best_baseline", "users_with_fewer_than_k")
+             "model_wape_vs_truth", "holdout_ndcg@10", "ndcg@10_lift_over_best_baseline", "users_with_fewer_than_k",
+             "why_no_model", "decision", "champion_after")
     for key in sorted(instance.get_asset_keys(), key=lambda k: k.to_user_string()):
         event = instance.get_latest_materialization_event(key)
         meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
