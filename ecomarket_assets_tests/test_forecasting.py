@@ -178,3 +178,23 @@ def test_model_quantiles_are_ordered_and_serving_round_trip(tmp_path):
     pd.testing.assert_frame_equal(loaded.predict(fold.features), predicted)
     unknown = fold.features.head(3).assign(category="never seen")
     assert loaded.predict(unknown).notna().all().all()
+
+
+def test_tuning_reports_each_trial_and_calibrates_on_its_folds():
+    panel = _random_panel(n_products=8, n_days=150)
+    train = tr.make_training_set(panel, None)
+    plan = tr.plan_folds(len(panel.days))
+    folds = [tr.fold_data(panel, o, None) for o in plan.tuning_origins]
+
+    def small(trial):
+        return {"learning_rate": trial.suggest_float("learning_rate", 0.05, 0.2), "num_leaves": 7,
+                "min_data_in_leaf": 20}, trial.suggest_int("num_boost_round", 20, 40, step=10)
+
+    lines: list[str] = []
+    tuning = tr.tune(train, folds, n_trials=3, seed=1, search_space=small, progress=lines.append)
+    assert [line.split(":")[0] for line in lines] == [f"Optuna trial {n}/3" for n in (1, 2, 3)]
+    assert all("WAPE" in line for line in lines)
+    best = min(float(line.split("WAPE ")[1].split(",")[0].split(" ")[0]) for line in lines)
+    assert f"best {best:.4f}" in lines[-1] and tuning.best_wape == pytest.approx(best, abs=1e-4)
+    assert len(tuning.trials) == 3 and len(tuning.fold_metrics) == len(folds)
+    assert 0 < tuning.calibration.coverage_after <= 1

@@ -42,6 +42,7 @@ def shop(tmp_path_factory):
     def run(selection, **kw):
         return dg.materialize(EVERYTHING, resources=resources, selection=selection, instance=instance, **kw)
 
+    run.instance = instance
     assert run(["catalog", "customers", "reviews"]).success
     assert run(["raw_events"], tags=RANGE).success
     first = run(["product_embeddings", *[a.key.to_user_string() for a in FORECASTING]], run_config=QUICK)
@@ -54,7 +55,7 @@ def _meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 
 def test_forecasting_group_materializes_with_checks(shop):
-    root, tracking, _, first = shop
+    root, tracking, run_assets, first = shop
     outcome = checks_by_name(first)
     assert outcome["demand_training_set_reconciles"] and outcome["demand_forecast_valid"]
     assert "demand_model_beats_baselines" in outcome and "demand_interval_coverage" in outcome
@@ -79,6 +80,8 @@ def test_forecasting_group_materializes_with_checks(shop):
     model_meta = _meta(first, "demand_model")
     assert model_meta["registered_version"] == 1 and model_meta["aliases"] == "challenger, champion"
     assert model_meta["optuna_trials"] == 3
+    progress = [e.user_message for e in run_assets.instance.all_logs(first.run_id) if "Optuna trial" in e.user_message]
+    assert [m.split(":")[0] for m in progress] == [f"Optuna trial {n}/3" for n in (1, 2, 3)]  # in the run log
     run = MlflowClient(tracking.resolved_tracking_uri()).get_run(_run_id(model_meta["mlflow_run"]))
     assert run.data.tags["dagster.asset"] == "demand_model" and "cv_wape" in run.data.metrics
     artifacts = {a.path for a in MlflowClient(tracking.resolved_tracking_uri()).list_artifacts(run.info.run_id)}

@@ -135,8 +135,12 @@ class Tuning:
 
 
 def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout: float | None = None,
-         seed: int = 7, search_space: SearchSpace = default_search_space) -> Tuning:
-    """Optuna TPE on mean WAPE over the tuning folds; then calibrate intervals on the same folds."""
+         seed: int = 7, search_space: SearchSpace = default_search_space,
+         progress: Callable[[str], None] | None = None) -> Tuning:
+    """Optuna TPE on mean WAPE over the tuning folds; then calibrate intervals on the same folds.
+
+    `progress` gets one line per finished trial (n/N, its WAPE or why it stopped, the best so far, seconds), so
+    a run log shows where a long tuning is."""
     start = time.perf_counter()
     categories = sorted(train.features["category"].astype(str).unique())
     fold_train = [train.until(f.origin) for f in folds]
@@ -161,7 +165,8 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
     study.enqueue_trial({**{k: v for k, v in dm.BASE_PARAMS.items() if k in _TUNED}, "num_boost_round": 300})
-    study.optimize(objective, n_trials=n_trials, timeout=timeout)
+    callbacks = [_trial_reporter(progress, n_trials)] if progress is not None else None
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks)
     best = study.best_trial
     rounds = int(best.params["num_boost_round"])
     params = {k: v for k, v in best.params.items() if k != "num_boost_round"}
@@ -178,6 +183,17 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
     calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate(means))
     return Tuning(params, rounds, float(best.value), _trials_frame(study), pd.DataFrame(fold_rows), calibration,
                   time.perf_counter() - start, study)
+
+
+def _trial_reporter(progress: Callable[[str], None], n_trials: int) -> Callable:
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        seconds = trial.duration.total_seconds() if trial.duration else 0.0
+        outcome = f"WAPE {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        done = [t for t in study.trials if t.value is not None]
+        best = f", best {min(t.value for t in done):.4f}" if done else ""
+        progress(f"Optuna trial {trial.number + 1}/{n_trials}: {outcome}{best} ({seconds:.0f} s)")
+
+    return report
 
 
 def _trials_frame(study: optuna.Study) -> pd.DataFrame:

@@ -129,7 +129,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     train = tr.make_training_set(panel, basis, seed=config.seed, cumulative=sums)
     folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
     tuning = tr.tune(train, folds, n_trials=forecast_training.n_trials, timeout=forecast_training.timeout_seconds,
-                     seed=config.seed)
+                     seed=config.seed, progress=context.log.info)
     context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
     start = time.perf_counter()
     origin = len(panel.days) - 1 - forecast_training.holdout_days
