@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -30,11 +34,58 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _materialize(defs: dg.Definitions, selection: dg.AssetSelection, instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteInProcessResult:
-    """Materialize `selection` and its checks in one run; a failed blocking check raises."""
+    """Materialize `selection` and its checks in one run, printing each asset as it finishes; a failed blocking
+    check raises."""
     job = defs.resolve_implicit_global_asset_job_def()
     keys = selection.resolve(defs.resolve_asset_graph())
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    return job.execute_in_process(instance=instance, asset_selection=list(keys), run_config=quiet, **kwargs)
+    run_id = str(uuid.uuid4())
+    with _progress(instance, run_id, {k.to_user_string() for k in keys}):
+        return job.execute_in_process(instance=instance, asset_selection=list(keys), run_config=quiet, run_id=run_id,
+                                      **kwargs)
+
+
+STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+
+
+@contextmanager
+def _progress(instance: dg.DagsterInstance, run_id: str, assets: set[str], every: float = 2.0) -> Iterator[None]:
+    """A watcher thread reads the run's event log and prints one line per asset step as it ends."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        started: dict[str, float] = {}
+        reported: set[str] = set()
+        while True:
+            last_pass = stop.is_set()
+            for entry in instance.all_logs(run_id, of_type=STEP_EVENTS):
+                step = entry.step_key or ""
+                if entry.dagster_event_type == dg.DagsterEventType.STEP_START:
+                    started.setdefault(step, entry.timestamp)
+                elif step in assets and step not in reported:
+                    reported.add(step)
+                    print(_progress_line(instance, step, entry, entry.timestamp - started.get(step, entry.timestamp)),
+                          flush=True)
+            if last_pass:
+                return
+            stop.wait(every)
+
+    watcher = threading.Thread(target=watch, name="make-run-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
+
+
+def _progress_line(instance: dg.DagsterInstance, asset: str, entry, seconds: float) -> str:
+    if entry.dagster_event_type == dg.DagsterEventType.STEP_FAILURE:
+        return f"    failed {asset} after {seconds:.0f} s"
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    figure = next((f"{k.removeprefix('dagster/')} {_fmt(meta[k].value)}" for k in SHOWN if k in meta), "")
+    return f"    done {asset:<26} {seconds:6.0f} s  {figure}"
 
 
 def source_days(source: ShopSourceResource, data_dir: DataDirResource) -> tuple[str, str]:
@@ -77,17 +128,23 @@ def main() -> int:
     return 0
 
 
+# Metadata the summary shows; the progress line shows the first of `SHOWN` an asset has.
+SUMMARY = ("rows_read", "rows_kept", "rows_quarantined", "dagster/row_count", "backtest_churn_auc",
+           "backtest_purchases_corr", "segments", "products_per_second", "cv_wape", "registered_version",
+           "aliases", "units_next_28_days", "model_wape", "wape_vs_seasonal_naive", "model_coverage_p10_p90",
+           "model_wape_vs_truth", "holdout_ndcg@10", "ndcg@10_lift_over_best_baseline", "users_with_fewer_than_k",
+           "why_no_model", "decision", "champion_after")
+SHOWN = ("decision", "cv_wape", "model_wape", "holdout_ndcg@10", "ndcg@10_lift_over_best_baseline",
+         "backtest_churn_auc", "why_no_model", "rows_kept", "dagster/row_count")
+
+
 def _fmt(value: object) -> str:
     return f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _summary(instance: dg.DagsterInstance, layout, seconds: float) -> None:
     print(f"\nmaterialized the asset graph in {seconds:.0f} s. Outputs under {layout.root}:")
-    shown = ("rows_read", "rows_kept", "rows_quarantined", "dagster/row_count", "backtest_churn_auc",
-             "backtest_purchases_corr", "segments", "products_per_second", "cv_wape", "registered_version",
-             "aliases", "units_next_28_days", "model_wape", "wape_vs_seasonal_naive", "model_coverage_p10_p90",
-             "model_wape_vs_truth", "holdout_ndcg@10", "ndcg@10_lift_over_best_baseline", "users_with_fewer_than_k",
-             "why_no_model", "decision", "champion_after")
+    shown = SUMMARY
     for key in sorted(instance.get_asset_keys(), key=lambda k: k.to_user_string()):
         event = instance.get_latest_materialization_event(key)
         meta = event.asset_materialization.metadata if event and event.asset_materialization else {}

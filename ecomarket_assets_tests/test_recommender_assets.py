@@ -44,6 +44,8 @@ def shop(tmp_path_factory):
     def run(selection, **kw):
         return dg.materialize(EVERYTHING, resources=resources, selection=selection, instance=instance, **kw)
 
+    run.instance = instance
+
     assert run(["catalog", "customers", "reviews"]).success
     assert run(["raw_events", "user_daily_activity"], tags=RANGE).success
     first = run(["product_embeddings", *[a.key.to_user_string() for a in RECOMMENDER]], run_config=CONFIG)
@@ -56,9 +58,11 @@ def _meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 
 def test_recommender_group_materializes_with_checks(shop):
-    _, _, _, first = shop
+    _, _, run, first = shop
     outcome = checks_by_name(first)
     assert outcome["rec_candidates_time_split"] and outcome["recommendations_are_well_formed"]
+    progress = [e.user_message for e in run.instance.all_logs(first.run_id) if "candidate set" in e.user_message]
+    assert [m.split(" ")[2] for m in progress] == ["1/4", "2/4", "3/4", "4/4"]  # train_1, train_2, holdout, serving
     assert "ranker_beats_baselines" in outcome
     meta = _meta(first, "rec_candidates")
     assert 0.3 < meta["holdout_candidate_recall"] <= 1.0

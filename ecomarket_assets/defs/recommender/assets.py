@@ -90,6 +90,8 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
                 write_frame(built.labels, store.labels_path(name))
             sets[name] = built
             rows.append(_set_row(built, time.perf_counter() - start))
+            context.log.info(f"candidate set {len(rows)}/{len(plan.sets())} {name} (cutoff {cutoff}): "
+                             f"{len(built.frame):,} rows for {len(built.users):,} users in {rows[-1]['seconds']} s")
         engine_meta = engine.metadata()
     summary = pd.DataFrame(rows)
     holdout = sets["holdout"]
