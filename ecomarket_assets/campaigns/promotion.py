@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 
-from ecomarket_assets.campaigns.uplift import (
-    MIN_SENDS_PER_ARM,
-    UpliftModel,
-    qini_coefficient,
-    qini_curve,
-)
+from ecomarket_assets.campaigns.uplift import MIN_SENDS_PER_ARM, UpliftModel, evaluate_targeting
 from ecomarket_assets.mlops.promotion import MetricRule, PromotionPolicy
 
 # Qini decides (relative to the champion's, so a 2 % better ranking is needed); the incremental conversions
@@ -42,7 +36,6 @@ def fresh_sends(sends: pd.DataFrame, start: dt.date) -> tuple[pd.DataFrame, str]
 
 def score_version(model: UpliftModel, sends: pd.DataFrame) -> dict[str, float]:
     """Qini and incremental conversions at 30 % of one version's ranking of `sends`."""
-    curve = qini_curve(model.predict(sends), (sends["group"] == "treatment").to_numpy(), sends["converted"].to_numpy(float))
-    return {"qini": qini_coefficient(curve),
-            "incremental_at_30pct": float(np.interp(0.3, curve["share"], curve["incremental"])),
+    uplift = evaluate_targeting(model, sends).summary.set_index("method").loc["uplift"]
+    return {"qini": float(uplift["qini"]), "incremental_at_30pct": float(uplift["incremental_at_30pct"]),
             "sends": float(len(sends))}

@@ -85,8 +85,11 @@ def compare(policy: PromotionPolicy, champion: dict[str, float], challenger: dic
 
 def decide(policy: PromotionPolicy, model: str, challenger: str, champion: str | None,
            scores: tuple[dict[str, float], dict[str, float]] | None, failed_checks: list[str],
-           holdout: str, stale_reason: str = "") -> Decision:
-    """The decision; `scores` = (champion, challenger) metrics on the hold-out, None when not computed."""
+           holdout: str, stale_reason: str = "", rolled_back: str = "") -> Decision:
+    """The decision; `scores` = (champion, challenger) metrics on the hold-out, None when not computed.
+    `rolled_back`: why the challenger was rolled back ("" = it never was); such a version is refused first."""
+    if rolled_back:
+        return Decision(model, challenger, champion, "refused", rolled_back, holdout)
     if champion is None or champion == challenger:
         return Decision(model, challenger, champion, "initial_champion",
                         "first version of the model: serves until a challenger beats it", holdout)
@@ -125,8 +128,7 @@ def record(client: MlflowClient, decision: Decision, context: dict[str, str] | N
     if decision.champion and decision.champion != version:
         summary = f"v{version} {decision.outcome}: {decision.reason}"[:4900]
         client.set_model_version_tag(name, decision.champion, TAG_LAST_CHALLENGE, summary)
-    if decision.promote or (decision.outcome == registry.INITIAL_CHAMPION
-                            and registry.champion_version(client, name) is None):
+    if decision.promote or (decision.outcome == registry.INITIAL_CHAMPION and decision.champion is None):
         # the first version normally becomes champion when registered; after a crash in between, here
         registry.set_champion(client, name, version, decision.reason[:4900])
     supersede_older(client, name, version)

@@ -90,8 +90,7 @@ def promote(context: dg.AssetExecutionContext, config: PromotionConfig, mlflow_t
             holdout, scorer, stale = evaluate(start)
             if scorer is not None:
                 scores = (scorer(champion), scorer(challenger))
-    decision = (promotion.Decision(name, challenger, champion, "refused", rolled_back) if rolled_back
-                else promotion.decide(policy, name, challenger, champion, scores, failed, holdout, stale))
+    decision = promotion.decide(policy, name, challenger, champion, scores, failed, holdout, stale, rolled_back)
     run_id = _log_decision(context, mlflow_tracking, experiment, decision, scores)
     promotion.record(client, decision, {"promotion_mlflow_run": run_id, "promotion_dagster_run": context.run.run_id})
     context.log.info(f"{name} v{challenger}: {decision.outcome} ({decision.reason})")
