@@ -120,7 +120,12 @@ class ForecastTrainingResource(dg.ConfigurableResource):
     """
 
     n_trials: int = 15  # Optuna trials
-    timeout_seconds: int = 900  # Optuna time budget; the search stops at whichever comes first
+    # Optuna time budget, enforced inside a fit once a first trial has finished; the search stops at whichever
+    # of the two comes first
+    timeout_seconds: int = 240
+    # A weekly retrain refits with the last search's hyper-parameters; Optuna searches again once they are this
+    # many days of data old, when the level of demand has shifted, or when the run config asks (`tuning: full`).
+    retune_days: int = 28
     # The last days the registered version never learns from: the fresh hold-out on which the promotion
     # step compares it with the champion (features at forecast time still read every day).
     holdout_days: int = HORIZON

@@ -133,6 +133,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECOMARKET_FORECAST_TRIALS", "forecast_training", "n_trials", "Optuna trials of `demand_model`"),
     Setting("ECOMARKET_FORECAST_TIMEOUT", "forecast_training", "timeout_seconds",
             "Optuna time budget of `demand_model`, in seconds"),
+    Setting("ECOMARKET_FORECAST_RETUNE_DAYS", "forecast_training", "retune_days",
+            "a retrain reuses the last Optuna search's choices until they are this old (days of data), then searches "
+            "again; 0 = search every time"),
     Setting("ECOMARKET_FORECAST_HOLDOUT_DAYS", "forecast_training", "holdout_days",
             "newest days the registered demand model leaves out: the promotion step's fresh hold-out"),
     Setting("ECOMARKET_DRIFT_MAX_SHARE", "drift_thresholds", "max_drifted_share",

@@ -3,6 +3,7 @@
 import dagster as dg
 import mlflow
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -103,11 +104,22 @@ def test_champion_serves_and_a_retrain_only_adds_a_challenger(shop):
 
     second = run(["demand_model", "demand_forecast"], run_config=QUICK)
     assert second.success
+    retrained = _meta(second, "demand_model")  # same data, a search made today: refit with its choices
+    assert retrained["tuning"] == "warm" and "0 days old" in retrained["tuning_reason"]
+    assert "optuna_history" not in retrained and retrained["cv_wape"] == _meta(first, "demand_model")["cv_wape"]
+    first_run = MlflowClient(tracking.resolved_tracking_uri()).get_run(_run_id(retrained["mlflow_run"]))
+    assert first_run.data.params["tuning_mode"] == "warm"
     assert str(registry.champion_version(client, MODEL_NAME).version) == "1"
     assert str(registry.alias_version(client, MODEL_NAME, registry.CHALLENGER).version) == "2"
     forecast = read_frame(store.forecast / "demand_forecast.parquet")
     assert (forecast["model_version"] == "1").all()  # serving follows the champion alias, not the newest version
     assert not mlflow.get_tracking_uri().startswith(f"sqlite:///{root}")  # the resource restored the global URI
+
+    forced = run(["demand_model"], run_config={**QUICK, "ops": {"demand_model": {"config": {"tuning": "full"}}}})
+    assert _meta(forced, "demand_model")["tuning"] == "full" and _meta(forced, "demand_model")["optuna_trials"] == 3
+    study = optuna.load_study(study_name=ForecastStore(DataLayout(root / "data")).last_tuning()["study"],
+                              storage=store.optuna_storage())
+    assert len(study.trials) == 3  # the search is kept, queryable after the run
 
 
 def test_training_set_has_real_zero_days(shop):

@@ -58,17 +58,29 @@ class ForecastStore:
                    "calibration": asdict(tuning.calibration), **extra}
         self.tuning_path.write_text(json.dumps(payload, indent=2, default=str))
 
+    def last_tuning(self) -> dict | None:
+        """The last recorded search (what a warm retrain reuses), or None."""
+        return json.loads(self.tuning_path.read_text()) if self.tuning_path.exists() else None
+
+    def optuna_storage(self) -> str | None:
+        """SQLite beside the model files, so every search's trials stay queryable (`optuna-dashboard`); None
+        (in memory) when the data directory is remote object storage, where SQLite cannot lock."""
+        if not isinstance(self.model, Path):
+            return None
+        self.model.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.model / 'optuna.db'}"
+
     def read_tuning(self) -> dict:
         if not self.tuning_path.exists():
             raise FileNotFoundError(f"{self.tuning_path} missing: materialize demand_model first")
         return json.loads(self.tuning_path.read_text())
 
 
-def tuning_from_dict(payload: dict) -> Tuning:
+def tuning_from_dict(payload: dict, mode: str = "full") -> Tuning:
     from ecomarket_assets.forecasting.model import IntervalCalibration
 
     return Tuning(payload["params"], int(payload["rounds"]), float(payload["best_wape"]), pd.DataFrame(),
-                  pd.DataFrame(), IntervalCalibration(**payload["calibration"]), 0.0)
+                  pd.DataFrame(), IntervalCalibration(**payload["calibration"]), 0.0, mode=mode)
 
 
 def forecast_rising_ids(layout: DataLayout, top: int = 20) -> pd.Index | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
+import lightgbm as lgb
 import numpy as np
 import optuna
 import pandas as pd
@@ -103,11 +105,14 @@ def fold_data(panel: SalesPanel, origin: int, basis: EmbeddingBasis | None,
 
 
 SearchSpace = Callable[[optuna.Trial], tuple[dict, int]]
+MAX_ROUNDS = 1500  # a ceiling: each trial stops early on its fold
+PATIENCE = 40  # rounds without a better fold MAE before a trial's fit stops
 
 
 def default_search_space(trial: optuna.Trial) -> tuple[dict, int]:
+    """LightGBM's tree shape and regularisation; the number of rounds is found by early stopping, not searched."""
     params = {
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 15, 255, log=True),
         "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 10, 400, log=True),
         "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
@@ -115,7 +120,7 @@ def default_search_space(trial: optuna.Trial) -> tuple[dict, int]:
         "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
         "tweedie_variance_power": trial.suggest_float("tweedie_variance_power", 1.05, 1.7),
     }
-    return params, trial.suggest_int("num_boost_round", 100, 700, step=50)
+    return params, MAX_ROUNDS
 
 
 _TUNED = ("learning_rate", "num_leaves", "min_data_in_leaf", "feature_fraction", "bagging_fraction", "lambda_l2",
@@ -132,57 +137,122 @@ class Tuning:
     calibration: dm.IntervalCalibration
     seconds: float
     study: optuna.Study = field(repr=False, default=None)
+    mode: str = "full"  # full: Optuna searched; warm: an earlier search's choices reused
+
+
+class _OutOfTime(Exception):
+    """Raised inside a LightGBM fit when the tuning budget is spent (the budget is not only checked between trials)."""
+
+
+def _deadline(at: float | None) -> Callable:
+    def check(env) -> None:
+        if at is not None and time.perf_counter() > at:
+            raise _OutOfTime()
+
+    return check
 
 
 def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout: float | None = None,
          seed: int = 7, search_space: SearchSpace = default_search_space,
-         progress: Callable[[str], None] | None = None) -> Tuning:
+         progress: Callable[[str], None] | None = None, storage: str | None = None,
+         study_name: str | None = None, warm_start: dict | None = None) -> Tuning:
     """Optuna TPE on mean WAPE over the tuning folds; then calibrate intervals on the same folds.
 
-    `progress` gets one line per finished trial (n/N, its WAPE or why it stopped, the best so far, seconds), so
-    a run log shows where a long tuning is."""
+    Each trial's fit stops early on its fold, so rounds are found, not searched, and a bad trial costs
+    little; the timeout is enforced inside a fit once one trial has finished. The best trial's own fold
+    forecasts calibrate the intervals (no refit of the mean model). `storage` (an Optuna RDB URL) keeps the
+    study; `warm_start` (an earlier search's params) is tried first. `progress` gets one line per trial.
+    """
     start = time.perf_counter()
     categories = sorted(train.features["category"].astype(str).unique())
     fold_train = [train.until(f.origin) for f in folds]
+    fold_frames = [_prepared(f.features, categories) for f in folds]
+    datasets = [dm.reusable_dataset(x, y, categories) for x, y in fold_train]
+    valid_sets = [_valid_set(frame, fold, data) for frame, fold, data in zip(fold_frames, folds, datasets, strict=True)]
+    best_forecasts: dict[int, list[np.ndarray]] = {}
+    deadline = None if timeout is None else start + timeout
 
     def objective(trial: optuna.Trial) -> float:
-        params, rounds = search_space(trial)
-        scores = []
-        for step, (fold, (x, y)) in enumerate(zip(folds, fold_train, strict=True)):
-            booster = dm.fit_mean(x, y, params, rounds, categories)
-            frame = fold.features.copy()
-            frame["category"] = pd.Categorical(frame["category"].astype(str), categories=categories)
-            forecast = np.maximum(booster.predict(frame), 0).reshape(fold.actual.shape)
-            scores.append(metrics.wape(fold.actual, forecast))
+        params, max_rounds = search_space(trial)
+        scores, rounds, forecasts = [], [], []
+        finished = any(t.state == optuna.trial.TrialState.COMPLETE for t in trial.study.trials)
+        for step, fold in enumerate(folds):
+            try:
+                booster = dm.fit_mean_early_stopped(datasets[step], valid_sets[step], params, max_rounds, PATIENCE,
+                                                    [_deadline(deadline if finished else None)])
+            except _OutOfTime:
+                trial.set_user_attr("stopped", "time budget spent")
+                raise optuna.TrialPruned() from None
+            forecast = np.maximum(booster.predict(fold_frames[step], num_iteration=booster.best_iteration), 0)
+            forecasts.append(forecast.reshape(fold.actual.shape))
+            scores.append(metrics.wape(fold.actual, forecasts[-1]))
+            rounds.append(booster.best_iteration or max_rounds)
             trial.report(float(np.mean(scores)), step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
         for fold, score in zip(folds, scores, strict=True):
             trial.set_user_attr(f"wape_origin_{fold.origin}", score)
-        return float(np.mean(scores))
+        trial.set_user_attr("rounds", int(round(np.mean(rounds))))
+        value = float(np.mean(scores))
+        done = [t.value for t in trial.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not done or value < min(done):
+            best_forecasts.clear()
+            best_forecasts[trial.number] = forecasts
+        return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
-    study.enqueue_trial({**{k: v for k, v in dm.BASE_PARAMS.items() if k in _TUNED}, "num_boost_round": 300})
+    study = _new_study(storage, study_name, seed)
+    first = warm_start or {k: v for k, v in dm.BASE_PARAMS.items() if k in _TUNED}
+    study.enqueue_trial({k: v for k, v in first.items() if k in _TUNED})
     callbacks = [_trial_reporter(progress, n_trials)] if progress is not None else None
     study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks)
     best = study.best_trial
-    rounds = int(best.params["num_boost_round"])
-    params = {k: v for k, v in best.params.items() if k != "num_boost_round"}
-    fold_rows, lows, highs, actuals, means = [], [], [], [], []
-    for fold, (x, y) in zip(folds, fold_train, strict=True):
-        fitted = dm.fit(x, y, params, rounds)
-        raw = fitted.raw_quantiles(fold.features)
-        mean = fitted.predict(fold.features)["forecast"].to_numpy().reshape(fold.actual.shape)
-        lows.append(raw[0.1]), highs.append(raw[0.9]), actuals.append(fold.actual.ravel()), means.append(mean.ravel())
-        fold_rows.append({"origin": fold.origin, "train_rows": len(y), "wape": metrics.wape(fold.actual, mean),
-                          "bias": metrics.bias(fold.actual, mean),
-                          "raw_coverage_p10_p90": dm.coverage(fold.actual.ravel(), raw[0.1], raw[0.9])})
-    calibration = dm.calibrate(np.concatenate(lows), np.concatenate(highs), np.concatenate(actuals))
-    calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate(means))
+    rounds = int(best.user_attrs["rounds"])
+    params = {k: v for k, v in best.params.items() if k in _TUNED}
+    calibration, fold_rows = _calibrate(folds, fold_train, best_forecasts[best.number], params, categories)
     return Tuning(params, rounds, float(best.value), _trials_frame(study), pd.DataFrame(fold_rows), calibration,
                   time.perf_counter() - start, study)
+
+
+def _prepared(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
+    frame = features.copy()
+    frame["category"] = pd.Categorical(frame["category"].astype(str), categories=categories)
+    return frame
+
+
+def _valid_set(frame: pd.DataFrame, fold: FoldData, reference: lgb.Dataset) -> lgb.Dataset:
+    """The fold's forecast rows as LightGBM's validation set (rows without an actual left out)."""
+    actual = fold.actual.ravel()
+    known = ~np.isnan(actual)
+    return lgb.Dataset(frame[known], label=actual[known], reference=reference, categorical_feature=dm.CATEGORICAL,
+                       params=reference.params)
+
+
+def _new_study(storage: str | None, name: str | None, seed: int) -> optuna.Study:
+    """A fresh study (a rerun under the same name replaces the old one, whose trials scored other data)."""
+    if storage is not None and name is not None:
+        with suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=storage)
+    return optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+                               pruner=optuna.pruners.MedianPruner(n_startup_trials=5), storage=storage,
+                               study_name=name)
+
+
+def _calibrate(folds: list[FoldData], fold_train: list[tuple[pd.DataFrame, np.ndarray]], means: list[np.ndarray],
+               params: dict, categories: list[str]) -> tuple[dm.IntervalCalibration, list[dict]]:
+    """Conformal interval offsets and the level factor from out-of-sample fold forecasts."""
+    fold_rows, lows, highs, actuals = [], [], [], []
+    for fold, (x, y), mean in zip(folds, fold_train, means, strict=True):
+        quantiles = dm.fit_quantiles(x, y, params, categories)
+        frame = _prepared(fold.features, categories)
+        low, high = (np.maximum(quantiles[q].predict(frame), 0.0) for q in (0.1, 0.9))
+        lows.append(low), highs.append(high), actuals.append(fold.actual.ravel())
+        fold_rows.append({"origin": fold.origin, "train_rows": len(y), "wape": metrics.wape(fold.actual, mean),
+                          "bias": metrics.bias(fold.actual, mean),
+                          "raw_coverage_p10_p90": dm.coverage(fold.actual.ravel(), low, high)})
+    calibration = dm.calibrate(np.concatenate(lows), np.concatenate(highs), np.concatenate(actuals))
+    calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate([m.ravel() for m in means]))
+    return calibration, fold_rows
 
 
 def _trial_reporter(progress: Callable[[str], None], n_trials: int) -> Callable:

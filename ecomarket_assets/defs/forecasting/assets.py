@@ -13,7 +13,7 @@ from ecomarket_assets.defs.ingestion.assets import catalog, raw_events
 from ecomarket_assets.forecasting import backtest as bt
 from ecomarket_assets.forecasting import forecast as fc
 from ecomarket_assets.forecasting import model as dm
-from ecomarket_assets.forecasting import plots
+from ecomarket_assets.forecasting import plots, retrain
 from ecomarket_assets.forecasting import training as tr
 from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
 from ecomarket_assets.forecasting.model import feature_importance
@@ -37,15 +37,20 @@ from ecomarket_assets.storage import write_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
 GROUP = "forecasting"
+SEARCH_RECORD = ("tuned_through", "units_per_day", "feature_names", "study")  # carried by warm retrains
 OWNERS = ["team:data-science"]
 DEMAND_FORECASTER = lifecycle.ModelKind(MODEL_NAME, EXPERIMENT, "demand_forecaster.py", ARTIFACT)
 
 
 class DemandModelConfig(dg.Config):
-    """Per-run knobs. The Optuna budget and the hold-out days are deployment settings, on the
-    `forecast_training` resource (ForecastTrainingResource; the launchpad overrides them there for one run)."""
+    """Per-run knobs. The Optuna budget, the hold-out days and how often to search again are deployment settings,
+    on the `forecast_training` resource (ForecastTrainingResource; the launchpad overrides them there for one run).
+
+    `tuning`: auto (search again only when the last search is `retune_days` old, the features changed or demand's
+    level shifted; otherwise refit with its choices), full (search now) or warm (refit; fails if impossible)."""
 
     seed: int = 7
+    tuning: str = "auto"
 
 
 @dg.asset(
@@ -127,10 +132,22 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     plan = tr.plan_folds(len(panel.days))
     sums = PanelSums(panel)
     train = tr.make_training_set(panel, basis, seed=config.seed, cumulative=sums)
-    folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
-    tuning = tr.tune(train, folds, n_trials=forecast_training.n_trials, timeout=forecast_training.timeout_seconds,
-                     seed=config.seed, progress=context.log.info)
-    context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
+    saved = store.last_tuning()
+    choice = retrain.choose(config.tuning, saved, panel, list(train.features.columns), forecast_training.retune_days)
+    context.log.info(f"tuning: {choice.mode} ({choice.reason})")
+    if choice.mode == "warm":
+        tuning = tuning_from_dict(saved, mode="warm")
+        searched = {k: saved[k] for k in SEARCH_RECORD}
+    else:
+        folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
+        last_day = str(panel.days[-1].date())
+        searched = {"tuned_through": last_day, "units_per_day": retrain.recent_units_per_day(panel),
+                    "feature_names": list(train.features.columns), "study": f"{MODEL_NAME}-{last_day}"}
+        tuning = tr.tune(train, folds, n_trials=forecast_training.n_trials,
+                         timeout=forecast_training.timeout_seconds, seed=config.seed, progress=context.log.info,
+                         storage=store.optuna_storage(), study_name=searched["study"],
+                         warm_start=saved["params"] if saved else None)
+        context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
     start = time.perf_counter()
     origin = len(panel.days) - 1 - forecast_training.holdout_days
     with compute.session() as engine:  # the final fit (mean + 3 quantiles) is data-parallel on a Dask engine
@@ -141,16 +158,21 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     trained_through = str(panel.days[origin].date())
     importance = feature_importance(model)
     with lifecycle.training_run(context, mlflow_tracking, DEMAND_FORECASTER, "demand_model") as run:
-        _log_training(tuning, plan.describe(panel), importance, fit_seconds, len(train.target))
+        _log_training(tuning, plan.describe(panel), importance, fit_seconds, len(train.target), choice)
         registered = run.register(
             lambda folder: save_model(model, folder), train.features.head(20), trained_through=trained_through,
             engine=engine_meta["engine"], fingerprint=lifecycle.frame_fingerprint(train.features),
             tags={"cv_wape": f"{tuning.best_wape:.4f}"})
-    store.write_tuning(tuning, {"plan": plan.describe(panel).to_dict("records"),
+    store.write_tuning(tuning, {"plan": plan.describe(panel).to_dict("records"), **searched,
+                                "tuning_mode": choice.mode, "tuning_reason": choice.reason,
                                 "model_version": registered.version.version, "run_id": run.run_id})
-    write_frame(tuning.trials, store.model / "optuna_trials.parquet")
+    if choice.mode == "full":
+        write_frame(tuning.trials, store.model / "optuna_trials.parquet")
     return dg.MaterializeResult(metadata={
         **registered.metadata(),
+        "tuning": choice.mode,
+        "tuning_reason": choice.reason,
+        "tuned_through": searched["tuned_through"],
         "cv_wape": tuning.best_wape,
         "cv_folds": md.table(tuning.fold_metrics.round(4)),
         "fold_plan": md.table(plan.describe(panel).astype(str)),
@@ -169,25 +191,28 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
                                           "level factor (expected_units)": round(tuning.calibration.level, 4),
                                           "calibration rows": tuning.calibration.calibration_rows}, "what", "value"),
         "feature_importance": plots.importance(importance),
-        "optuna_history": plots.optuna_history(tuning.trials),
+        **({"optuna_history": plots.optuna_history(tuning.trials)} if choice.mode == "full" else {}),
     })
 
 
 def _log_training(tuning: tr.Tuning, plan: pd.DataFrame, importance: pd.DataFrame, fit_seconds: float,
-                  rows: int) -> None:
+                  rows: int, choice: retrain.TuningChoice) -> None:
     mlflow.log_params({**tuning.params, "num_boost_round": tuning.rounds, "objective": "tweedie",
-                       "train_rows": rows, "tuning_folds": len(tuning.fold_metrics)})
+                       "train_rows": rows, "tuning_folds": len(tuning.fold_metrics), "tuning_mode": choice.mode,
+                       "tuning_reason": choice.reason[:500]})
     mlflow.log_metrics({"cv_wape": tuning.best_wape, "tuning_seconds": tuning.seconds, "fit_seconds": fit_seconds,
                         "interval_coverage_calibrated": tuning.calibration.coverage_after,
                         "interval_coverage_raw": tuning.calibration.coverage_before,
                         "level_factor": tuning.calibration.level})
+    mlflow.log_table(plan.astype(str), "fold_plan.json")
+    mlflow.log_table(importance, "feature_importance.json")
+    mlflow.log_figure(plots.importance_figure(importance), "feature_importance.png")
+    if choice.mode == "warm":  # the search it reuses is logged in the run that made it
+        return
     for i, row in tuning.fold_metrics.iterrows():
         mlflow.log_metrics({"fold_wape": row["wape"], "fold_bias": row["bias"]}, step=int(i))
     mlflow.log_table(tuning.trials.astype({c: str for c in tuning.trials.columns if tuning.trials[c].dtype == object}),
                      "optuna_trials.json")
-    mlflow.log_table(plan.astype(str), "fold_plan.json")
-    mlflow.log_table(importance, "feature_importance.json")
-    mlflow.log_figure(plots.importance_figure(importance), "feature_importance.png")
     mlflow.log_figure(plots.optuna_history_figure(tuning.trials), "optuna_history.png")
 
 
