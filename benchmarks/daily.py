@@ -13,11 +13,17 @@ windows after the tuning folds). Prints wall seconds, peak memory and backtest W
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+ONLINE_RETAIL = REPO_ROOT.parent / "shared" / "datasets" / "online_retail" / "online_retail_2010-12_to_2011-09.csv.gz"
 
 
 def _peak_gb() -> float:
@@ -73,6 +79,100 @@ def demand(data_dir: Path, trials: int, timeout: int) -> list[dict]:
     return rows
 
 
+NIGHT_CONFIG_ASSETS = ("user_features", "demand_training_set", "rec_candidates")  # the ones with full_rebuild
+
+
+def _env(source: str, path: Path | None, root: Path) -> dict:
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from stages import use_source
+
+    use_source(source, path or Path(), root)
+    return {**os.environ, "DAGSTER_HOME": str(root), "PYTHONUNBUFFERED": "1"}
+
+
+def _done_lines(output: str) -> dict[str, float]:
+    """`asset -> seconds` from run_all's progress lines ("    done <asset> <s> s  <figure>")."""
+    found = re.findall(r"^\s+done (\S+)\s+([\d.]+) s", output, flags=re.M)
+    return {asset: float(seconds) for asset, seconds in found}
+
+
+def _python(args: list[str], env: dict) -> tuple[str, float]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout, time.perf_counter() - start
+
+
+def night_run(day: str, full: bool) -> None:
+    """(child process) One night: the day's daily_ingest_job partition, then daily_refresh_job's assets."""
+    import dagster as dg
+
+    from ecomarket_assets import run_all
+    from ecomarket_assets.definitions import defs as load_defs
+    from ecomarket_assets.defs.operations.automation import daily_refresh_job
+
+    defs, instance = load_defs(), dg.DagsterInstance.get()
+    run_all._materialize(defs, dg.AssetSelection.assets("raw_events", "user_daily_activity"), instance,
+                         partition_key=day)
+    ops = {a: {"config": {"full_rebuild": True}} for a in NIGHT_CONFIG_ASSETS} if full else {}
+    run_all._materialize(defs, daily_refresh_job.selection, instance, ops=ops)
+    print(f"peak_gb {_peak_gb():.2f}")
+
+
+def _snapshot(data: Path) -> dict:
+    """The incremental assets' outputs, to compare a night with a full rebuild of the same day."""
+    from ecomarket_assets.forecasting.store import ForecastStore
+    from ecomarket_assets.recommender.store import RecStore
+    from ecomarket_assets.storage import DataLayout, read_frame
+
+    layout = DataLayout(data)
+    store = ForecastStore(layout)
+    return {"user_features": read_frame(layout.table("user_features")),
+            "demand panel": read_frame(store.panel_path),
+            "demand feature rows": store.read_features(),
+            "serving candidates": read_frame(RecStore(layout).candidate_path("serving"))}
+
+
+def _equal(left, right) -> str:
+    import pandas as pd
+
+    try:
+        pd.testing.assert_frame_equal(left.reset_index(drop=True), right.reset_index(drop=True), rtol=1e-9,
+                                      check_dtype=False)
+        return "equal"
+    except AssertionError as error:
+        return "DIFFERENT: " + str(error).splitlines()[0][:120]
+
+
+def night(source: str, path: Path | None, root: Path) -> list[dict]:
+    """`make run` through the day before the last, then the last day as a night, then that night as a full rebuild."""
+    import pandas as pd
+
+    env = _env(source, path, root)
+    out, _ = _python(["-c", "from ecomarket_assets.run_all import *; from ecomarket_assets.settings import plain;"
+                      "print('LAST', source_days(plain(ShopSourceResource), plain(DataDirResource))[1])"], env)
+    last = out.split("LAST ")[1].split()[0]
+    day_before = (pd.Timestamp(last) - pd.Timedelta(days=1)).date().isoformat()
+    out, graph_seconds = _python(["-m", "ecomarket_assets.run_all", "--through", day_before], env)
+    graph = _done_lines(out)
+    print(f"whole graph through {day_before}: {graph_seconds:.0f} s", flush=True)
+    out, night_seconds = _python([__file__, "_night", "--day", last], env)
+    nightly = _done_lines(out)
+    incremental = _snapshot(root / "data")
+    out, full_seconds = _python([__file__, "_night", "--day", last, "--full"], env)
+    full = _done_lines(out)
+    rebuilt = _snapshot(root / "data")
+    rows = [{"asset": a, "whole graph s": graph.get(a), "night (one new day) s": nightly.get(a),
+             "night, full rebuild s": full.get(a)} for a in dict.fromkeys([*graph, *nightly])]
+    print(f"\nwhole graph {graph_seconds:.0f} s; night {night_seconds:.0f} s; night as a full rebuild {full_seconds:.0f} s"
+          " (each includes ~10 s of process start and definitions load)")
+    _table(rows)
+    for name in incremental:
+        print(f"{name}: one new day vs full rebuild: {_equal(incremental[name], rebuilt[name])}")
+    return rows
+
+
 def _table(rows: list[dict]) -> None:
     import pandas as pd
 
@@ -81,13 +181,22 @@ def _table(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["demand"])
-    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("part", choices=["demand", "night", "_night"])
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--work-dir", type=Path, help="night: folder for the shop's data, MLflow and Dagster")
+    parser.add_argument("--source", default="online_retail", choices=["online_retail", "simulator"])
+    parser.add_argument("--day", help="(internal) the night's day")
+    parser.add_argument("--full", action="store_true", help="(internal) the night as a full rebuild")
     parser.add_argument("--trials", type=int, default=15)
     parser.add_argument("--timeout", type=int, default=240)
     args = parser.parse_args()
     if args.part == "demand":
         demand(args.data_dir, args.trials, args.timeout)
+    elif args.part == "night":
+        root = args.work_dir or Path(tempfile.mkdtemp(prefix="ecomarket-daily-"))
+        night(args.source, ONLINE_RETAIL if args.source == "online_retail" else None, root)
+    elif args.part == "_night":
+        night_run(args.day, args.full)
 
 
 if __name__ == "__main__":

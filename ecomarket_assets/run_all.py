@@ -6,6 +6,7 @@ checkout), so `make dev` then shows every materialization, its metadata and chec
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import threading
@@ -33,12 +34,13 @@ def _instance() -> dg.DagsterInstance:
         return dg.DagsterInstance.ephemeral()
 
 
-def _materialize(defs: dg.Definitions, selection: dg.AssetSelection, instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteInProcessResult:
+def _materialize(defs: dg.Definitions, selection: dg.AssetSelection, instance: dg.DagsterInstance,
+                 ops: dict | None = None, **kwargs) -> dg.ExecuteInProcessResult:
     """Materialize `selection` and its checks in one run, printing each asset as it finishes; a failed blocking
-    check raises."""
+    check raises. `ops`: run config of the assets (e.g. `{"user_features": {"config": {"full_rebuild": True}}}`)."""
     job = defs.resolve_implicit_global_asset_job_def()
     keys = selection.resolve(defs.resolve_asset_graph())
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **({"ops": ops} if ops else {})}
     run_id = str(uuid.uuid4())
     with _progress(instance, run_id, {k.to_user_string() for k in keys}):
         return job.execute_in_process(instance=instance, asset_selection=list(keys), run_config=quiet, run_id=run_id,
@@ -85,7 +87,7 @@ def _progress_line(instance: dg.DagsterInstance, asset: str, entry, seconds: flo
     event = instance.get_latest_materialization_event(dg.AssetKey(asset))
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     figure = next((f"{k.removeprefix('dagster/')} {_fmt(meta[k].value)}" for k in SHOWN if k in meta), "")
-    return f"    done {asset:<26} {seconds:6.0f} s  {figure}"
+    return f"    done {asset:<26} {seconds:6.1f} s  {figure}"
 
 
 def source_days(source: ShopSourceResource, data_dir: DataDirResource) -> tuple[str, str]:
@@ -101,7 +103,11 @@ def source_days(source: ShopSourceResource, data_dir: DataDirResource) -> tuple[
     return days[0], days[-1]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Materialize the whole asset graph once (`make run`).")
+    parser.add_argument("--through", metavar="YYYY-MM-DD", help="last day to ingest (default: the source's last); "
+                        "a later `daily_ingest_job` + `daily_refresh_job` run then adds the next day like a night")
+    args = parser.parse_args(argv)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # MLflow's INFO chatter would drown the progress lines
     started = time.time()
     defs = load_defs()
@@ -116,6 +122,7 @@ def main() -> int:
     print("1/3 source tables: " + ", ".join(UNPARTITIONED_ROOTS))
     _materialize(defs, roots, instance)
     first, last = source_days(source, data_dir)
+    last = min(last, args.through) if args.through else last
     print(f"2/3 daily assets {first} .. {last}: " + ", ".join(k.to_user_string() for k in partitioned))
     _materialize(defs, dg.AssetSelection.assets(*partitioned), instance,
                  tags=partition_range_tags(first, last))
