@@ -28,7 +28,7 @@ import pandas as pd
 from ecomarket_assets.compute import Engine, group_reduce
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.profiles.features import HALF_LIFE_DAYS
-from ecomarket_assets.storage import new_build_dir, read_frame, replace_dir, write_frame
+from ecomarket_assets.storage import is_remote, new_build_dir, read_frame, replace_dir, write_frame
 
 MANIFEST = "manifest.json"
 ADDED = {"sum": "sum", "decayed": "sum", "min": "min", "max": "max"}
@@ -146,9 +146,13 @@ class StateStore:
 
 
 def file_signature(path: Path) -> str:
-    """Size and modification time: an atomic rewrite of a day file changes it."""
+    """Size and modification time (on object storage the ETag): an atomic rewrite of a day file changes it."""
+    if is_remote(path):
+        info = path.fs.info(path.path)
+        stamp = next((info[k] for k in ("ETag", "etag", "md5Hash", "LastModified", "mtime", "updated") if k in info), "")
+        return f"{info.get('size')}:{stamp}"
     info = path.stat()
-    return f"{info.st_size}:{getattr(info, 'st_mtime_ns', '')}"
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def day_signatures(layout, tables: list[str], until: dt.date) -> dict[str, dict[str, str]]:
