@@ -176,3 +176,25 @@ def test_candidate_sets_from_pair_states_equal_those_from_every_day(layout):
     for left, right in zip(scanned.sets, stated.sets, strict=True):
         assert len(left.frame) > 100 and left.users.equals(right.users)
         pd.testing.assert_frame_equal(left.frame, right.frame, rtol=TOLERANCE)
+
+
+def test_rec_candidates_asset_reuses_pair_states_and_rebuilds_on_request(layout):
+    from ecomarket_assets.defs.recommender import assets as rec_assets
+    from ecomarket_assets.recommender.store import RecStore
+
+    resources = {"data_dir": DataDirResource(path=str(layout.root)), "compute": ComputeResource()}
+
+    def run(full_rebuild: bool) -> tuple[dict, pd.DataFrame]:
+        config = {"window_days": 14, "train_windows": 1, "per_generator": 20, "full_rebuild": full_rebuild}
+        result = dg.materialize([rec_assets.rec_candidates], resources=resources,
+                                run_config={"ops": {"rec_candidates": {"config": config}}})
+        assert result.success
+        meta = result.asset_materializations_for_node("rec_candidates")[0].metadata
+        return {k: v.value for k, v in meta.items()}, read_frame(RecStore(layout).candidate_path("serving"))
+
+    first, serving = run(False)
+    again, _ = run(False)
+    rebuilt, serving_rebuilt = run(True)
+    assert (first["refresh"], again["refresh"], rebuilt["refresh"]) == ("full", "none", "full")
+    assert "lag=0" in rebuilt["pair_states"] and "full_rebuild requested" in rebuilt["pair_states"]
+    pd.testing.assert_frame_equal(serving, serving_rebuilt, rtol=TOLERANCE)
