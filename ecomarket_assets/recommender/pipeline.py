@@ -92,9 +92,13 @@ def read_history(layout: DataLayout, engine: Engine | None = None, since: dt.dat
                        embeddings, engine, since=since)
 
 
-def use_pair_states(history: ShopHistory, layout: DataLayout, cutoffs, full_rebuild: bool = False) -> list[RefreshReport]:
-    """Serve each cutoff's (user, product) summary from its running state (folded, or rebuilt on the engine)."""
-    last_day = dt.date.fromisoformat(layout.activity_days()[-1])
+def use_pair_states(history: ShopHistory, layout: DataLayout, cutoffs, full_rebuild: bool = False,
+                    last_day: dt.date | None = None) -> list[RefreshReport]:
+    """Serve each cutoff's (user, product) summary from its running state (folded, or rebuilt on the engine).
+
+    A state is kept per lag of its cutoff behind `last_day` (default: the newest stored day).
+    """
+    last_day = last_day or dt.date.fromisoformat(layout.activity_days()[-1])
     reports = []
     for cutoff in cutoffs:
         history.pair_summaries[cutoff], report = refresh_pair_state(layout, cutoff, history.engine, full_rebuild,

@@ -283,8 +283,9 @@ def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsCon
     layout = data_dir.layout()
     store = RecStore(layout)
     plan, saved = store.read_plan()
-    history = read_history(layout, since=plan.holdout)  # the hold-out's history: its pair state, as rec_candidates left it
-    use_pair_states(history, layout, [plan.holdout])
+    # The hold-out's history is its pair state, as rec_candidates left it (same lag behind the plan's last day).
+    history = read_history(layout, since=plan.holdout)
+    use_pair_states(history, layout, [plan.holdout], last_day=plan.serving - dt.timedelta(days=1))
     holdout = store.read_candidates("holdout")
     holdout["score"] = rk.score(rk.load_ranker(store.model / "holdout_ranker"), holdout,
                                 rk.load_meta(store.model / "holdout_ranker").get("cold_policy", "ranker"))
