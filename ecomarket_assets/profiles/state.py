@@ -155,11 +155,15 @@ def file_signature(path: Path) -> str:
     return f"{info.st_size}:{info.st_mtime_ns}"
 
 
+def days_until(layout, table: str, until: dt.date) -> dict[str, Path]:
+    """Each stored day file of an activity table dated on or before `until`, by day."""
+    days = {path.parent.name.removeprefix("date="): path for path in act.day_files(layout, table)}
+    return {day: path for day, path in days.items() if day <= until.isoformat()}
+
+
 def day_signatures(layout, tables: list[str], until: dt.date) -> dict[str, dict[str, str]]:
     """Per activity table, the signature of each stored day file dated on or before `until`."""
-    last = until.isoformat()
-    return {table: {path.parent.name.removeprefix("date="): file_signature(path)
-                    for path in act.day_files(layout, table) if path.parent.name.removeprefix("date=") <= last}
+    return {table: {day: file_signature(path) for day, path in days_until(layout, table, until).items()}
             for table in tables}
 
 
@@ -189,7 +193,7 @@ def rebuild(layout, parts: dict[str, RunningSums], as_of: dt.date, engine: Engin
     """Every part reduced from all stored days up to `as_of`, on the engine (one pass over each table)."""
     frames = {}
     for table in sorted({part.table for part in parts.values()}):
-        paths = [p for p in act.day_files(layout, table) if p.parent.name.removeprefix("date=") <= as_of.isoformat()]
+        paths = list(days_until(layout, table, as_of).values())
         columns = act.SCHEMAS[table].names
         frames[table] = (engine.read_parquet(paths, columns) if paths
                          else act.SCHEMAS[table].empty_table().to_pandas())
