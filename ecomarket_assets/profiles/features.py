@@ -37,8 +37,7 @@ def _age_days(dates: pd.Series, as_of: dt.date) -> pd.Series:
 
 def engagement(interactions: pd.DataFrame, as_of: dt.date) -> pd.Series:
     """Recency-weighted engagement of each (user, product, day) row."""
-    raw = sum(interactions[col] * w for col, w in WEIGHTS.items())
-    return raw * np.exp(-np.log(2) * _age_days(interactions["date"], as_of) / HALF_LIFE_DAYS)
+    return raw_engagement(interactions) * np.exp(-np.log(2) * _age_days(interactions["date"], as_of) / HALF_LIFE_DAYS)
 
 
 # --------------------------------------------------------------------------- the event-heavy part, on any engine
@@ -65,41 +64,51 @@ def summarize_activity(interactions, users, hours, catalog: pd.DataFrame, as_of:
     carted = interactions["carts"] > 0
     counted = interactions.assign(carted_rows=carted.astype("int64"),
                                   abandoned_rows=(carted & (interactions["purchase_units"] == 0)).astype("int64"))
-    per_user = group_reduce(counted, "user_id", [*_INTERACTION_SUMS, "carted_rows", "abandoned_rows"])
+    per_user = group_reduce(counted, "user_id", [*INTERACTION_SUMS, "carted_rows", "abandoned_rows"])
     by_hour = group_reduce(hours, ["user_id", "hour"], "events")
     weekday = users.assign(weekday=users["date"].astype("datetime64[ns]").dt.weekday)
     by_weekday = group_reduce(weekday, ["user_id", "weekday"], "events")
-    rows = _weighted_rows(interactions, catalog, as_of)
-    by_category = group_reduce(rows, ["user_id", "category"], "weight")
-    branded = rows[rows["brand"].notnull() & (rows["weight"] > 0)]  # notnull: the spelling pandas and Dask share
-    by_brand = group_reduce(branded, ["user_id", "brand"], "weight")
-    priced = rows[rows["price_index"].notnull() & (rows["weight"] > 0)]
-    price = group_reduce(priced.assign(weighted_index=priced["price_index"] * priced["weight"]), "user_id",
-                         ["weighted_index", "weight"])
+    days_old = (pd.Timestamp(as_of) - interactions["date"].astype("datetime64[ns]")).dt.days
+    weight = raw_engagement(interactions) * np.exp(-np.log(2) * days_old / HALF_LIFE_DAYS)
+    preference = preference_sums(with_catalog(interactions, weight, catalog))
     return {"totals": totals, "seen": seen, "rhythm": rhythm, "per_user": per_user, "by_hour": by_hour,
-            "by_weekday": by_weekday, "by_category": by_category, "by_brand": by_brand, "price": price}
+            "by_weekday": by_weekday, **preference}
 
 
-_INTERACTION_SUMS = ["views", "carts", "purchase_units", "purchase_value", "return_units", "return_value"]
+INTERACTION_SUMS = ["views", "carts", "purchase_units", "purchase_value", "return_units", "return_value"]
 
 
-def _weighted_rows(interactions, catalog: pd.DataFrame, as_of: dt.date):
-    """Interaction rows with their recency-weighted engagement, category, brand and price index.
+def raw_engagement(interactions):
+    """Views, carts and purchased units weighted by what they say about taste (not yet decayed)."""
+    return sum(interactions[col] * w for col, w in WEIGHTS.items())
+
+
+def with_catalog(rows, weight, catalog: pd.DataFrame):
+    """(user_id, product_id) rows as user_id, `weight`, and the product's category, brand and price index.
 
     Catalog columns are looked up with `map` (row by row, no join), so on Dask the small catalog goes
     to every partition instead of the interactions being shuffled.
     """
     products = catalog.drop_duplicates("product_id").set_index("product_id")
     price_index = products["price"] / products["category"].map(products.groupby("category")["price"].median())
-    age = (pd.Timestamp(as_of) - interactions["date"].astype("datetime64[ns]")).dt.days
-    raw = sum(interactions[col] * w for col, w in WEIGHTS.items())
-    product = interactions["product_id"]
-    return interactions[["user_id"]].assign(
-        weight=raw * np.exp(-np.log(2) * age / HALF_LIFE_DAYS),
+    product = rows["product_id"]
+    return rows[["user_id"]].assign(
+        weight=weight,
         category=product.map(products["category"]),
         brand=product.map(products["brand"]),
         price_index=product.map(price_index),
     )
+
+
+def preference_sums(rows) -> dict:
+    """Per user: engagement weight by category and by brand, and the weight-averaged price index's parts."""
+    by_category = group_reduce(rows, ["user_id", "category"], "weight")
+    branded = rows[rows["brand"].notnull() & (rows["weight"] > 0)]  # notnull: the spelling pandas and Dask share
+    by_brand = group_reduce(branded, ["user_id", "brand"], "weight")
+    priced = rows[rows["price_index"].notnull() & (rows["weight"] > 0)]
+    price = group_reduce(priced.assign(weighted_index=priced["price_index"] * priced["weight"]), "user_id",
+                         ["weighted_index", "weight"])
+    return {"by_category": by_category, "by_brand": by_brand, "price": price}
 
 
 # --------------------------------------------------------------------------- feature layers from the summary
@@ -121,7 +130,7 @@ def behaviour_layer(summary: dict, as_of: dt.date) -> pd.DataFrame:
     per_user = summary["per_user"]
     window_cols = [f"{k}_{d}d" for d in WINDOWS for k in ("events", "orders")]
     totals = summary["totals"]
-    frame = totals[["events", "sessions", "orders", "revenue"]].join(per_user[_INTERACTION_SUMS], how="outer").fillna(0)
+    frame = totals[["events", "sessions", "orders", "revenue"]].join(per_user[INTERACTION_SUMS], how="outer").fillna(0)
     carted = per_user["carted_rows"]
     frame["cart_abandonment_rate"] = (per_user["abandoned_rows"] / carted.where(carted > 0)).dropna()
     frame["avg_order_value"] = frame["revenue"] / frame["orders"].where(frame["orders"] > 0)

@@ -15,9 +15,16 @@ import pandas as pd
 
 from ecomarket_assets.compute import Engine, distinct
 from ecomarket_assets.profiles import activity as act
+from ecomarket_assets.profiles.state import RefreshReport
 from ecomarket_assets.recommender.candidates import attach_labels, build_candidates
 from ecomarket_assets.recommender.generators import FittedGenerators, fit_generators
-from ecomarket_assets.recommender.interactions import Interactions, build_interactions, label_rows
+from ecomarket_assets.recommender.interactions import (
+    Interactions,
+    build_interactions,
+    interactions_from_pairs,
+    label_rows,
+)
+from ecomarket_assets.recommender.pair_state import refresh_pair_state
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
@@ -29,6 +36,10 @@ class ShopHistory:
     customers: pd.DataFrame
     embeddings: tuple[pd.Series, np.ndarray] | None
     engine: Engine = field(default_factory=lambda: Engine("local"))  # where the per-pair reductions run
+    # (user, product) summaries served from the running pair state, by cutoff (`use_pair_states`). With
+    # `since`, `interactions` holds only the days from then on (enough for labels): every cutoff needs a state.
+    pair_summaries: dict = field(default_factory=dict)
+    since: dt.date | None = None
     # The latest cutoff's reductions: EASE tuning and the first training set share a cutoff, and on Dask each
     # reduction is a pass over every stored day. One entry, so earlier cutoffs' matrices are not kept alive.
     _latest: dict = field(default_factory=dict, repr=False, compare=False)
@@ -42,8 +53,14 @@ class ShopHistory:
         return dt.date.fromisoformat(str(self.engine.compute(self.interactions["date"].max())))
 
     def interactions_at(self, cutoff: dt.date) -> Interactions:
-        return self._reuse(("interactions", cutoff),
-                           lambda: build_interactions(self.interactions, self.product_ids, cutoff, self.engine))
+        return self._reuse(("interactions", cutoff), lambda: self._build_interactions(cutoff))
+
+    def _build_interactions(self, cutoff: dt.date) -> Interactions:
+        if cutoff in self.pair_summaries:
+            return interactions_from_pairs(self.pair_summaries[cutoff].reset_index(), self.product_ids, cutoff)
+        if self.since is not None:
+            raise ValueError(f"history holds only days from {self.since}: no pair state for cutoff {cutoff}")
+        return build_interactions(self.interactions, self.product_ids, cutoff, self.engine)
 
     def labels(self, cutoff: dt.date, days: int) -> pd.DataFrame:
         return self._reuse(("labels", cutoff, days), lambda: label_rows(self.interactions, cutoff, days, self.engine))
@@ -55,20 +72,39 @@ class ShopHistory:
         return self._latest[key]
 
 
-def read_history(layout: DataLayout, engine: Engine | None = None) -> ShopHistory:
-    """The shop's history; on a Dask engine the interactions stay on the cluster as a lazy frame."""
+def read_history(layout: DataLayout, engine: Engine | None = None, since: dt.date | None = None) -> ShopHistory:
+    """The shop's history (only the days from `since` when given); on Dask the interactions stay a lazy frame."""
     engine = engine or Engine("local")
-    if not layout.activity_days():
+    days = [d for d in layout.activity_days() if since is None or d >= since.isoformat()]
+    if not days:
         raise FileNotFoundError("no user_daily_activity partitions: materialize raw_events and user_daily_activity")
     embeddings = None
     path = embeddings_path(layout.root)
     if path.exists():
         ids, vectors = read_embeddings(path)
         embeddings = (ids["product_id"], vectors)
-    interactions = (engine.read_parquet(act.day_files(layout, "interactions"), act.SCHEMAS["interactions"].names)
-                    if engine.is_dask else act.read_days(layout).interactions)
+    if engine.is_dask:
+        interactions = engine.read_parquet([layout.activity_day("interactions", d) for d in days],
+                                           act.SCHEMAS["interactions"].names)
+    else:
+        interactions = act.read_days(layout, None if since is None else days).interactions
     return ShopHistory(interactions, read_frame(layout.table("catalog")), read_frame(layout.table("customers")),
-                       embeddings, engine)
+                       embeddings, engine, since=since)
+
+
+def use_pair_states(history: ShopHistory, layout: DataLayout, cutoffs, full_rebuild: bool = False,
+                    last_day: dt.date | None = None) -> list[RefreshReport]:
+    """Serve each cutoff's (user, product) summary from its running state (folded, or rebuilt on the engine).
+
+    A state is kept per lag of its cutoff behind `last_day` (default: the newest stored day).
+    """
+    last_day = last_day or dt.date.fromisoformat(layout.activity_days()[-1])
+    reports = []
+    for cutoff in cutoffs:
+        history.pair_summaries[cutoff], report = refresh_pair_state(layout, cutoff, history.engine, full_rebuild,
+                                                                    last_day)
+        reports.append(report)
+    return reports
 
 
 def fit_at(history: ShopHistory, cutoff: dt.date, ease_l2: float) -> FittedGenerators:
@@ -105,7 +141,10 @@ def labelled_set(history: ShopHistory, name: str, cutoff: dt.date, window_days: 
 def serving_users(history: ShopHistory, cutoff: dt.date) -> pd.Index:
     """Every customer with an id known before the cutoff: in the customers table or seen in events."""
     interactions = history.interactions
-    seen = history.engine.compute(distinct(interactions.loc[interactions["date"] < cutoff.isoformat(), "user_id"]))
+    if cutoff in history.pair_summaries:
+        seen = history.pair_summaries[cutoff].index.unique(level="user_id")
+    else:
+        seen = history.engine.compute(distinct(interactions.loc[interactions["date"] < cutoff.isoformat(), "user_id"]))
     seen = pd.Series(np.asarray(seen), dtype=object)
     customers = history.customers
     signed = customers.loc[customers["signup_time"].isna() |

@@ -15,7 +15,7 @@ from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.profiles import segments
 from ecomarket_assets.profiles.build import build_profiles
 from ecomarket_assets.profiles.features import interest_embeddings
-from ecomarket_assets.profiles.features import user_features as build_user_features
+from ecomarket_assets.profiles.user_state import features_from_state, refresh_user_state
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import read_frame, write_frame, write_table
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings, vectors_to_arrow
@@ -58,6 +58,10 @@ def _as_of(layout) -> dt.date:
     return dt.date.fromisoformat(days[-1])
 
 
+class UserFeaturesConfig(dg.Config):
+    full_rebuild: bool = False  # rebuild the running user state from every stored day instead of folding new days
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "parquet"},
@@ -65,20 +69,18 @@ def _as_of(layout) -> dt.date:
     deps=[user_daily_activity, customers, catalog],
     description="One row per user as of the newest day: basic (country, tenure, consent), behaviour "
     "(sessions, orders, AOV, return and cart-abandonment rates, 7/30/90-day activity, preferred hour and weekday) "
-    "and preference (category affinity, favourite brands, price band).",
+    "and preference (category affinity, favourite brands, price band). Built from a running per-user state "
+    "(data/state/user_activity) that each refresh folds the new days into; it is rebuilt from every stored day "
+    "when missing, when a folded day changed, or with `full_rebuild`.",
 )
-def user_features(data_dir: DataDirResource, compute: ComputeResource) -> dg.MaterializeResult:
+def user_features(config: UserFeaturesConfig, data_dir: DataDirResource, compute: ComputeResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     as_of = _as_of(layout)
     customers, catalog = read_frame(layout.table("customers")), read_frame(layout.table("catalog"))
-    with compute.session() as engine:  # the per-user reduction of every stored day runs on the engine
-        if engine.is_dask:
-            frames = {name: engine.read_parquet(act.day_files(layout, name), act.SCHEMAS[name].names)
-                      for name in act.TABLES}
-            features = build_user_features(None, customers, catalog, as_of, engine, frames)
-        else:
-            features = build_user_features(act.read_days(layout), customers, catalog, as_of)
+    with compute.session() as engine:  # a rebuild reduces every stored day on the engine; a fold is one day, here
+        state, report = refresh_user_state(layout, engine, config.full_rebuild, as_of)
         engine_meta = engine.metadata()
+    features = features_from_state(state, customers, catalog, as_of)
     write_frame(features, layout.table("user_features"))
     buyers = features[features["orders"] > 0]
     return dg.MaterializeResult(metadata={
@@ -91,6 +93,7 @@ def user_features(data_dir: DataDirResource, compute: ComputeResource) -> dg.Mat
         "price_bands": md.table(features["price_band"].value_counts().rename_axis("band").reset_index()),
         "preview": md.preview(features),
         "path": dg.MetadataValue.path(str(layout.table("user_features"))),
+        **report.metadata(),
         **engine_meta,
     })
 

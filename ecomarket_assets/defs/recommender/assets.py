@@ -15,12 +15,19 @@ from ecomarket_assets.defs.profiles.assets import user_daily_activity
 from ecomarket_assets.forecasting.store import forecast_rising_ids
 from ecomarket_assets.mlops import lifecycle, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
+from ecomarket_assets.profiles.state import overall_refresh
 from ecomarket_assets.recommender import evaluation as ev
 from ecomarket_assets.recommender import plots
 from ecomarket_assets.recommender import ranker as rk
 from ecomarket_assets.recommender.candidates import FEATURES, nominated
 from ecomarket_assets.recommender.generators import GENERATORS, tune_ease_l2
-from ecomarket_assets.recommender.pipeline import fit_at, labelled_set, read_history, serving_set
+from ecomarket_assets.recommender.pipeline import (
+    fit_at,
+    labelled_set,
+    read_history,
+    serving_set,
+    use_pair_states,
+)
 from ecomarket_assets.recommender.rerank import (
     ServeConfig,
     add_reasons,
@@ -41,6 +48,7 @@ class CandidatesConfig(dg.Config):
     per_generator: int = 100
     train_windows: int = 2
     window_days: int = 28
+    full_rebuild: bool = False  # rebuild every cutoff's (user, product) state from all stored days
 
 
 class RecommendationsConfig(dg.Config):
@@ -73,8 +81,15 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
     store = RecStore(layout)
     # The (user, product) reductions behind the generators run on the engine; the matrices stay here.
     with compute.session() as engine:
-        history = read_history(layout, engine)
-        plan = CutoffPlan.for_last_day(history.last_day, config.window_days, config.train_windows)
+        days = layout.activity_days()
+        if not days:
+            raise dg.Failure("no user_daily_activity partitions: materialize raw_events and user_daily_activity first")
+        plan = CutoffPlan.for_last_day(dt.date.fromisoformat(days[-1]), config.window_days, config.train_windows)
+        # Only the label windows are read; each cutoff's history comes from its running (user, product) state.
+        history = read_history(layout, engine, since=plan.train[0])
+        states = use_pair_states(history, layout, plan.sets().values(), config.full_rebuild)
+        context.log.info("pair states: " + "; ".join(f"{r.name} {r.refresh} ({r.reason}) {r.seconds:.1f} s"
+                                                      for r in states))
         l2, grid = tune_ease_l2(history.interactions_at(plan.train[0]), history.labels(plan.train[0], plan.window_days))
         context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
         sets, rows = {}, []
@@ -108,6 +123,8 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         "ease_l2_grid_ndcg10": md.table({str(k): round(v, 4) for k, v in grid.items()}, "l2", "ndcg@10"),
         "purchases_found_by_generator": md.table(_found_by(holdout.frame)),
         "forecast_rising_products": 0 if rising is None else len(rising),
+        "refresh": overall_refresh(states),
+        "pair_states": md.table(pd.DataFrame([{"state": r.name, "as_of": r.as_of, **r.metadata()} for r in states])),
         "peak_memory_gb": md.peak_memory_gb(),
         "preview": md.preview(sets["serving"].frame[["user_id", "product_id", *FEATURES[:8]]].round(3)),
         "path": dg.MetadataValue.path(str(store.candidates)),
@@ -266,7 +283,9 @@ def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsCon
     layout = data_dir.layout()
     store = RecStore(layout)
     plan, saved = store.read_plan()
-    history = read_history(layout)
+    # The hold-out's history is its pair state, as rec_candidates left it (same lag behind the plan's last day).
+    history = read_history(layout, since=plan.holdout)
+    use_pair_states(history, layout, [plan.holdout], last_day=plan.serving - dt.timedelta(days=1))
     holdout = store.read_candidates("holdout")
     holdout["score"] = rk.score(rk.load_ranker(store.model / "holdout_ranker"), holdout,
                                 rk.load_meta(store.model / "holdout_ranker").get("cold_policy", "ranker"))
