@@ -131,7 +131,7 @@ def test_demand_training_set_is_the_same_on_both_engines(ingested, cluster):
                                 selection=["demand_training_set"])
         assert result.success
         metadata[name] = result.asset_materializations_for_node("demand_training_set")[0].metadata
-        outputs[name] = (read_frame(store.panel_path), read_frame(store.training / "features.parquet"))
+        outputs[name] = (read_frame(store.panel_path), store.read_features())
     for local, dask in zip(outputs["local"], outputs["dask"], strict=True):
         assert local.shape == dask.shape
         pd.testing.assert_frame_equal(local, dask, check_dtype=False, rtol=FLOAT_TOLERANCE)
