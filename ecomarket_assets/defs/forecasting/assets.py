@@ -123,7 +123,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     panel, basis = store.read_panel(), store.read_basis()
     plan = tr.plan_folds(len(panel.days))
     sums = PanelSums(panel)
-    train = tr.make_training_set(panel, basis, seed=config.seed, cumulative=sums)
+    train = store.read_training_set(panel, basis)  # the rows demand_training_set keeps up to date
     folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
     tuning = tr.tune(train, folds, n_trials=forecast_training.n_trials, timeout=forecast_training.timeout_seconds,
                      seed=config.seed, progress=context.log.info)
@@ -245,7 +245,7 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
     saved = store.read_tuning()
     plan = tr.plan_folds(len(panel.days))
     sums = PanelSums(panel)
-    train = tr.make_training_set(panel, basis, cumulative=sums)
+    train = store.read_training_set(panel, basis)
     start = time.perf_counter()
     truth = source.truth(layout)
     result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis,
