@@ -1,14 +1,14 @@
 """The nightly refresh of the demand training set: fold in new raw_events days, append their feature rows.
 
 Stored under the training folder (ForecastStore):
-- `daily/date=D.parquet`: `product_day_aggregates` of the raw_events file of day D, one task per day on
-  the engine. Only days whose file is new or changed (size and modification time, or the object's ETag)
-  are aggregated again; the panel is then built from these product-days, never from the events.
+- `daily/date=D.parquet`: `product_day_aggregates` of the raw_events file of day D. Only days whose file
+  is new or changed (size and modification time, or the object's ETag) are aggregated, together in one
+  pass on the engine (pandas or Dask); the panel is then built from these product-days, not the events.
 - `rows/date=D.parquet`: the feature rows whose target day is D, without the product columns and
   embeddings (joined when read: `ForecastStore.read_training_set`). A row reads only days up to its
   cutoff and has a horizon fixed by (product, date, seed), so rows of old days stay valid as days are
   added, and only the new target days are computed.
-- `refresh_state.json`: the file signature and purchased units of every folded day, the rows per target
+- `refresh_state.json`: the file signature and units bought of every folded day, the rows per target
   day, each product's list price and category, and a digest of the sales calendar over the stored days.
   Written last, so a run that fails part-way is redone from the same state by the next one.
 
@@ -89,17 +89,31 @@ def file_signature(path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def aggregate_event_day(day: str, layout: DataLayout) -> dict:
-    """Aggregate one raw_events day file into `daily/date=day.parquet` (one engine task per day).
+def aggregate_event_days(days: list[str], layout: DataLayout, engine: Engine) -> dict[str, dict]:
+    """Aggregate these raw_events day files in one pass on the engine into one `daily/date=D.parquet` each.
 
-    The signature is taken before the read: a file replaced meanwhile looks changed to the next refresh.
+    A day file holds only events of its own UTC day (ingestion quarantines the others as
+    `outside_partition`), so the product-day rows split by date are exactly each file's. Signatures are
+    taken before the read: a file replaced meanwhile looks changed to the next refresh.
     """
-    path = layout.raw_events_day(day)
-    signature = file_signature(path)
-    events = read_frame(path, columns=EVENT_COLUMNS)
-    write_frame(product_day_aggregates(events), ForecastStore(layout).daily_path(day))
-    purchased = events.loc[events["event_type"] == "purchase", "quantity"].sum()
-    return {"day": day, "signature": signature, "events": len(events), "purchased_units": float(purchased)}
+    if not days:
+        return {}
+    store = ForecastStore(layout)
+    signatures = {d: file_signature(layout.raw_events_day(d)) for d in days}
+    events = engine.read_parquet([layout.raw_events_day(d) for d in days], EVENT_COLUMNS)
+    aggregates = product_day_aggregates(events, engine)
+    day_of = pd.to_datetime(aggregates["date"]).dt.strftime("%Y-%m-%d")
+    strays = sorted(set(day_of) - set(days))
+    if strays:
+        raise ValueError(f"raw_events day files hold events of other days ({strays[:3]}): re-ingest those days")
+    parts = dict(tuple(aggregates.groupby(day_of.to_numpy(), sort=False)))
+    folded = {}
+    for day in days:
+        part = parts.get(day, aggregates.iloc[:0]).reset_index(drop=True)
+        write_frame(part, store.daily_path(day))
+        folded[day] = {"signature": signatures[day], "product_days": len(part),
+                       "purchased_units": float(part["units"].sum())}
+    return folded
 
 
 def _product_attributes(panel: SalesPanel) -> dict[str, list]:
@@ -165,7 +179,7 @@ def refresh_demand_state(layout: DataLayout, sales_calendar: Callable[[pd.Timest
     folded = state["days"]
     stale = stale_days(layout, folded, days)
     removed = [d for d in folded if d not in set(days)]
-    aggregated = {r["day"]: r for r in engine.map(aggregate_event_day, stale, layout=layout)}
+    aggregated = aggregate_event_days(stale, layout, engine)
     for day in removed:
         store.daily_path(day).unlink(missing_ok=True)
     folded = {d: aggregated.get(d) or folded[d] for d in days}

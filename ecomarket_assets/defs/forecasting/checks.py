@@ -20,10 +20,10 @@ COVERAGE_TOLERANCE = 0.05
 
 
 @dg.asset_check(asset=demand_training_set, blocking=True,
-                description="Units in the panel equal the purchased units counted in every raw_events day file "
-                "as it was folded in, and every stored day file is folded in as it is now (same size and "
-                "modification time: no event is read again); every product has one row per day from its first "
-                "day to the last, with no gaps.")
+                description="Units in the panel equal the purchased units of every raw_events day file as it "
+                "was aggregated when folded in, and every stored day file is folded in as it is now (same size "
+                "and modification time: no event is read again); every product has one row per day from its "
+                "first day to the last, with no gaps.")
 def demand_training_set_reconciles(data_dir: DataDirResource) -> dg.AssetCheckResult:
     layout = data_dir.layout()
     store = ForecastStore(layout)
