@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ecomarket_assets.compute import Engine
 from ecomarket_assets.forecasting.calendar import SalesCalendar
@@ -51,6 +52,7 @@ from ecomarket_assets.storage import (
     read_frame,
     remove_tree,
     write_frame,
+    write_table,
     write_text,
 )
 
@@ -102,18 +104,40 @@ def aggregate_event_days(days: list[str], layout: DataLayout, engine: Engine) ->
     signatures = {d: file_signature(layout.raw_events_day(d)) for d in days}
     events = engine.read_parquet([layout.raw_events_day(d) for d in days], EVENT_COLUMNS)
     aggregates = product_day_aggregates(events, engine)
-    day_of = pd.to_datetime(aggregates["date"]).dt.strftime("%Y-%m-%d")
+    day_of = _day_strings(aggregates["date"])
     strays = sorted(set(day_of) - set(days))
     if strays:
         raise ValueError(f"raw_events day files hold events of other days ({strays[:3]}): re-ingest those days")
-    parts = dict(tuple(aggregates.groupby(day_of.to_numpy(), sort=False)))
-    folded = {}
-    for day in days:
-        part = parts.get(day, aggregates.iloc[:0]).reset_index(drop=True)
-        write_frame(part, store.daily_path(day))
-        folded[day] = {"signature": signatures[day], "product_days": len(part),
-                       "purchased_units": float(part["units"].sum())}
-    return folded
+    counts = write_per_day(aggregates, day_of, store.daily_path, days)
+    units = aggregates.groupby(day_of)["units"].sum()
+    return {day: {"signature": signatures[day], "product_days": counts[day],
+                  "purchased_units": float(units.get(day, 0.0))} for day in days}
+
+
+def _day_strings(dates: pd.Series) -> np.ndarray:
+    """YYYY-MM-DD of each row, each distinct day formatted once (strftime per row is slow)."""
+    codes, unique = pd.factorize(pd.to_datetime(dates))
+    return pd.DatetimeIndex(unique).strftime("%Y-%m-%d").to_numpy()[codes]
+
+
+def write_per_day(frame: pd.DataFrame, day_of: np.ndarray, path_of: Callable[[str], object],
+                  days: list[str] | None = None) -> dict[str, int]:
+    """Rows of each day to `path_of(day)` (and an empty file for each of `days` without rows); rows per day.
+
+    The frame is converted to Arrow once and sliced, not converted again per day.
+    """
+    order = np.argsort(day_of, kind="stable")
+    ordered = day_of[order]
+    table = pa.Table.from_pandas(frame.iloc[order], preserve_index=False)
+    names, starts = np.unique(ordered, return_index=True)
+    ends = np.append(starts[1:], len(ordered))[: len(starts)]  # none when the frame is empty
+    counts = {str(day): 0 for day in days or []}
+    for day, start, end in zip(names, starts, ends, strict=True):
+        counts[str(day)] = int(end - start)
+    for day, n in counts.items():
+        offset = int(starts[np.searchsorted(names, day)]) if n else 0
+        write_table(table.slice(offset, n), path_of(day))
+    return counts
 
 
 def _product_attributes(panel: SalesPanel) -> dict[str, list]:
@@ -203,9 +227,7 @@ def refresh_demand_state(layout: DataLayout, sales_calendar: Callable[[pd.Timest
     seconds["features"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    for day, rows in appended.groupby("target_date", sort=True):
-        write_frame(rows.reset_index(drop=True), store.rows_path(str(day)))
-        kept[str(day)] = len(rows)
+    kept |= write_per_day(appended, appended["target_date"].to_numpy(dtype=str), store.rows_path)
     write_frame(panel_to_long(panel), store.panel_path)
     write_frame(calendar_to_frame(panel.calendar), store.calendar_path)
     rollup = category_rollup(panel)
