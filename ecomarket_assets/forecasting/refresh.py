@@ -194,6 +194,7 @@ def refresh_demand_state(layout: DataLayout, sales_calendar: Callable[[pd.Timest
         store.state_path.unlink(missing_ok=True)  # first: a rebuild that fails part-way is a rebuild again
         remove_tree(store.training / "daily")
         remove_tree(store.training / "rows")
+        (store.training / "features.parquet").unlink(missing_ok=True)  # the whole-history table of old versions
         state = {"days": {}, "rows": {}}
 
     days = event_days(layout)
