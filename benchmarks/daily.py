@@ -109,7 +109,10 @@ def _env(source: str, path: Path | None, root: Path) -> dict:
     from stages import use_source
 
     use_source(source, path or Path(), root)
-    return {**os.environ, "DAGSTER_HOME": str(root), "PYTHONUNBUFFERED": "1"}
+    (root / ".dagster").mkdir(parents=True, exist_ok=True)
+    (root / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    return {**os.environ, "DAGSTER_HOME": str(root), "ECOMARKET_DAGSTER_STORAGE": str(root / ".dagster"),
+            "ECOMARKET_DAGSTER_COMPUTE_LOGS": str(root / ".dagster" / "logs"), "PYTHONUNBUFFERED": "1"}
 
 
 def _done_lines(output: str) -> dict[str, float]:

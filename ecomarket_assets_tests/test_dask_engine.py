@@ -127,11 +127,13 @@ def test_demand_training_set_is_the_same_on_both_engines(ingested, cluster):
     store = ForecastStore(layout)
     outputs, metadata = {}, {}
     for name, compute in (("local", ComputeResource()), ("dask", ComputeResource(engine="dask", workers=2))):
+        rebuild = {"ops": {"demand_training_set": {"config": {"full_rebuild": True}}}}  # every day on this engine
         result = dg.materialize([forecast_assets.demand_training_set], resources={**resources, "compute": compute},
-                                selection=["demand_training_set"])
+                                selection=["demand_training_set"], run_config=rebuild)
         assert result.success
         metadata[name] = result.asset_materializations_for_node("demand_training_set")[0].metadata
-        outputs[name] = (read_frame(store.panel_path), read_frame(store.training / "features.parquet"))
+        assert metadata[name]["days_aggregated"].value == len(event_day_paths(layout))
+        outputs[name] = (read_frame(store.panel_path), store.read_features())
     for local, dask in zip(outputs["local"], outputs["dask"], strict=True):
         assert local.shape == dask.shape
         pd.testing.assert_frame_equal(local, dask, check_dtype=False, rtol=FLOAT_TOLERANCE)

@@ -98,7 +98,7 @@ def test_champion_serves_and_a_retrain_only_adds_a_challenger(shop):
     client = tracking.client()
     champion = registry.load_champion(tracking, MODEL_NAME)
     store = ForecastStore(DataLayout(root / "data"))
-    features = read_frame(store.training / "features.parquet").head(50)
+    features = store.read_features().head(50)
     served = champion.predict(features.drop(columns=["product_id", "target_date", "units"]))
     assert list(served.columns) == ["forecast", "expected_units", "p10", "p50", "p90"] and np.isfinite(served.to_numpy()).all()
 

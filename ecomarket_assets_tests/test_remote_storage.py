@@ -108,7 +108,7 @@ def _outputs(layout: DataLayout) -> dict[str, pd.DataFrame]:
         "interactions": act.read_days(layout).interactions,
         "user_features": read_frame(layout.table("user_features")),
         "demand_panel": read_frame(forecast.panel_path),
-        "demand_features": read_frame(forecast.training / "features.parquet"),
+        "demand_features": forecast.read_features(),
         "rec_serving": read_frame(rec.candidate_path("serving")),
         "rec_holdout": read_frame(rec.candidate_path("holdout")),
     }

@@ -11,6 +11,7 @@ recursive feeding of its own forecasts).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ HORIZON = 28
 WINDOWS = (7, 14, 28, 56, 112)
 SAME_WEEKDAY_LAGS = 4
 PROMO_THRESHOLD = 0.95  # a price 5% or more under list price counts as a promotion
+# Columns of a product, not of a row: joined when stored rows are read (embeddings too), see with_product_features.
+PRODUCT_FEATURES = ("log_list_price", "price_vs_category", "category")
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,17 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 def build_features(panel: SalesPanel, product_index: np.ndarray, target_day: np.ndarray, horizon: np.ndarray,
                    basis: EmbeddingBasis | None = None, cumulative: PanelSums | None = None) -> pd.DataFrame:
     """Feature rows for (product, target day index, horizon); reads only days <= target - horizon."""
+    rows = row_features(panel, product_index, target_day, horizon, cumulative)
+    return with_product_features(rows, panel, np.asarray(product_index, dtype=np.int64), basis)
+
+
+def row_features(panel: SalesPanel, product_index: np.ndarray, target_day: np.ndarray, horizon: np.ndarray,
+                 cumulative: PanelSums | None = None) -> pd.DataFrame:
+    """The features of `build_features` that a row's own days fix: all but PRODUCT_FEATURES and embeddings.
+
+    They read days <= the cutoff of the row and the product's list price only, so a stored row stays valid
+    while those days and list prices do (see refresh.py).
+    """
     p, d, h = (np.asarray(a, dtype=np.int64) for a in (product_index, target_day, horizon))
     c = d - h
     first = panel.first_day[p]
@@ -154,10 +168,22 @@ def build_features(panel: SalesPanel, product_index: np.ndarray, target_day: np.
     relative = panel.price[p, c] / panel.list_price[p]
     features["relative_price"] = relative
     features["on_promotion"] = (relative < PROMO_THRESHOLD).astype(float)
-    features["log_list_price"] = np.log(panel.list_price[p])
-    category_price = pd.Series(panel.list_price).groupby(cum.category_of).transform("median").to_numpy()
-    features["price_vs_category"] = panel.list_price[p] / category_price[p]
-    frame = pd.DataFrame(features).astype("float64")  # one dtype: a served row may carry NaN anywhere
+    return pd.DataFrame(features).astype("float64")  # one dtype: a served row may carry NaN anywhere
+
+
+def with_product_features(rows: pd.DataFrame, panel: SalesPanel, product_index: np.ndarray,
+                          basis: EmbeddingBasis | None = None) -> pd.DataFrame:
+    """`rows` (from `row_features`) completed with the product's columns as the panel knows them now.
+
+    They depend on every product of the panel (the category's median list price) or on the embedding
+    basis, so stored rows never hold them: they are joined when the rows are read.
+    """
+    p = product_index
+    list_price = pd.Series(panel.list_price)
+    frame = rows.assign(
+        log_list_price=np.log(panel.list_price[p]),
+        price_vs_category=panel.list_price[p] / list_price.groupby(panel.category).transform("median").to_numpy()[p],
+    ).astype({"log_list_price": "float64", "price_vs_category": "float64"})
     frame["category"] = panel.category[p].astype(str)  # the model maps it to its own category list
     if basis is not None:
         coords = basis.lookup(panel.product_ids[p])
@@ -166,26 +192,42 @@ def build_features(panel: SalesPanel, product_index: np.ndarray, target_day: np.
     return frame
 
 
-def training_rows(panel: SalesPanel, last_target_day: int, seed: int = 0,
-                  horizons_per_day: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(product, target day, horizon) for every product-day up to `last_target_day` with a random horizon.
+def training_rows(panel: SalesPanel, last_target_day: int, seed: int = 0, horizons_per_day: int = 1,
+                  first_target_day: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(product, target day, horizon) for every product-day from `first_target_day` to `last_target_day`.
 
-    A horizon is drawn per row (1..28, capped so the cutoff is not before the
-    product's first day): the model sees every horizon while the training set
-    stays one row per product-day.
+    Each row gets a pseudo-random horizon (1..28, capped so the cutoff is not before the product's first
+    day): the model sees every horizon while the training set stays one row per product-day. The horizon
+    is a hash of (product id, target date, seed), not a draw over the whole panel, so a row is the same
+    whether it was built the night its target day arrived or in a rebuild of the whole history.
     """
-    rng = np.random.default_rng(seed)
     first = panel.first_day
     p_list, d_list, h_list = [], [], []
-    for _ in range(horizons_per_day):
+    for replicate in range(horizons_per_day):
         p, d = np.nonzero(~np.isnan(panel.units[:, : last_target_day + 1]))
         room = d - first[p]
-        keep = room >= 1
+        keep = (room >= 1) & (d >= first_target_day)
         p, d, room = p[keep], d[keep], room[keep]
-        h = rng.integers(1, HORIZON + 1, size=len(p))
-        h = np.minimum(h, room)
-        p_list.append(p), d_list.append(d), h_list.append(h)
+        h = row_horizon(panel.product_ids[p], panel.date_of(d), seed, replicate)
+        p_list.append(p), d_list.append(d), h_list.append(np.minimum(h, room))
     return np.concatenate(p_list), np.concatenate(d_list), np.concatenate(h_list)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def row_horizon(product_ids: np.ndarray, dates: pd.DatetimeIndex, seed: int = 0, replicate: int = 0) -> np.ndarray:
+    """A horizon in 1..HORIZON fixed by (product id, date, seed, replicate): stable across runs and machines."""
+    ids, inverse = np.unique(np.asarray(product_ids).astype(str), return_inverse=True)
+    per_product = np.array([int.from_bytes(hashlib.blake2b(f"{i}|{seed}|{replicate}".encode(), digest_size=8)
+                                           .digest(), "little") for i in ids], dtype=np.uint64)
+    day = (pd.DatetimeIndex(dates).normalize().asi8 // 86_400_000_000_000).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = per_product[inverse.reshape(-1)] ^ (day * _GOLDEN)
+        for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):  # splitmix64's finaliser
+            x = (x ^ (x >> np.uint64(shift))) * np.uint64(factor)
+        x ^= x >> np.uint64(31)
+    return (1 + x % np.uint64(HORIZON)).astype(np.int64)
 
 
 def forecast_rows(panel: SalesPanel, origin: int, products: np.ndarray | None = None,

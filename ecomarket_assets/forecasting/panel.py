@@ -66,19 +66,20 @@ class SalesPanel:
         })
 
 
+def event_days(layout: DataLayout) -> list[str]:
+    """The days (YYYY-MM-DD) that have a stored `raw_events` file, oldest first."""
+    folder = layout.root / "raw_events"
+    return sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if (p / "part-0.parquet").exists())
+
+
 def event_day_paths(layout: DataLayout, days: list[str] | None = None) -> list:
     """The stored `raw_events` day files (all, or those of `days`)."""
-    folder = layout.root / "raw_events"
-    available = sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if (p / "part-0.parquet").exists())
+    available = event_days(layout)
     wanted = available if days is None else [d for d in available if d in set(days)]
     if not wanted:
-        raise FileNotFoundError(f"no raw_events partitions under {folder}: materialize raw_events first")
+        raise FileNotFoundError(f"no raw_events partitions under {layout.root / 'raw_events'}: "
+                                "materialize raw_events first")
     return [layout.raw_events_day(d) for d in wanted]
-
-
-def read_events(layout: DataLayout, days: list[str] | None = None) -> pd.DataFrame:
-    """The columns demand needs from every stored `raw_events` day (guests included: they buy too)."""
-    return pd.concat([read_frame(p, columns=EVENT_COLUMNS) for p in event_day_paths(layout, days)], ignore_index=True)
 
 
 def product_day_aggregates(events, engine: Engine | None = None) -> pd.DataFrame:
@@ -187,7 +188,12 @@ def panel_from_layout(layout: DataLayout, sales_calendar: Callable[[pd.Timestamp
     days (`sales_calendar(first, last)`: the source knows its calendar, see ShopSourceResource.sales_calendar)."""
     engine = engine or Engine("local")
     events = engine.read_parquet(event_day_paths(layout), EVENT_COLUMNS)
-    aggregates = product_day_aggregates(events, engine)
+    return panel_with_calendar(product_day_aggregates(events, engine), layout, sales_calendar)
+
+
+def panel_with_calendar(aggregates: pd.DataFrame, layout: DataLayout,
+                        sales_calendar: Callable[[pd.Timestamp, pd.Timestamp], SalesCalendar]) -> SalesPanel:
+    """The panel of `product_day_aggregates` rows with the stored catalog and the calendar over their days."""
     dates = pd.to_datetime(aggregates["date"]).dt.tz_localize(None)
     calendar = sales_calendar(dates.min(), dates.max())
     return panel_from_aggregates(aggregates, read_frame(layout.table("catalog")), calendar=calendar)

@@ -6,14 +6,19 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ecomarket_assets.forecasting.calendar import calendar_from_frame
-from ecomarket_assets.forecasting.features import EmbeddingBasis
+from ecomarket_assets.forecasting.features import EmbeddingBasis, with_product_features
 from ecomarket_assets.forecasting.forecast import rising_products
 from ecomarket_assets.forecasting.panel import SalesPanel, panel_from_long
-from ecomarket_assets.forecasting.training import Tuning
+from ecomarket_assets.forecasting.training import TrainingSet, Tuning
 from ecomarket_assets.storage import DataLayout, read_frame
+
+# Columns a stored feature row carries besides its row features (see refresh.py).
+ROW_KEYS = ["product_id", "target_date"]
+TARGET = "units"
 
 MODEL_NAME = "demand_forecaster"
 EXPERIMENT = "demand_forecasting"
@@ -42,6 +47,52 @@ class ForecastStore:
     @property
     def tuning_path(self) -> Path:
         return self.model / "tuning.json"
+
+    @property
+    def state_path(self) -> Path:
+        """What the incremental refresh has folded in: raw_events file signatures, stored rows per day."""
+        return self.training / "refresh_state.json"
+
+    def daily_path(self, day: str) -> Path:
+        """`product_day_aggregates` of one raw_events day file."""
+        return self.training / "daily" / f"date={day}.parquet"
+
+    def rows_path(self, day: str) -> Path:
+        """The stored feature rows whose target day is `day` (row features only, see features.row_features)."""
+        return self.training / "rows" / f"date={day}.parquet"
+
+    def stored_days(self, folder: str) -> list[str]:
+        """Days with a file under `daily` or `rows`, oldest first."""
+        return sorted(p.stem.removeprefix("date=") for p in (self.training / folder).glob("date=*.parquet"))
+
+    def read_state(self) -> dict | None:
+        return json.loads(self.state_path.read_text()) if self.state_path.exists() else None
+
+    def read_training_set(self, panel: SalesPanel, basis: EmbeddingBasis | None) -> TrainingSet:
+        """The stored feature rows as `make_training_set(panel, basis)` builds them: same rows, columns and order.
+
+        Product columns and embeddings come from `panel` and `basis` now (they are not stored); rows are
+        ordered by product, then target day.
+        """
+        days = self.stored_days("rows")
+        if not days:
+            raise FileNotFoundError(f"no feature rows under {self.training / 'rows'}: materialize demand_training_set")
+        stored = pd.concat([read_frame(self.rows_path(d)) for d in days], ignore_index=True)
+        p = pd.Index(panel.product_ids).get_indexer(stored["product_id"])
+        d = (pd.to_datetime(stored["target_date"]) - panel.days[0]).dt.days.to_numpy()
+        if (p < 0).any() or (d < 0).any() or (d >= len(panel.days)).any():
+            raise ValueError("stored feature rows do not match the panel: materialize demand_training_set again")
+        order = np.lexsort((d, p))
+        rows = stored.drop(columns=[*ROW_KEYS, TARGET]).iloc[order].reset_index(drop=True)
+        features = with_product_features(rows, panel, p[order], basis)
+        return TrainingSet(features, stored[TARGET].to_numpy(dtype=float)[order], p[order], d[order],
+                           rows["horizon"].to_numpy(dtype=np.int64))
+
+    def read_features(self, panel: SalesPanel | None = None, basis: EmbeddingBasis | None = None) -> pd.DataFrame:
+        """The training rows as one table: product_id, target_date, every model feature, units."""
+        panel = panel if panel is not None else self.read_panel()
+        train = self.read_training_set(panel, basis if basis is not None else self.read_basis())
+        return training_table(panel, train)
 
     def read_panel(self) -> SalesPanel:
         if not self.panel_path.exists():
@@ -74,6 +125,15 @@ class ForecastStore:
         if not self.tuning_path.exists():
             raise FileNotFoundError(f"{self.tuning_path} missing: materialize demand_model first")
         return json.loads(self.tuning_path.read_text())
+
+
+def training_table(panel: SalesPanel, train: TrainingSet) -> pd.DataFrame:
+    """A training set as one table: its keys (product_id, target_date), the features and the target."""
+    frame = train.features.copy()
+    frame.insert(0, "product_id", panel.product_ids[train.product_index])
+    frame.insert(1, "target_date", panel.date_of(train.target_day).date)
+    frame[TARGET] = train.target
+    return frame
 
 
 def tuning_from_dict(payload: dict, mode: str = "full") -> Tuning:

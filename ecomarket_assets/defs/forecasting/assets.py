@@ -15,14 +15,10 @@ from ecomarket_assets.forecasting import forecast as fc
 from ecomarket_assets.forecasting import model as dm
 from ecomarket_assets.forecasting import plots, retrain
 from ecomarket_assets.forecasting import training as tr
-from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
+from ecomarket_assets.forecasting.features import PRODUCT_FEATURES, EmbeddingBasis, PanelSums
 from ecomarket_assets.forecasting.model import feature_importance
-from ecomarket_assets.forecasting.panel import (
-    calendar_to_frame,
-    category_rollup,
-    panel_from_layout,
-    panel_to_long,
-)
+from ecomarket_assets.forecasting.panel import calendar_to_frame
+from ecomarket_assets.forecasting.refresh import refresh_demand_state
 from ecomarket_assets.forecasting.serving import ARTIFACT, save_model
 from ecomarket_assets.forecasting.store import (
     EXPERIMENT,
@@ -53,6 +49,13 @@ class DemandModelConfig(dg.Config):
     tuning: str = "auto"
 
 
+class DemandTrainingSetConfig(dg.Config):
+    """`full_rebuild`: aggregate every raw_events day and compute every feature row again, instead of folding
+    in the new and changed days only (the result is the same; use it after a change to the feature code)."""
+
+    full_rebuild: bool = False
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "parquet"},
@@ -60,46 +63,40 @@ class DemandModelConfig(dg.Config):
     deps=[raw_events, catalog, dg.AssetKey("product_embeddings")],
     description="Daily units sold per product from its first day on (zero days are real zeros), with views, "
     "carried-forward price and promotion; category and total roll-ups; the leak-free feature rows the model "
-    "trains on (every feature of a row reads only days up to its cutoff); the sales calendar.",
+    "trains on (every feature of a row reads only days up to its cutoff); the sales calendar. Refreshed "
+    "incrementally: only new or changed raw_events days are aggregated (per-day files) and only rows of new "
+    "target days are computed; `full_rebuild` redoes everything.",
 )
-def demand_training_set(data_dir: DataDirResource, source: ShopSourceResource,
+def demand_training_set(config: DemandTrainingSetConfig, data_dir: DataDirResource, source: ShopSourceResource,
                         compute: ComputeResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = ForecastStore(layout)
-    with compute.session() as engine:  # the product-day aggregation over all events runs on the engine
-        panel = panel_from_layout(layout, source.sales_calendar, engine)
+    with compute.session() as engine:  # the per-day aggregation of new event days runs on the engine
+        report = refresh_demand_state(layout, source.sales_calendar, engine, full_rebuild=config.full_rebuild)
         engine_meta = engine.metadata()
+    panel, rollup = report.panel, report.rollup
     basis = _embedding_basis(layout)
-    long = panel_to_long(panel)
-    write_frame(long, store.panel_path)
-    write_frame(calendar_to_frame(panel.calendar), store.calendar_path)
     if basis is not None:
         basis.save(store.basis_path)
-    rollup = category_rollup(panel)
-    write_frame(rollup, store.training / "rollup.parquet")
-    train = tr.make_training_set(panel, basis)
-    features = train.features.copy()
-    features.insert(0, "product_id", panel.product_ids[train.product_index])
-    features.insert(1, "target_date", panel.date_of(train.target_day).date)
-    features["units"] = train.target
-    write_frame(features, store.training / "features.parquet")
+    embedding_dimensions = 0 if basis is None else int(basis.coordinates.shape[1])
     total = rollup[rollup["level"] == "total"]
+    by_category = rollup[rollup["level"] == "category"].groupby("key")["units"].sum()
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(long),
+        **report.metadata(),
+        "dagster/row_count": int((~np.isnan(panel.units)).sum()),
         "products": len(panel.product_ids),
         "days": len(panel.days),
         "first_day": str(panel.days[0].date()),
         "last_day": str(panel.days[-1].date()),
         "units_sold": float(np.nansum(panel.units)),
         "zero_sales_share": float(np.nanmean(panel.units == 0)),
-        "feature_rows": len(features),
-        "features": len(features.columns) - 3,
-        "embedding_dimensions": 0 if basis is None else int(basis.coordinates.shape[1]),
+        "feature_rows": report.feature_rows,
+        "features": len(report.appended.columns) - 3 + len(PRODUCT_FEATURES) + embedding_dimensions,
+        "embedding_dimensions": embedding_dimensions,
         "sales_calendar": md.table(calendar_to_frame(panel.calendar)),
-        "units_by_category": md.table(long.groupby("category")["units"].sum().sort_values(ascending=False)
-                                      .rename_axis("category").reset_index()),
+        "units_by_category": md.table(by_category.sort_values(ascending=False).rename_axis("category").reset_index()),
         "daily_units": md.daily_bars(total, "date", ["units"], "units sold per day (all products)"),
-        "preview": md.preview(features.drop(columns=[c for c in features if c.startswith("embedding_")])),
+        "preview": md.preview(report.appended),
         "path": dg.MetadataValue.path(str(store.training)),
         **engine_meta,
     })
@@ -131,7 +128,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     panel, basis = store.read_panel(), store.read_basis()
     plan = tr.plan_folds(len(panel.days))
     sums = PanelSums(panel)
-    train = tr.make_training_set(panel, basis, seed=config.seed, cumulative=sums)
+    train = store.read_training_set(panel, basis)  # the rows demand_training_set keeps up to date
     saved = store.last_tuning()
     choice = retrain.choose(config.tuning, saved, panel, list(train.features.columns), forecast_training.retune_days)
     context.log.info(f"tuning: {choice.mode} ({choice.reason})")
@@ -273,7 +270,7 @@ def demand_backtest(context: dg.AssetExecutionContext, data_dir: DataDirResource
     saved = store.read_tuning()
     plan = tr.plan_folds(len(panel.days))
     sums = PanelSums(panel)
-    train = tr.make_training_set(panel, basis, cumulative=sums)
+    train = store.read_training_set(panel, basis)
     start = time.perf_counter()
     truth = source.truth(layout)
     result = bt.run_backtest(panel, train, plan, tuning_from_dict(saved), basis,

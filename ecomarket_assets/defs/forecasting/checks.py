@@ -10,7 +10,8 @@ from ecomarket_assets.defs.forecasting.assets import (
     demand_training_set,
 )
 from ecomarket_assets.forecasting.backtest import MODEL
-from ecomarket_assets.forecasting.panel import read_events
+from ecomarket_assets.forecasting.panel import event_days
+from ecomarket_assets.forecasting.refresh import stale_days
 from ecomarket_assets.forecasting.store import ForecastStore
 from ecomarket_assets.resources import DataDirResource
 from ecomarket_assets.storage import read_frame
@@ -19,22 +20,27 @@ COVERAGE_TOLERANCE = 0.05
 
 
 @dg.asset_check(asset=demand_training_set, blocking=True,
-                description="Units in the panel equal purchased units in raw_events; every product has one row "
-                "per day from its first day to the last, with no gaps.")
+                description="Units in the panel equal the purchased units of every raw_events day file as it "
+                "was aggregated when folded in, and every stored day file is folded in as it is now (same size "
+                "and modification time: no event is read again); every product has one row per day from its "
+                "first day to the last, with no gaps.")
 def demand_training_set_reconciles(data_dir: DataDirResource) -> dg.AssetCheckResult:
     layout = data_dir.layout()
-    panel = read_frame(ForecastStore(layout).panel_path)
-    events = read_events(layout)
-    purchased = float(events.loc[events["event_type"] == "purchase", "quantity"].sum())
+    store = ForecastStore(layout)
+    panel = read_frame(store.panel_path)
+    folded = (store.read_state() or {"days": {}})["days"]
+    days = event_days(layout)
+    stale = stale_days(layout, folded, days)
+    purchased = float(sum(folded[d]["purchased_units"] for d in days if d in folded))
     dates = pd.to_datetime(panel["date"])
     span = dates.groupby(panel["product_id"]).agg(["min", "max", "size"])
     last = dates.max()
     gaps = int(((span["max"] != last) | ((span["max"] - span["min"]).dt.days + 1 != span["size"])).sum())
     duplicates = int(panel.duplicated(["product_id", "date"]).sum())
     return dg.AssetCheckResult(
-        passed=bool(np.isclose(panel["units"].sum(), purchased)) and gaps == 0 and duplicates == 0,
+        passed=bool(np.isclose(panel["units"].sum(), purchased)) and not stale and gaps == 0 and duplicates == 0,
         metadata={"panel_units": float(panel["units"].sum()), "purchased_units_in_events": purchased,
-                  "products_with_gaps": gaps, "duplicate_rows": duplicates},
+                  "stale_or_missing_days": len(stale), "products_with_gaps": gaps, "duplicate_rows": duplicates},
     )
 
 

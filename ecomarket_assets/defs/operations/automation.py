@@ -41,6 +41,14 @@ daily_refresh_job = dg.define_asset_job(
         "profile_drift", "recommendation_drift"),
     description="Everything the champions serve from, rebuilt on the newest data, then the drift monitors.",
 )
+INCREMENTAL = ("user_features", "demand_training_set", "rec_candidates")  # each folds new days into stored state
+full_rebuild_job = dg.define_asset_job(
+    "full_rebuild_job",
+    selection=dg.AssetSelection.assets(*INCREMENTAL),
+    config={"ops": {name: {"config": {"full_rebuild": True}} for name in INCREMENTAL}},
+    description="Rebuild the running states of the incremental assets from every stored day (after a change to "
+    "their code; a changed or missing past day already triggers a rebuild by itself). Same outputs as the nights.",
+)
 retrain_models_job = dg.define_asset_job(
     "retrain_models_job",
     selection=dg.AssetSelection.assets("demand_training_set", "demand_model", "rec_candidates", "recommender_model",
