@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale mlflow-ui rollback promote models lint clean install
+.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily mlflow-ui rollback promote models lint clean install
 
 install: $(STAMP)
 
@@ -71,6 +71,11 @@ bench-campaigns: $(STAMP)
 # user_features + demand aggregation at 1M/10M/50M events: local engine vs a 2-worker Dask LocalCluster.
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
+
+# A night (one new day) vs a full rebuild and the whole graph on Online Retail, warm retrain vs full search,
+# each running state at 10M simulated events (about 1 h; the 10M shop is kept in $TMPDIR/ecomarket-scale).
+bench-daily: $(STAMP)
+	$(BIN)/python benchmarks/daily.py all
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000

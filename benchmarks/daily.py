@@ -1,7 +1,13 @@
 """What a day costs: one new day against a full rebuild, and a warm weekly retrain against a full search.
 
-    .venv/bin/python benchmarks/daily.py demand --data-dir DIR      # demand_model: full search vs warm retrain
-    make bench-daily                                                # every part, Online Retail + 10M-event shop
+    make bench-daily                                                  # = daily.py all: every part below
+    .venv/bin/python benchmarks/daily.py night [--work-dir DIR]       # Online Retail: graph, a night, a full night
+    .venv/bin/python benchmarks/daily.py demand --data-dir DIR/data   # demand_model: full search vs warm retrain
+    .venv/bin/python benchmarks/daily.py states [--events 1e7]        # each running state, simulated shop
+
+`night`: `make run` through the day before the file's last (`run_all --through`, a per-asset time table), then
+the last day as a night (`daily_ingest_job`'s partition, then `daily_refresh_job`), then the same night with
+`full_rebuild` on the incremental assets; their outputs are compared (floats within 1e-9 relative).
 
 `demand`: on a data directory where `demand_training_set` has been materialized (e.g. by `make run`), it
 replays a weekly retrain. A week earlier (the panel cut 7 days short) Optuna searches with the deployment's
@@ -198,6 +204,22 @@ def night(source: str, path: Path | None, root: Path) -> list[dict]:
     return rows
 
 
+def states(events: str, work_dir: Path) -> None:
+    """Each incremental state on a simulated shop (10M events by default): full rebuild vs one new day."""
+    bench = REPO_ROOT / "benchmarks"
+    for script, args in (("incremental_refresh.py", ["--events", events, "--work-dir", str(work_dir), "--reuse"]),
+                         ("incremental_state.py", ["--work-dir", str(work_dir / _label(events)), "--repeat", "1"])):
+        out, _ = _python([str(bench / script), *args], {**os.environ, "PYTHONUNBUFFERED": "1"})
+        print(out)
+
+
+def _label(events: str) -> str:
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from scale import label
+
+    return label(int(float(events)))
+
+
 def _table(rows: list[dict]) -> None:
     import pandas as pd
 
@@ -206,10 +228,11 @@ def _table(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["demand", "night", "_night"])
+    parser.add_argument("part", choices=["all", "demand", "night", "states", "_night"])
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--work-dir", type=Path, help="night: folder for the shop's data, MLflow and Dagster")
     parser.add_argument("--source", default="online_retail", choices=["online_retail", "simulator"])
+    parser.add_argument("--events", default="1e7", help="states: simulated shop size (scale.py's preparation)")
     parser.add_argument("--day", help="(internal) the night's day")
     parser.add_argument("--full", action="store_true", help="(internal) the night as a full rebuild")
     parser.add_argument("--trials", type=int, default=15)
@@ -220,6 +243,13 @@ def main() -> None:
     elif args.part == "night":
         root = args.work_dir or Path(tempfile.mkdtemp(prefix="ecomarket-daily-"))
         night(args.source, ONLINE_RETAIL if args.source == "online_retail" else None, root)
+    elif args.part == "states":
+        states(args.events, args.work_dir or Path(tempfile.gettempdir()) / "ecomarket-scale")
+    elif args.part == "all":
+        root = args.work_dir or Path(tempfile.mkdtemp(prefix="ecomarket-daily-"))
+        night("online_retail", ONLINE_RETAIL, root / "online_retail")
+        demand(root / "online_retail" / "data", args.trials, args.timeout)
+        states(args.events, root / "scale")
     elif args.part == "_night":
         night_run(args.day, args.full)
 

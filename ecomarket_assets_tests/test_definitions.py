@@ -85,3 +85,23 @@ def test_partition_range_tags_run_a_range_in_one_run():
     first, second, third = daily_partitions.get_partition_keys()[:3]
     assert dg.materialize([days], tags=partition_range_tags(first, third)).success
     assert seen == [[first, second, third]]
+
+
+def test_full_rebuild_job_rebuilds_every_incremental_asset():
+    """The job selects the three incremental assets and its run config (full_rebuild: true) is valid for them."""
+    import dagster as dg
+
+    from ecomarket_assets.definitions import defs
+    from ecomarket_assets.defs.operations.automation import INCREMENTAL, full_rebuild_job
+
+    job = defs().resolve_job_def("full_rebuild_job")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == set(INCREMENTAL)
+    assert full_rebuild_job.config["ops"] == {n: {"config": {"full_rebuild": True}} for n in INCREMENTAL}
+    dg.validate_run_config(job, full_rebuild_job.config)  # raises if an asset lost its full_rebuild field
+    with_typo = {"ops": {n: {"config": {"full_rebuilt": True}} for n in INCREMENTAL}}
+    try:
+        dg.validate_run_config(job, with_typo)
+    except dg.DagsterInvalidConfigError:
+        pass
+    else:
+        raise AssertionError("an unknown config field was accepted")
