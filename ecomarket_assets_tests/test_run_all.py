@@ -20,4 +20,4 @@ def test_each_asset_prints_a_progress_line_as_it_finishes(tmp_path, monkeypatch,
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("done ")]
     assert sorted(line.split()[1] for line in lines) == tables
     for line in lines:
-        assert re.search(r"done \w+ +\d+ s  \w+ [\d,]+$", line.strip()), line
+        assert re.search(r"done \w+ +\d+\.\d s  \w+ [\d,]+$", line.strip()), line
