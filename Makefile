@@ -35,7 +35,7 @@ dev: $(STAMP)
 
 # Two workers, one test file each at a time (module fixtures are built once): 2 cores, half the wall time.
 test: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow

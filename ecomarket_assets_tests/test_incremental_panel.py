@@ -155,6 +155,7 @@ def test_a_changed_list_price_recomputes_every_row_from_the_stored_aggregates(in
     assert_matches_full_rebuild(target, Engine("local"))
 
 
+@pytest.mark.slow  # starts a Dask cluster; `make test-slow` (CI) runs it
 def test_day_by_day_refresh_equals_a_full_rebuild_on_dask(ingested, tmp_path):
     """Each day file aggregated in its own task on a 2-worker LocalCluster; compared with the whole history
     aggregated on the cluster (which test_dask_engine holds equal to the local engine's)."""

@@ -111,6 +111,7 @@ def test_pairs_folded_day_by_day_equal_user_product_summary(layout, lag):
     pd.testing.assert_frame_equal(pairs, expected, rtol=TOLERANCE)
 
 
+@pytest.mark.slow  # starts a Dask cluster; `make test-slow` (CI) runs it
 def test_dask_rebuild_then_local_folds_equal_the_local_full_reduction(layout, cluster):
     state = _fold_users(layout, 85, cluster)
     pd.testing.assert_frame_equal(_state_features(layout, state, LAST), _full_features(layout, LAST), rtol=TOLERANCE)
