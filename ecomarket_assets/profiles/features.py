@@ -164,7 +164,9 @@ def preference_layer(summary: dict) -> pd.DataFrame:
     affinity = by_cat.div(by_cat.sum(axis=1).where(lambda s: s > 0), axis=0)
     affinity.columns = [f"affinity_{slug(c)}" for c in affinity.columns]
     frame = affinity.copy()
-    frame["top_category"] = by_cat.idxmax(axis=1).where(by_cat.sum(axis=1) > 0)
+    # ties within 1e-9 (relative) go to the first category by name: a day-by-day fold sums in another order
+    scaled = by_cat.div(by_cat.max(axis=1).where(lambda s: s > 0), axis=0).round(9)
+    frame["top_category"] = scaled.idxmax(axis=1).where(by_cat.sum(axis=1) > 0)
     frame["favourite_brands"] = _top_brands(summary["by_brand"])
     price = summary["price"]
     frame["price_index"] = price["weighted_index"] / price["weight"]

@@ -126,6 +126,14 @@ def _user_block(gen: FittedGenerators, batch: Batch, history: dict) -> dict[str,
     }
 
 
+def tie_safe_argmax(scores: np.ndarray) -> np.ndarray:
+    """Row of each column's maximum, with scores within 1e-9 of the column's maximum (relative) counted as tied
+    and the first row winning: a state folded day by day sums in another order than a full rebuild, and an
+    exact tie (common with whole-unit quantities) must not be broken by the last bits."""
+    top = np.abs(scores).max(axis=0, keepdims=True)
+    return np.round(scores / np.where(top > 0, top, 1.0), 9).argmax(axis=0)
+
+
 def _anchors(gen: FittedGenerators, batch: Batch, r: np.ndarray, c: np.ndarray,
              bought: sparse.csr_matrix) -> dict[str, np.ndarray]:
     """For each candidate, the user's history product that explains its item-kNN and its content score,
@@ -143,7 +151,7 @@ def _anchors(gen: FittedGenerators, batch: Batch, r: np.ndarray, c: np.ndarray,
         was_bought = np.isin(history, bought.getrow(u).indices)
         cand = c[lo:hi]
         knn = weights[:, None] * gen.knn[np.ix_(history, cand)]
-        best = knn.argmax(axis=0)
+        best = tie_safe_argmax(knn)
         has = knn.max(axis=0) > 0
         out["knn_anchor"][lo:hi] = np.where(has, items[history[best]], None)
         out["knn_anchor_bought"][lo:hi] = has & was_bought[best]
