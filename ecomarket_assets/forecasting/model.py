@@ -113,14 +113,14 @@ def dask_trainer(client, partitions: int) -> Trainer:
     return train
 
 
-def _categorical(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
+def with_categories(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
     frame = features.copy()
     frame["category"] = pd.Categorical(frame["category"].astype(str), categories=categories)
     return frame
 
 
 def _dataset(features: pd.DataFrame, target: np.ndarray, categories: list[str]) -> lgb.Dataset:
-    return lgb.Dataset(_categorical(features, categories), label=target, categorical_feature=CATEGORICAL,
+    return lgb.Dataset(with_categories(features, categories), label=target, categorical_feature=CATEGORICAL,
                        free_raw_data=False)
 
 
@@ -128,7 +128,7 @@ def fit_mean(features: pd.DataFrame, target: np.ndarray, params: dict, rounds: i
              categories: list[str], trainer: Trainer | None = None) -> lgb.Booster:
     if trainer is None:  # in this process, as before the Dask engine existed
         return lgb.train({**BASE_PARAMS, **params}, _dataset(features, target, categories), num_boost_round=rounds)
-    return trainer({**BASE_PARAMS, **params}, _categorical(features, categories), target, rounds)
+    return trainer({**BASE_PARAMS, **params}, with_categories(features, categories), target, rounds)
 
 
 def reusable_dataset(features: pd.DataFrame, target: np.ndarray, categories: list[str]) -> lgb.Dataset:
@@ -170,7 +170,7 @@ def fit_quantiles(features: pd.DataFrame, target: np.ndarray, params: dict,
         data = _dataset(features, target, categories)
         return {q: lgb.train({**shape, "objective": "quantile", "alpha": q}, data, num_boost_round=rounds)
                 for q in QUANTILES}
-    frame = _categorical(features, categories)
+    frame = with_categories(features, categories)
     return {q: trainer({**shape, "objective": "quantile", "alpha": q}, frame, target, rounds) for q in QUANTILES}
 
 

@@ -166,7 +166,7 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
     start = time.perf_counter()
     categories = sorted(train.features["category"].astype(str).unique())
     fold_train = [train.until(f.origin) for f in folds]
-    fold_frames = [_prepared(f.features, categories) for f in folds]
+    fold_frames = [dm.with_categories(f.features, categories) for f in folds]
     datasets = [dm.reusable_dataset(x, y, categories) for x, y in fold_train]
     valid_sets = [_valid_set(frame, fold, data) for frame, fold, data in zip(fold_frames, folds, datasets, strict=True)]
     best_forecasts: dict[int, list[np.ndarray]] = {}
@@ -214,12 +214,6 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
                   time.perf_counter() - start, study)
 
 
-def _prepared(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
-    frame = features.copy()
-    frame["category"] = pd.Categorical(frame["category"].astype(str), categories=categories)
-    return frame
-
-
 def _valid_set(frame: pd.DataFrame, fold: FoldData, reference: lgb.Dataset) -> lgb.Dataset:
     """The fold's forecast rows as LightGBM's validation set (rows without an actual left out)."""
     actual = fold.actual.ravel()
@@ -244,7 +238,7 @@ def _calibrate(folds: list[FoldData], fold_train: list[tuple[pd.DataFrame, np.nd
     fold_rows, lows, highs, actuals = [], [], [], []
     for fold, (x, y), mean in zip(folds, fold_train, means, strict=True):
         quantiles = dm.fit_quantiles(x, y, params, categories)
-        frame = _prepared(fold.features, categories)
+        frame = dm.with_categories(fold.features, categories)
         low, high = (np.maximum(quantiles[q].predict(frame), 0.0) for q in (0.1, 0.9))
         lows.append(low), highs.append(high), actuals.append(fold.actual.ravel())
         fold_rows.append({"origin": fold.origin, "train_rows": len(y), "wape": metrics.wape(fold.actual, mean),
