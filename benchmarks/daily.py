@@ -146,7 +146,9 @@ def night_run(day: str, full: bool) -> None:
     defs, instance = load_defs(), dg.DagsterInstance.get()
     run_all._materialize(defs, dg.AssetSelection.assets("raw_events", "user_daily_activity"), instance,
                          partition_key=day)
-    ops = {a: {"config": {"full_rebuild": True}} for a in NIGHT_CONFIG_ASSETS} if full else {}
+    ops = {name: {"config": dict(op["config"])} for name, op in daily_refresh_job.config["ops"].items()}
+    for name in NIGHT_CONFIG_ASSETS if full else ():
+        ops.setdefault(name, {"config": {}})["config"]["full_rebuild"] = True
     run_all._materialize(defs, daily_refresh_job.selection, instance, ops=ops)
     print(f"peak_gb {_peak_gb():.2f}")
 

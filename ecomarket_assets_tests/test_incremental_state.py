@@ -4,6 +4,7 @@ A 100-day shop, so the 90-day windows have days leaving them too.
 """
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -199,3 +200,55 @@ def test_rec_candidates_asset_reuses_pair_states_and_rebuilds_on_request(layout)
     assert (first["refresh"], again["refresh"], rebuilt["refresh"]) == ("full", "none", "full")
     assert "lag=0" in rebuilt["pair_states"] and "full_rebuild requested" in rebuilt["pair_states"]
     pd.testing.assert_frame_equal(serving, serving_rebuilt, rtol=TOLERANCE)
+
+
+def _hide_days(layout, days: list[dt.date], where: Path) -> None:
+    for table in act.SCHEMAS:
+        for day in days:
+            folder = layout.activity_day(table, day.isoformat()).parent
+            if folder.exists():
+                (where / table).mkdir(parents=True, exist_ok=True)
+                folder.rename(where / table / folder.name)
+
+
+def _restore_days(layout, where: Path) -> None:
+    for table_dir in where.iterdir():
+        for folder in table_dir.iterdir():
+            folder.rename(layout.root / "user_daily_activity" / table_dir.name / folder.name)
+
+
+def test_a_serving_only_night_keeps_the_labelled_sets_and_serves_the_new_day(layout, tmp_path):
+    from ecomarket_assets.defs.recommender import assets as rec_assets
+    from ecomarket_assets.recommender.store import RecStore
+
+    resources = {"data_dir": DataDirResource(path=str(layout.root)), "compute": ComputeResource()}
+    store = RecStore(layout)
+
+    def run(sets: str, **extra) -> dict:
+        config = {"window_days": 14, "train_windows": 1, "per_generator": 20, "sets": sets, **extra}
+        result = dg.materialize([rec_assets.rec_candidates], resources=resources,
+                                run_config={"ops": {"rec_candidates": {"config": config}}})
+        assert result.success
+        return {k: v.value for k, v in result.asset_materializations_for_node("rec_candidates")[0].metadata.items()}
+
+    _hide_days(layout, [_day(n) for n in range(DAYS - 3, DAYS)], tmp_path / "hidden")
+    try:
+        weekly = run("all")
+        labelled = {n: read_frame(store.candidate_path(n)) for n in ("train_1", "holdout")}
+    finally:
+        _restore_days(layout, tmp_path / "hidden")
+    night = run("serving")
+    plan, saved = store.read_plan()
+    assert weekly["sets_built"] == "train_1, holdout, serving" and night["sets_built"] == "serving"
+    assert "3 day(s) behind" in night["labelled_sets"]
+    assert (plan.holdout, plan.serving) == (LAST - dt.timedelta(days=16), LAST + dt.timedelta(days=1))
+    assert night["ease_l2"] == weekly["ease_l2"] and night["holdout_candidate_recall"] == weekly["holdout_candidate_recall"]
+    assert [r["set"] for r in saved["sets"]] == ["train_1", "holdout", "serving"]
+    for name, frame in labelled.items():  # kept as the weekly build wrote them
+        pd.testing.assert_frame_equal(read_frame(store.candidate_path(name)), frame)
+    served = read_frame(store.candidate_path("serving"))
+    everything = run("all")  # the serving set of a serving-only night is the one a full build makes
+    assert everything["sets_built"] == "train_1, holdout, serving"
+    assert store.read_plan()[0].holdout == LAST - dt.timedelta(days=13)
+    pd.testing.assert_frame_equal(read_frame(store.candidate_path("serving")), served, rtol=TOLERANCE)
+    assert run("serving", window_days=7)["labelled_sets"].startswith("all sets built: window settings changed")

@@ -30,6 +30,10 @@ from ecomarket_assets.forecasting.training import (
 MODEL = "lightgbm"
 EXPECTED = "lightgbm_expected_units"  # the same model, level-corrected: the column whose totals should match
 METHODS = (MODEL, EXPECTED, "seasonal_naive", "moving_average", "auto_ets")
+# AutoETS without trend models: on Online Retail's two backtest windows "ZNZ" scored day WAPE 1.364 / 1.096
+# against 1.377 / 1.107 for the full "ZZZ" search, in 30-36 s against 155-164 s (2 cores, idle): the trend
+# forms cost 5x and extrapolate a trend over 28 days that rarely holds. Not a weaker rival, a stronger one.
+ETS_MODEL = "ZNZ"
 
 
 @dataclass
@@ -66,7 +70,7 @@ def forecast_fold(panel: SalesPanel, train: TrainingSet, tuning: Tuning, basis: 
     predicted = model.predict(fold.features)
     shape = fold.actual.shape
     history = panel.units[fold.products, : origin + 1]
-    ets = baselines.auto_ets(history, horizon, n_jobs=2)  # full AutoETS (trend and damping searched)
+    ets = baselines.auto_ets(history, horizon, model=ETS_MODEL, n_jobs=2)
     methods = {
         MODEL: MethodForecast(predicted["forecast"].to_numpy().reshape(shape),
                               predicted["p10"].to_numpy().reshape(shape), predicted["p90"].to_numpy().reshape(shape)),

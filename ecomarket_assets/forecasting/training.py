@@ -209,7 +209,7 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
     best = study.best_trial
     rounds = int(best.user_attrs["rounds"])
     params = {k: v for k, v in best.params.items() if k in _TUNED}
-    calibration, fold_rows = _calibrate(folds, fold_train, best_forecasts[best.number], params, categories)
+    calibration, fold_rows = _calibrate(folds, fold_train, datasets, best_forecasts[best.number], params, categories)
     return Tuning(params, rounds, float(best.value), _trials_frame(study), pd.DataFrame(fold_rows), calibration,
                   time.perf_counter() - start, study)
 
@@ -232,12 +232,12 @@ def _new_study(storage: str | None, name: str | None, seed: int) -> optuna.Study
                                study_name=name)
 
 
-def _calibrate(folds: list[FoldData], fold_train: list[tuple[pd.DataFrame, np.ndarray]], means: list[np.ndarray],
-               params: dict, categories: list[str]) -> tuple[dm.IntervalCalibration, list[dict]]:
+def _calibrate(folds: list[FoldData], fold_train: list[tuple[pd.DataFrame, np.ndarray]], datasets: list[lgb.Dataset],
+               means: list[np.ndarray], params: dict, categories: list[str]) -> tuple[dm.IntervalCalibration, list[dict]]:
     """Conformal interval offsets and the level factor from out-of-sample fold forecasts."""
     fold_rows, lows, highs, actuals = [], [], [], []
-    for fold, (x, y), mean in zip(folds, fold_train, means, strict=True):
-        quantiles = dm.fit_quantiles(x, y, params, categories)
+    for fold, (x, y), data, mean in zip(folds, fold_train, datasets, means, strict=True):
+        quantiles = dm.fit_quantiles(x, y, params, categories, levels=(0.1, 0.9), data=data)
         frame = dm.with_categories(fold.features, categories)
         low, high = (np.maximum(quantiles[q].predict(frame), 0.0) for q in (0.1, 0.9))
         lows.append(low), highs.append(high), actuals.append(fold.actual.ravel())

@@ -258,7 +258,7 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
     owners=OWNERS,
     deps=[demand_model, demand_training_set],
     description="Rolling-origin backtest over the last two 28-day windows: the model (retrained at each origin "
-    "with the tuned settings) against seasonal naive, a 28-day moving average and AutoETS. WAPE, MASE and bias "
+    "with the tuned settings) against seasonal naive, a 28-day moving average and AutoETS (no-trend forms). WAPE, MASE and bias "
     "per product-day and product-week, P10-P90 coverage; where the source knows the true demand rate (the built-in "
     "simulated shop), also against it.",
 )

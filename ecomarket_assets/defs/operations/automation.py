@@ -39,6 +39,8 @@ daily_refresh_job = dg.define_asset_job(
         "product_embeddings", "user_features", "user_profiles", "user_segments",
         "demand_training_set", "demand_forecast", "rec_candidates", "recommendations",
         "profile_drift", "recommendation_drift"),
+    # A night builds the serving candidates only; the labelled sets are the weekly retrain's (retrain_models_job).
+    config={"ops": {"rec_candidates": {"config": {"sets": "serving"}}}},
     description="Everything the champions serve from, rebuilt on the newest data, then the drift monitors.",
 )
 INCREMENTAL = ("user_features", "demand_training_set", "rec_candidates")  # each folds new days into stored state

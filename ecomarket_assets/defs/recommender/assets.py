@@ -2,6 +2,7 @@
 
 import datetime as dt
 import time
+from typing import Literal
 
 import dagster as dg
 import mlflow
@@ -49,6 +50,10 @@ class CandidatesConfig(dg.Config):
     train_windows: int = 2
     window_days: int = 28
     full_rebuild: bool = False  # rebuild every cutoff's (user, product) state from all stored days
+    # "all": the labelled sets (training cutoffs, hold-out) and serving; "serving": only the serving set, keeping
+    # the labelled sets of the last "all" run (a night: the weekly retrain rebuilds those). "serving" with no
+    # stored labelled sets, or with other window settings, builds all.
+    sets: Literal["all", "serving"] = "all"
 
 
 class RecommendationsConfig(dg.Config):
@@ -84,16 +89,28 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         days = layout.activity_days()
         if not days:
             raise dg.Failure("no user_daily_activity partitions: materialize raw_events and user_daily_activity first")
-        plan = CutoffPlan.for_last_day(dt.date.fromisoformat(days[-1]), config.window_days, config.train_windows)
+        fresh = CutoffPlan.for_last_day(dt.date.fromisoformat(days[-1]), config.window_days, config.train_windows)
+        kept, why = kept_labelled_sets(store, fresh, config.sets)
+        plan = fresh if kept is None else kept
+        context.log.info(f"candidate sets: {why}")
+        build = plan.sets() if kept is None else {"serving": plan.serving}
         # Only the label windows are read; each cutoff's history comes from its running (user, product) state.
-        history = read_history(layout, engine, since=plan.train[0])
-        states = use_pair_states(history, layout, plan.sets().values(), config.full_rebuild)
+        since = plan.train[0] if kept is None else dt.date.fromisoformat(days[-1])  # serving needs no label days
+        history = read_history(layout, engine, since=since)
+        states = use_pair_states(history, layout, build.values(), config.full_rebuild)
         context.log.info("pair states: " + "; ".join(f"{r.name} {r.refresh} ({r.reason}) {r.seconds:.1f} s"
                                                       for r in states))
-        l2, grid = tune_ease_l2(history.interactions_at(plan.train[0]), history.labels(plan.train[0], plan.window_days))
-        context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
-        sets, rows = {}, []
-        for name, cutoff in plan.sets().items():
+        if kept is None:
+            l2, grid = tune_ease_l2(history.interactions_at(plan.train[0]),
+                                    history.labels(plan.train[0], plan.window_days))
+            context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
+        else:
+            saved = store.read_plan()[1]
+            l2, grid = saved["ease_l2"], {float(k): v for k, v in saved["ease_grid"].items()}
+        sets = {}
+        rows = [] if kept is None else [r for r in store.read_plan()[1]["sets"] if r["set"] != "serving"]
+        rising = None
+        for name, cutoff in build.items():
             start = time.perf_counter()
             if name == "serving":
                 rising = forecast_rising_ids(layout)
@@ -105,23 +122,29 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
                 write_frame(built.labels, store.labels_path(name))
             sets[name] = built
             rows.append(_set_row(built, time.perf_counter() - start))
-            context.log.info(f"candidate set {len(rows)}/{len(plan.sets())} {name} (cutoff {cutoff}): "
+            context.log.info(f"candidate set {len(sets)}/{len(build)} {name} (cutoff {cutoff}): "
                              f"{len(built.frame):,} rows for {len(built.users):,} users in {rows[-1]['seconds']} s")
         engine_meta = engine.metadata()
     summary = pd.DataFrame(rows)
-    holdout = sets["holdout"]
+    summary["built"] = summary["set"].isin(list(build))
     store.write_plan(plan, {"ease_l2": l2, "ease_grid": {str(k): v for k, v in grid.items()},
-                            "sets": summary.to_dict("records"), "forecast_rising": 0 if rising is None else len(rising)})
+                            "sets": pd.DataFrame(rows).to_dict("records"),
+                            "forecast_rising": 0 if rising is None else len(rising)})
+    holdout_recall = (sets["holdout"].candidate_recall() if "holdout" in sets
+                      else float(summary.set_index("set").loc["holdout", "candidate_recall"]))
+    found_by = {} if "holdout" not in sets else {"purchases_found_by_generator": md.table(_found_by(sets["holdout"].frame))}
     return dg.MaterializeResult(metadata={
         "dagster/row_count": int(summary["rows"].sum()),
         "plan": md.table(plan.describe()),
+        "sets_built": ", ".join(build),
+        "labelled_sets": why,
         "sets": md.table(summary.round(4)),
-        "holdout_candidate_recall": float(holdout.candidate_recall()),
+        "holdout_candidate_recall": float(holdout_recall),
         "serving_users": len(sets["serving"].users),
         "serving_cold_users": len(sets["serving"].cold_users),
         "ease_l2": l2,
         "ease_l2_grid_ndcg10": md.table({str(k): round(v, 4) for k, v in grid.items()}, "l2", "ndcg@10"),
-        "purchases_found_by_generator": md.table(_found_by(holdout.frame)),
+        **found_by,
         "forecast_rising_products": 0 if rising is None else len(rising),
         "refresh": overall_refresh(states),
         "pair_states": md.table(pd.DataFrame([{"state": r.name, "as_of": r.as_of, **r.metadata()} for r in states])),
@@ -130,6 +153,24 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         "path": dg.MetadataValue.path(str(store.candidates)),
         **engine_meta,
     })
+
+
+def kept_labelled_sets(store: RecStore, fresh: CutoffPlan, sets: str) -> tuple[CutoffPlan | None, str]:
+    """The stored labelled cutoffs with `fresh`'s serving day, when a serving-only night may keep them."""
+    if sets == "all":
+        return None, "all sets built (sets=all)"
+    try:
+        stored, _ = store.read_plan()
+    except FileNotFoundError:
+        return None, "all sets built: no stored labelled sets yet"
+    if (stored.window_days, len(stored.train)) != (fresh.window_days, len(fresh.train)):
+        return None, "all sets built: window settings changed since the labelled sets were built"
+    missing = [n for n in stored.sets() if n != "serving" and not store.candidate_path(n).exists()]
+    if missing or stored.holdout > fresh.holdout:
+        return None, "all sets built: stored labelled sets missing or ahead of the data"
+    kept = CutoffPlan(stored.train, stored.holdout, fresh.serving, fresh.window_days)
+    return kept, (f"serving built; labelled sets kept from the build with hold-out cutoff {stored.holdout} "
+                  f"({(fresh.holdout - stored.holdout).days} day(s) behind: the weekly retrain rebuilds them)")
 
 
 def _set_row(built, seconds: float) -> dict:
