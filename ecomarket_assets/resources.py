@@ -122,7 +122,9 @@ class ForecastTrainingResource(dg.ConfigurableResource):
     n_trials: int = 15  # Optuna trials
     # Optuna time budget, enforced inside a fit once a first trial has finished; the search stops at whichever
     # of the two comes first
-    timeout_seconds: int = 240
+    timeout_seconds: int = 120
+    # The search runs on at most this many products (a seeded sample; 0 = all), the final fit on all of them
+    tuning_products: int = 1200
     # A weekly retrain refits with the last search's hyper-parameters; Optuna searches again once they are this
     # many days of data old, when the level of demand has shifted, or when the run config asks (`tuning: full`).
     retune_days: int = 28

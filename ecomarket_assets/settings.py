@@ -133,6 +133,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECOMARKET_FORECAST_TRIALS", "forecast_training", "n_trials", "Optuna trials of `demand_model`"),
     Setting("ECOMARKET_FORECAST_TIMEOUT", "forecast_training", "timeout_seconds",
             "Optuna time budget of `demand_model`, in seconds"),
+    Setting("ECOMARKET_FORECAST_TUNING_PRODUCTS", "forecast_training", "tuning_products",
+            "the Optuna search of `demand_model` runs on at most this many products (a seeded sample; 0 = all); the "
+            "final fit learns from all"),
     Setting("ECOMARKET_FORECAST_RETUNE_DAYS", "forecast_training", "retune_days",
             "a retrain reuses the last Optuna search's choices until they are this old (days of data), then searches "
             "again; 0 = search every time"),

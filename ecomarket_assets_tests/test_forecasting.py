@@ -198,3 +198,26 @@ def test_tuning_reports_each_trial_and_calibrates_on_its_folds():
     assert f"best {best:.4f}" in lines[-1] and tuning.best_wape == pytest.approx(best, abs=1e-4)
     assert len(tuning.trials) == 3 and len(tuning.fold_metrics) == len(folds)
     assert 0 < tuning.calibration.coverage_after <= 1
+
+
+def test_tuning_sample_keeps_whole_products_in_training_rows_and_folds():
+    panel = _random_panel(n_products=12, n_days=150)
+    train = tr.make_training_set(panel, None)
+    folds = [tr.fold_data(panel, o, None) for o in tr.plan_folds(len(panel.days)).tuning_origins]
+    sample, sample_folds = tr.tuning_sample(train, folds, limit=5, seed=3)
+    chosen = np.unique(sample.product_index)
+    assert len(chosen) == 5
+    for p in chosen:  # every row of a chosen product, nothing of the others
+        assert (sample.product_index == p).sum() == (train.product_index == p).sum()
+    assert len(sample.target) == np.isin(train.product_index, chosen).sum() < len(train.target)
+    for fold, part in zip(folds, sample_folds, strict=True):
+        assert set(part.products) == set(fold.products) & set(chosen)
+        for i, p in enumerate(part.products):  # the rows and actuals of each kept product move together
+            j = int(np.flatnonzero(fold.products == p)[0])
+            np.testing.assert_array_equal(part.actual[i], fold.actual[j])
+            h = fold.actual.shape[1]
+            pd.testing.assert_frame_equal(part.features.iloc[i * h:(i + 1) * h].reset_index(drop=True),
+                                          fold.features.iloc[j * h:(j + 1) * h].reset_index(drop=True))
+    same, same_folds = tr.tuning_sample(train, folds, limit=0)
+    assert same is train and same_folds is folds
+    assert tr.tuning_sample(train, folds, limit=5, seed=3)[0].target.tolist() == sample.target.tolist()

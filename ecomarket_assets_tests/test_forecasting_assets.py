@@ -12,7 +12,8 @@ from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.forecasting import assets as forecast_assets
 from ecomarket_assets.defs.forecasting import checks as forecast_checks
 from ecomarket_assets.defs.text import assets as text_assets
-from ecomarket_assets.forecasting.store import MODEL_NAME, ForecastStore
+from ecomarket_assets.forecasting import training as tr
+from ecomarket_assets.forecasting.store import MODEL_NAME, ForecastStore, tuning_from_dict
 from ecomarket_assets.mlops import registry
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import partition_range_tags
@@ -77,6 +78,15 @@ def test_forecasting_group_materializes_with_checks(shop):
     assert "against_true_demand" in meta and 0 < meta["model_wape_vs_truth"] < table.loc["lightgbm", "wape_day"]
     predictions = read_frame(store.backtest / "predictions.parquet")
     assert predictions["origin"].astype(str).nunique() == 2 and predictions["horizon"].max() == 28
+    # The newest backtest origin is the registered fit's own (holdout_days = one horizon): scored, not refitted,
+    # and a refit with the same tuning on the same days forecasts exactly the same.
+    panel, basis = store.read_panel(), store.read_basis()
+    newest = tr.plan_folds(len(panel.days)).backtest_origins[-1]
+    assert meta["origins_scored_with_the_registered_fit"] == str(panel.days[newest].date())
+    registered = store.read_final_model(str(panel.days[newest].date()))
+    refit = tr.fit_final(store.read_training_set(panel, basis), tuning_from_dict(store.read_tuning()), basis, newest)
+    fold = tr.fold_data(panel, newest, basis)
+    pd.testing.assert_frame_equal(registered.predict(fold.features), refit.predict(fold.features))
 
     model_meta = _meta(first, "demand_model")
     assert model_meta["registered_version"] == 1 and model_meta["aliases"] == "challenger, champion"

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ecomarket_assets.forecasting import baselines, metrics
 from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
+from ecomarket_assets.forecasting.model import DemandModel
 from ecomarket_assets.forecasting.panel import SalesPanel
 from ecomarket_assets.forecasting.training import (
     FoldPlan,
@@ -59,13 +60,15 @@ def _pad(history: np.ndarray, length: int) -> np.ndarray:
 
 
 def forecast_fold(panel: SalesPanel, train: TrainingSet, tuning: Tuning, basis: EmbeddingBasis | None,
-                  origin: int, cumulative: PanelSums
+                  origin: int, cumulative: PanelSums, fitted: DemandModel | None = None
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, MethodForecast], float, np.ndarray]:
-    """(products, actual, forecasts by method, model training seconds, AutoETS fallback flags) at one origin."""
+    """(products, actual, forecasts by method, model training seconds, AutoETS fallback flags) at one origin.
+
+    `fitted`: the model already trained on exactly the days up to `origin` with `tuning` (the registered one)."""
     fold = fold_data(panel, origin, basis, cumulative)
     horizon = fold.actual.shape[1]
     start = time.perf_counter()
-    model = fit_final(train, tuning, basis, origin)
+    model = fitted if fitted is not None else fit_final(train, tuning, basis, origin)
     seconds = time.perf_counter() - start
     predicted = model.predict(fold.features)
     shape = fold.actual.shape
@@ -84,15 +87,18 @@ def forecast_fold(panel: SalesPanel, train: TrainingSet, tuning: Tuning, basis: 
 
 def run_backtest(panel: SalesPanel, train: TrainingSet, plan: FoldPlan, tuning: Tuning,
                  basis: EmbeddingBasis | None, truth: pd.DataFrame | None = None,
-                 cumulative: PanelSums | None = None) -> BacktestResult:
+                 cumulative: PanelSums | None = None, fitted: dict[int, DemandModel] | None = None) -> BacktestResult:
+    """`fitted`: models already trained at some origins (origin -> model); the others are fitted here."""
     cumulative = cumulative or PanelSums(panel)
+    fitted = fitted or {}
     length = plan.backtest_origins[-1] + 1
     pooled: dict[str, list[MethodForecast]] = {m: [] for m in METHODS}
     actuals, histories, frames, fold_rows = [], [], [], []
     truths: list[np.ndarray] = []
     train_seconds, fallbacks = 0.0, []
     for origin in plan.backtest_origins:
-        products, actual, methods, seconds, fallback = forecast_fold(panel, train, tuning, basis, origin, cumulative)
+        products, actual, methods, seconds, fallback = forecast_fold(panel, train, tuning, basis, origin, cumulative,
+                                                                     fitted.get(origin))
         train_seconds += seconds
         fallbacks.append(fallback)
         history = panel.units[products, : origin + 1]

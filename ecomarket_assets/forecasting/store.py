@@ -109,6 +109,26 @@ class ForecastStore:
                    "calibration": asdict(tuning.calibration), **extra}
         self.tuning_path.write_text(json.dumps(payload, indent=2, default=str))
 
+    @property
+    def final_model_path(self) -> Path:
+        return self.model / "final_model"
+
+    def write_final_model(self, model, trained_through: str) -> None:
+        """The registered model's files, so the backtest scores it at its own origin instead of refitting it."""
+        from ecomarket_assets.forecasting.serving import save_model
+
+        save_model(model, self.final_model_path)
+        (self.final_model_path / "trained_through.txt").write_text(trained_through)
+
+    def read_final_model(self, trained_through: str):
+        """The last `demand_model` fit if it learned from exactly the days up to `trained_through`, else None."""
+        from ecomarket_assets.forecasting.serving import load_model
+
+        stamp = self.final_model_path / "trained_through.txt"
+        if not stamp.exists() or stamp.read_text().strip() != trained_through:
+            return None
+        return load_model(self.final_model_path)
+
     def last_tuning(self) -> dict | None:
         """The last recorded search (what a warm retrain reuses), or None."""
         return json.loads(self.tuning_path.read_text()) if self.tuning_path.exists() else None

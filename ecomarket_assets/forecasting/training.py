@@ -104,6 +104,27 @@ def fold_data(panel: SalesPanel, origin: int, basis: EmbeddingBasis | None,
     return FoldData(origin, products, features, panel.units[p, d].reshape(len(products), horizon))
 
 
+def tuning_sample(train: TrainingSet, folds: list[FoldData], limit: int, seed: int = 7
+                  ) -> tuple[TrainingSet, list[FoldData]]:
+    """At most `limit` products (a seeded random sample; 0 = all) for the Optuna search.
+
+    Trials cost in proportion to rows, so a search on a third of the products runs three times the trials in a
+    budget; each product keeps its whole history, and the final fit still learns from every product."""
+    products = np.unique(train.product_index)
+    if limit <= 0 or len(products) <= limit:
+        return train, folds
+    chosen = np.sort(np.random.default_rng(seed).choice(products, limit, replace=False))
+    keep = np.isin(train.product_index, chosen)
+    sample = TrainingSet(train.features[keep].reset_index(drop=True), train.target[keep], train.product_index[keep],
+                         train.target_day[keep], train.horizon[keep])
+    return sample, [_fold_subset(fold, np.isin(fold.products, chosen)) for fold in folds]
+
+
+def _fold_subset(fold: FoldData, keep: np.ndarray) -> FoldData:
+    rows = np.repeat(keep, fold.actual.shape[1])  # features are product-major, `horizon` rows per product
+    return FoldData(fold.origin, fold.products[keep], fold.features[rows].reset_index(drop=True), fold.actual[keep])
+
+
 SearchSpace = Callable[[optuna.Trial], tuple[dict, int]]
 MAX_ROUNDS = 1500  # a ceiling: each trial stops early on its fold
 PATIENCE = 40  # rounds without a better fold MAE before a trial's fit stops

@@ -58,9 +58,10 @@ def _item_block(gen: FittedGenerators) -> pd.DataFrame:
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
+    """0 = best per row; ties keep product order (a stable sort)."""
     order = np.argsort(-scores, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
+    ranks = np.empty(scores.shape, dtype=np.int32)
+    ranks[np.arange(len(scores))[:, None], order] = np.arange(scores.shape[1], dtype=np.int32)
     return ranks
 
 
@@ -142,13 +143,14 @@ def _anchors(gen: FittedGenerators, batch: Batch, r: np.ndarray, c: np.ndarray,
     out = {"knn_anchor": np.full(len(r), None, dtype=object), "content_anchor": np.full(len(r), None, dtype=object),
            "knn_anchor_bought": np.zeros(len(r), dtype=bool), "content_anchor_bought": np.zeros(len(r), dtype=bool)}
     starts = np.searchsorted(r, np.arange(len(batch.user_ids) + 1))
+    engaged = batch.engagement
     for u in range(len(batch.user_ids)):
         lo, hi = starts[u], starts[u + 1]
-        row = batch.engagement.getrow(u)
-        if row.nnz == 0 or lo == hi:
+        first, last = engaged.indptr[u], engaged.indptr[u + 1]
+        if first == last or lo == hi:
             continue
-        history, weights = row.indices, row.data
-        was_bought = np.isin(history, bought.getrow(u).indices)
+        history, weights = engaged.indices[first:last], engaged.data[first:last]
+        was_bought = np.isin(history, bought.indices[bought.indptr[u]:bought.indptr[u + 1]])
         cand = c[lo:hi]
         knn = weights[:, None] * gen.knn[np.ix_(history, cand)]
         best = tie_safe_argmax(knn)

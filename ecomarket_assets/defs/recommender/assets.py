@@ -92,7 +92,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         fresh = CutoffPlan.for_last_day(dt.date.fromisoformat(days[-1]), config.window_days, config.train_windows)
         kept, why = kept_labelled_sets(store, fresh, config.sets)
         plan = fresh if kept is None else kept
-        context.log.info(f"candidate sets: {why}")
+        context.log.info(f"sets to build: {why}")
         build = plan.sets() if kept is None else {"serving": plan.serving}
         # Only the label windows are read; each cutoff's history comes from its running (user, product) state.
         since = plan.train[0] if kept is None else dt.date.fromisoformat(days[-1])  # serving needs no label days
