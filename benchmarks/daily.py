@@ -13,9 +13,10 @@ the last day as a night (`daily_ingest_job`'s partition, then `daily_refresh_job
 replays a weekly retrain. A week earlier (the panel cut 7 days short) Optuna searches with the deployment's
 budget and product sample: that is the record a warm retrain reuses. Today it (a) searches on the product
 sample (`--tuning-products`, the default of `ECOMARKET_FORECAST_TUNING_PRODUCTS`) and fits, (b) searches on
-every product with the budget it had before the sample (240 s) and fits, and (c) only refits with last week's choices. All are then scored by the same
-rolling-origin backtest on today's data (the windows after the tuning folds). Prints wall seconds, peak memory
-and backtest WAPE of each.
+every product with the budget it had before the sample (240 s) and fits, and (c) retrains warm: last week's
+choices, their rounds and calibration found again on today's folds (`training.warm_tuning`), then the fit.
+All are then scored by the same rolling-origin backtest on today's data (the windows after the tuning folds).
+Prints wall seconds, peak memory and backtest WAPE of each (`--variants` picks some).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def _search(panel, basis, trials: int, timeout: int, products: int):
+def _search(panel, basis, trials: int, timeout: int, products: int, warm_params: dict | None = None):
+    """Optuna on the product sample (as demand_model searches), or with `warm_params` its warm retrain."""
     from ecomarket_assets.forecasting import training as tr
     from ecomarket_assets.forecasting.features import PanelSums
 
@@ -48,6 +50,8 @@ def _search(panel, basis, trials: int, timeout: int, products: int):
     train = tr.make_training_set(panel, basis, cumulative=sums)
     folds = [tr.fold_data(panel, o, basis, sums) for o in tr.plan_folds(len(panel.days)).tuning_origins]
     sample, sample_folds = tr.tuning_sample(train, folds, products)
+    if warm_params is not None:
+        return tr.warm_tuning(sample, sample_folds, warm_params), train
     return tr.tune(sample, sample_folds, n_trials=trials, timeout=timeout), train
 
 
@@ -75,7 +79,8 @@ def model_backtest(panel, train, tuning, basis) -> dict:
                             np.vstack(high))
 
 
-def demand(data_dir: Path, trials: int, timeout: int, products: int, all_timeout: int) -> list[dict]:
+def demand(data_dir: Path, trials: int, timeout: int, products: int, all_timeout: int,
+           only: tuple[str, ...] = ("sample", "all", "warm")) -> list[dict]:
     from ecomarket_assets.forecasting import training as tr
     from ecomarket_assets.forecasting.store import ForecastStore
     from ecomarket_assets.storage import DataLayout
@@ -89,15 +94,16 @@ def demand(data_dir: Path, trials: int, timeout: int, products: int, all_timeout
     print(f"last week's search: {time.perf_counter() - start:.0f} s, {len(last_week.trials)} trials, "
           f"rounds {last_week.rounds}, CV WAPE {last_week.best_wape:.4f}", flush=True)
     rows = []
-    variants = ((f"search on {products} products ({timeout} s) + fit", (products, timeout)),
-                (f"search on all products ({all_timeout} s) + fit", (0, all_timeout)),
-                ("warm retrain (last week's choices)", last_week))
-    for name, tuning_of in variants:
+    variants = {"sample": (f"search on {products} products ({timeout} s) + fit", (products, timeout)),
+                "all": (f"search on all products ({all_timeout} s) + fit", (0, all_timeout)),
+                "warm": ("warm retrain (last week's choices)", last_week)}
+    for key in only:
+        name, tuning_of = variants[key]
         start = time.perf_counter()
         if isinstance(tuning_of, tuple):
             tuning, train = _search(panel, basis, trials, tuning_of[1], tuning_of[0])
         else:
-            tuning, train = tuning_of, tr.make_training_set(panel, basis)
+            tuning, train = _search(panel, basis, trials, timeout, products, warm_params=tuning_of.params)
         tr.fit_final(train, tuning, basis, origin=len(panel.days) - 1 - 28)
         seconds = time.perf_counter() - start
         print(f"{name}: {seconds:.0f} s", flush=True)
@@ -107,9 +113,10 @@ def demand(data_dir: Path, trials: int, timeout: int, products: int, all_timeout
                      "backtest_wape_week": round(scores["wape_week"], 4),
                      "coverage_p10_p90_day": round(scores["coverage_day"], 3), "peak_gb": round(_peak_gb(), 2)})
         print(rows[-1], flush=True)
-    sampled, full, warm = (r["backtest_wape_day"] for r in rows)
-    print(f"backtest WAPE, relative to the search on all products: search on {products} products "
-          f"{100 * (sampled / full - 1):+.2f} %, warm retrain {100 * (warm / full - 1):+.2f} %")
+    wape = dict(zip(only, (r["backtest_wape_day"] for r in rows), strict=True))
+    if "all" in wape:
+        print("backtest WAPE relative to the search on all products: " + ", ".join(
+            f"{variants[k][0]} {100 * (v / wape['all'] - 1):+.2f} %" for k, v in wape.items() if k != "all"))
     _table(rows)
     return rows
 
@@ -248,10 +255,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=120, help="demand: the search budget (the deployment's default)")
     parser.add_argument("--all-products-timeout", type=int, default=240,
                         help="demand: the budget of the search on every product (the default before the sample)")
+    parser.add_argument("--variants", default="sample,all,warm", help="demand: which retrains to run")
     parser.add_argument("--tuning-products", type=int, default=1200, help="demand: the sampled search's products")
     args = parser.parse_args()
     if args.part == "demand":
-        demand(args.data_dir, args.trials, args.timeout, args.tuning_products, args.all_products_timeout)
+        demand(args.data_dir, args.trials, args.timeout, args.tuning_products, args.all_products_timeout,
+               tuple(args.variants.split(",")))
     elif args.part == "night":
         root = args.work_dir or Path(tempfile.mkdtemp(prefix="ecomarket-daily-"))
         night(args.source, ONLINE_RETAIL if args.source == "online_retail" else None, root)

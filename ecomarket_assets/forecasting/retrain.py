@@ -1,8 +1,9 @@
 """When `demand_model` searches hyper-parameters again, and when it refits with the last search's choices.
 
-A search (Optuna over rolling-origin folds) costs many fits; a refit costs one. Tuned tree shapes age slowly,
-so a weekly retrain reuses them (with their interval calibration) until they are `retune_days` of data old,
-the feature set changed, or demand's level moved far from what they were tuned on (a cheap drift alarm).
+A search (Optuna over rolling-origin folds) costs many fits; a warm retrain costs one trial and a fit. Tuned
+tree shapes age slowly, so a weekly retrain reuses them (their rounds and interval calibration found again on
+today's folds, `training.warm_tuning`) until they are `retune_days` of data old, the feature set changed, or
+demand's level moved far from what they were tuned on (a cheap drift alarm).
 """
 
 from __future__ import annotations

@@ -235,6 +235,17 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
                   time.perf_counter() - start, study)
 
 
+def warm_tuning(train: TrainingSet, folds: list[FoldData], params: dict, seed: int = 7) -> Tuning:
+    """The last search's tree shape, with its rounds and interval calibration found again on today's folds.
+
+    One early-stopped trial (a search's cost divided by its trials): a week of new data moves the best number
+    of rounds and the calibration more than the shape, and reusing the old rounds cost 1.8 % backtest WAPE on
+    Online Retail (bench-daily's demand part)."""
+    tuning = tune(train, folds, n_trials=1, seed=seed, warm_start=params)
+    tuning.mode = "warm"
+    return tuning
+
+
 def _valid_set(frame: pd.DataFrame, fold: FoldData, reference: lgb.Dataset) -> lgb.Dataset:
     """The fold's forecast rows as LightGBM's validation set (rows without an actual left out)."""
     actual = fold.actual.ravel()

@@ -132,13 +132,14 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     saved = store.last_tuning()
     choice = retrain.choose(config.tuning, saved, panel, list(train.features.columns), forecast_training.retune_days)
     context.log.info(f"tuning: {choice.mode} ({choice.reason})")
+    folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
+    sample, sample_folds = tr.tuning_sample(train, folds, forecast_training.tuning_products, config.seed)
     if choice.mode == "warm":
-        tuning = tuning_from_dict(saved, mode="warm")
+        tuning = tr.warm_tuning(sample, sample_folds, saved["params"], config.seed)
         searched = {k: saved[k] for k in (*SEARCH_RECORD, "tuning_products") if k in saved}
+        context.log.info(f"warm: the last search's params, {tuning.rounds} rounds found again on today's folds")
     else:
-        folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
         last_day = str(panel.days[-1].date())
-        sample, sample_folds = tr.tuning_sample(train, folds, forecast_training.tuning_products, config.seed)
         searched = {"tuned_through": last_day, "units_per_day": retrain.recent_units_per_day(panel),
                     "feature_names": list(train.features.columns), "study": f"{MODEL_NAME}-{last_day}",
                     "tuning_products": len(np.unique(sample.product_index))}
