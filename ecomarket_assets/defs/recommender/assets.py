@@ -90,7 +90,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         if not days:
             raise dg.Failure("no user_daily_activity partitions: materialize raw_events and user_daily_activity first")
         fresh = CutoffPlan.for_last_day(dt.date.fromisoformat(days[-1]), config.window_days, config.train_windows)
-        kept, why = kept_labelled_sets(store, fresh, config.sets)
+        kept, stored, why = kept_labelled_sets(store, fresh, config.sets)
         plan = fresh if kept is None else kept
         context.log.info(f"sets to build: {why}")
         build = plan.sets() if kept is None else {"serving": plan.serving}
@@ -104,11 +104,11 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
             l2, grid = tune_ease_l2(history.interactions_at(plan.train[0]),
                                     history.labels(plan.train[0], plan.window_days))
             context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
-        else:
-            saved = store.read_plan()[1]
-            l2, grid = saved["ease_l2"], {float(k): v for k, v in saved["ease_grid"].items()}
+            rows = []
+        else:  # the kept sets' EASE l2 and summary rows, as their build stored them
+            l2, grid = stored["ease_l2"], {float(k): v for k, v in stored["ease_grid"].items()}
+            rows = [r for r in stored["sets"] if r["set"] != "serving"]
         sets = {}
-        rows = [] if kept is None else [r for r in store.read_plan()[1]["sets"] if r["set"] != "serving"]
         rising = None
         for name, cutoff in build.items():
             start = time.perf_counter()
@@ -128,7 +128,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
     summary = pd.DataFrame(rows)
     summary["built"] = summary["set"].isin(list(build))
     store.write_plan(plan, {"ease_l2": l2, "ease_grid": {str(k): v for k, v in grid.items()},
-                            "sets": pd.DataFrame(rows).to_dict("records"),
+                            "sets": rows,
                             "forecast_rising": 0 if rising is None else len(rising)})
     holdout_recall = (sets["holdout"].candidate_recall() if "holdout" in sets
                       else float(summary.set_index("set").loc["holdout", "candidate_recall"]))
@@ -155,22 +155,23 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
     })
 
 
-def kept_labelled_sets(store: RecStore, fresh: CutoffPlan, sets: str) -> tuple[CutoffPlan | None, str]:
-    """The stored labelled cutoffs with `fresh`'s serving day, when a serving-only night may keep them."""
+def kept_labelled_sets(store: RecStore, fresh: CutoffPlan, sets: str) -> tuple[CutoffPlan | None, dict, str]:
+    """The stored labelled cutoffs with `fresh`'s serving day and the stored plan's extras (EASE l2, set rows),
+    when a serving-only night may keep them; else (None, {}, why all are built)."""
     if sets == "all":
-        return None, "all sets built (sets=all)"
+        return None, {}, "all sets built (sets=all)"
     try:
-        stored, _ = store.read_plan()
+        stored, extras = store.read_plan()
     except FileNotFoundError:
-        return None, "all sets built: no stored labelled sets yet"
+        return None, {}, "all sets built: no stored labelled sets yet"
     if (stored.window_days, len(stored.train)) != (fresh.window_days, len(fresh.train)):
-        return None, "all sets built: window settings changed since the labelled sets were built"
+        return None, {}, "all sets built: window settings changed since the labelled sets were built"
     missing = [n for n in stored.sets() if n != "serving" and not store.candidate_path(n).exists()]
     if missing or stored.holdout > fresh.holdout:
-        return None, "all sets built: stored labelled sets missing or ahead of the data"
+        return None, {}, "all sets built: stored labelled sets missing or ahead of the data"
     kept = CutoffPlan(stored.train, stored.holdout, fresh.serving, fresh.window_days)
-    return kept, (f"serving built; labelled sets kept from the build with hold-out cutoff {stored.holdout} "
-                  f"({(fresh.holdout - stored.holdout).days} day(s) behind: the weekly retrain rebuilds them)")
+    return kept, extras, (f"serving built; labelled sets kept from the build with hold-out cutoff {stored.holdout} "
+                          f"({(fresh.holdout - stored.holdout).days} day(s) behind: the weekly retrain rebuilds them)")
 
 
 def _set_row(built, seconds: float) -> dict:
