@@ -132,7 +132,8 @@ SETTINGS: tuple[Setting, ...] = (
             "`http://127.0.0.1:5000`"),
     Setting("ECOMARKET_FORECAST_TRIALS", "forecast_training", "n_trials", "Optuna trials of `demand_model`"),
     Setting("ECOMARKET_FORECAST_TIMEOUT", "forecast_training", "timeout_seconds",
-            "Optuna time budget of `demand_model`, in seconds"),
+            "Optuna time budget of `demand_model`, in seconds; a search on fewer than 300,000 training rows gets "
+            "a proportional share (at least 20 s)"),
     Setting("ECOMARKET_FORECAST_TUNING_PRODUCTS", "forecast_training", "tuning_products",
             "the Optuna search of `demand_model` runs on at most this many products (a seeded sample; 0 = all); the "
             "final fit learns from all"),

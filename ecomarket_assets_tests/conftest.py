@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("ECOMARKET_PARTITIONS_START", "2010-12-01")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Two pytest workers share the 2 cores: OpenMP threads that sleep while they wait beat spinning ones there
+# (benchmarks/threads.py, "one core busy"); set before LightGBM loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import datetime as dt  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -200,6 +200,13 @@ def test_tuning_reports_each_trial_and_calibrates_on_its_folds():
     assert 0 < tuning.calibration.coverage_after <= 1
 
 
+def test_search_budget_scales_with_rows_between_a_floor_and_the_timeout():
+    assert tr.search_budget(120, 600_000) == 120
+    assert tr.search_budget(120, tr.FULL_BUDGET_ROWS // 2) == pytest.approx(60)
+    assert tr.search_budget(120, 1_000) == tr.MIN_BUDGET_SECONDS
+    assert tr.search_budget(10, 1_000) == 10  # never above the deployment's timeout
+
+
 def test_tuning_sample_keeps_whole_products_in_training_rows_and_folds():
     panel = _random_panel(n_products=12, n_days=150)
     train = tr.make_training_set(panel, None)

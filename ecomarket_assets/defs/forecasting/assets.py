@@ -136,17 +136,19 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
     sample, sample_folds = tr.tuning_sample(train, folds, forecast_training.tuning_products, config.seed)
     if choice.mode == "warm":
         tuning = tr.warm_tuning(sample, sample_folds, saved["params"], config.seed)
-        searched = {k: saved[k] for k in (*SEARCH_RECORD, "tuning_products") if k in saved}
+        searched = {k: saved[k] for k in (*SEARCH_RECORD, "tuning_products", "search_budget_seconds") if k in saved}
         context.log.info(f"warm: the last search's params, {tuning.rounds} rounds found again on today's folds")
     else:
         last_day = str(panel.days[-1].date())
         searched = {"tuned_through": last_day, "units_per_day": retrain.recent_units_per_day(panel),
                     "feature_names": list(train.features.columns), "study": f"{MODEL_NAME}-{last_day}",
                     "tuning_products": len(np.unique(sample.product_index))}
+        budget = tr.search_budget(forecast_training.timeout_seconds, len(sample.target))
+        searched["search_budget_seconds"] = round(budget, 1)
         context.log.info(f"Optuna searches on {searched['tuning_products']:,} of "
-                         f"{len(np.unique(train.product_index)):,} products")
+                         f"{len(np.unique(train.product_index)):,} products, {budget:.0f} s at most")
         tuning = tr.tune(sample, sample_folds, n_trials=forecast_training.n_trials,
-                         timeout=forecast_training.timeout_seconds, seed=config.seed, progress=context.log.info,
+                         timeout=budget, seed=config.seed, progress=context.log.info,
                          storage=store.optuna_storage(), study_name=searched["study"],
                          warm_start=saved["params"] if saved else None)
         context.log.info(f"best mean WAPE {tuning.best_wape:.4f} after {len(tuning.trials)} trials")
@@ -177,6 +179,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
         "tuning_reason": choice.reason,
         "tuned_through": searched["tuned_through"],
         "tuning_products": searched.get("tuning_products", "all"),
+        "search_budget_seconds": searched.get("search_budget_seconds", "none"),
         "cv_wape": tuning.best_wape,
         "cv_folds": md.table(tuning.fold_metrics.round(4)),
         "fold_plan": md.table(plan.describe(panel).astype(str)),
