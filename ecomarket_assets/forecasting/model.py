@@ -27,7 +27,9 @@ MIN_WIDTH = 1.0  # one unit: interval widths are scaled by at least this much
 BASE_PARAMS = {
     "objective": "tweedie",
     "tweedie_variance_power": 1.2,
-    "learning_rate": 0.05,
+    # The first trial's rate. Against 0.05, mean tuning-fold WAPE 0.958 vs 0.965 on the demo shop (in 2/3 of the
+    # rounds) and 1.136 vs 1.148 on Online Retail's 1,200-product sample.
+    "learning_rate": 0.1,
     "num_leaves": 63,
     "min_data_in_leaf": 50,
     "feature_fraction": 0.8,
