@@ -199,7 +199,9 @@ def test_dask_trained_demand_model_scores_within_two_percent_of_the_local_one(sm
     fold = tr.fold_data(panel, origin, None, horizon=horizon)
     wape = {}
     for name, trainer in (("local", None), ("dask", dm.dask_trainer(cluster.client, cluster.workers))):
-        model = dm.fit(x, y, {"num_leaves": 15, "min_data_in_leaf": 20}, 120, trainer=trainer)
+        # the rate the 2 % tolerance was set at: data-parallel sums drift further apart at a faster rate
+        model = dm.fit(x, y, {"learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20}, 120,
+                           trainer=trainer)
         forecast = model.predict(fold.features)["forecast"].to_numpy().reshape(fold.actual.shape)
         wape[name] = metrics.wape(fold.actual, forecast)
         assert model.mean.num_trees() == 120 and len(model.quantiles) == 3
