@@ -27,8 +27,9 @@ MIN_WIDTH = 1.0  # one unit: interval widths are scaled by at least this much
 BASE_PARAMS = {
     "objective": "tweedie",
     "tweedie_variance_power": 1.2,
-    # The first trial's rate. Against 0.05, mean tuning-fold WAPE 0.958 vs 0.965 on the demo shop (in 2/3 of the
-    # rounds) and 1.136 vs 1.148 on Online Retail's 1,200-product sample.
+    # The first trial's rate (the search then tries others). Against 0.05, mean tuning-fold WAPE 0.958 vs 0.965
+    # on the demo shop in 2/3 of the rounds; 1.077 vs 1.057 on Online Retail's 1,200-product sample, in 2/3 of
+    # the time: a small shop's short search gets more trials.
     "learning_rate": 0.1,
     "num_leaves": 63,
     "min_data_in_leaf": 50,
@@ -143,13 +144,40 @@ def reusable_dataset(features: pd.DataFrame, target: np.ndarray, categories: lis
     return data.construct()
 
 
+# Early stopping may stop from this many rounds x learning rate on (200 rounds at 0.1, 667 at 0.03).
+MIN_ROUNDS_TIMES_RATE = 20.0
+
+
 def fit_mean_early_stopped(train: lgb.Dataset, valid: lgb.Dataset, params: dict, max_rounds: int,
                            patience: int, callbacks: list | None = None) -> lgb.Booster:
     """The Tweedie model, stopped when the validation MAE (WAPE's numerator) has not improved for `patience`
-    rounds; `best_iteration` is the number of rounds that scored best."""
+    rounds, and not before `MIN_ROUNDS_TIMES_RATE / learning_rate` rounds; `best_iteration` is the number of
+    rounds that scored best.
+
+    Why the floor: on intermittent sales the MAE curve has an early dip (a model still near zero everywhere
+    scores well on zero days) before the real descent. On Online Retail a fold stopped at 23 rounds inside
+    that dip while its neighbour ran 1,498, and a warm retrain that found its rounds this way came out 8.7 %
+    worse on the backtest than a full search."""
     settings = {**BASE_PARAMS, **params, "metric": "l1"}
+    floor = min(max_rounds, int(np.ceil(MIN_ROUNDS_TIMES_RATE / float(settings["learning_rate"]))))
     return lgb.train(settings, train, num_boost_round=max_rounds, valid_sets=[valid],
-                     callbacks=[lgb.early_stopping(patience, verbose=False), *(callbacks or [])])
+                     callbacks=[early_stopping_after(patience, floor), *(callbacks or [])])
+
+
+def early_stopping_after(patience: int, min_rounds: int) -> Callable:
+    """lgb.early_stopping on the first validation metric (lower is better) that never stops before `min_rounds`."""
+    best: dict = {"score": np.inf, "iteration": 0, "results": None}
+
+    def callback(env) -> None:
+        results = env.evaluation_result_list
+        if results[0][2] < best["score"]:
+            best.update(score=results[0][2], iteration=env.iteration, results=results)
+        last = env.iteration == env.end_iteration - 1
+        if last or (env.iteration + 1 >= min_rounds and env.iteration - best["iteration"] >= patience):
+            raise lgb.callback.EarlyStopException(best["iteration"], best["results"])
+
+    callback.order = 30  # where lgb.early_stopping runs among callbacks
+    return callback
 
 
 def quantile_settings(params: dict) -> tuple[dict, int]:
