@@ -202,18 +202,23 @@ def test_tuning_reports_each_trial_and_calibrates_on_its_folds():
 
 def test_early_stopping_waits_past_an_early_dip_in_the_validation_curve():
     import lightgbm as lgb
+    from lightgbm.basic import EvalResult
 
     curve = [5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 3.8, 3.9, 4.0] + [3.5 - 0.1 * i for i in range(20)] + [1.6] * 30
+
+    def env(i: int, score: float):
+        return lgb.callback.CallbackEnv(None, {}, i, 0, len(curve), [EvalResult("valid_0", "l1", score, False)])
+
     callback = dm.early_stopping_after(patience=5, min_rounds=20)
     with pytest.raises(lgb.callback.EarlyStopException) as stopped:
         for i, score in enumerate(curve):
-            callback(lgb.callback.CallbackEnv(None, {}, i, 0, len(curve), [("valid_0", "l1", score, False)]))
+            callback(env(i, score))
     # plain patience would have stopped at round 7 with the dip at round 2; the real minimum is round 28
     assert stopped.value.best_iteration == 28 and i == 33
     stop_at_dip = dm.early_stopping_after(patience=5, min_rounds=1)
     with pytest.raises(lgb.callback.EarlyStopException) as early:
         for i, score in enumerate(curve):
-            stop_at_dip(lgb.callback.CallbackEnv(None, {}, i, 0, len(curve), [("valid_0", "l1", score, False)]))
+            stop_at_dip(env(i, score))
     assert early.value.best_iteration == 2
 
 

@@ -165,18 +165,17 @@ def fit_mean_early_stopped(train: lgb.Dataset, valid: lgb.Dataset, params: dict,
 
 
 def early_stopping_after(patience: int, min_rounds: int) -> Callable:
-    """lgb.early_stopping on the first validation metric (lower is better) that never stops before `min_rounds`."""
-    best: dict = {"score": np.inf, "iteration": 0, "results": None}
+    """lgb.early_stopping, except that it never stops before `min_rounds` (the best round still counts from 1)."""
+    stop = lgb.early_stopping(patience, verbose=False)
 
     def callback(env) -> None:
-        results = env.evaluation_result_list
-        if results[0][2] < best["score"]:
-            best.update(score=results[0][2], iteration=env.iteration, results=results)
-        last = env.iteration == env.end_iteration - 1
-        if last or (env.iteration + 1 >= min_rounds and env.iteration - best["iteration"] >= patience):
-            raise lgb.callback.EarlyStopException(best["iteration"], best["results"])
+        try:
+            stop(env)
+        except lgb.callback.EarlyStopException:
+            if env.iteration + 1 >= min_rounds or env.iteration == env.end_iteration - 1:
+                raise
 
-    callback.order = 30  # where lgb.early_stopping runs among callbacks
+    callback.order = stop.order
     return callback
 
 

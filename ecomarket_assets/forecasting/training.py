@@ -132,8 +132,8 @@ MIN_BUDGET_SECONDS = 20.0
 def search_budget(timeout: float, rows: int) -> float:
     """The search's seconds: `timeout` from `FULL_BUDGET_ROWS` training rows up, in proportion below.
 
-    A trial costs in proportion to its rows, so a small shop gets about as many trials in less time: the demo
-    shop (67k rows) searched 120 s for a cv WAPE of 0.933, its first 25 s already reached 0.937."""
+    A trial costs in proportion to its rows, so a small shop gets more trials per second. The price on the demo
+    shop (67k rows, 27 s instead of 120 s): cv WAPE 0.958 against 0.933, backtest WAPE 0.922 against 0.905."""
     return float(min(timeout, max(MIN_BUDGET_SECONDS, timeout * rows / FULL_BUDGET_ROWS)))
 
 
