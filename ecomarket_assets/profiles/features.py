@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from ecomarket_assets.compute import Engine, group_reduce
 from ecomarket_assets.profiles.activity import DailyActivity
@@ -218,8 +219,11 @@ def interest_embeddings(interactions: pd.DataFrame, product_ids: pd.Series, vect
     rows = rows.assign(weight=engagement(rows, as_of), row=rows["product_id"].map(index))
     rows = rows[rows["row"].notna() & (rows["weight"] > 0)]
     users, user_idx = np.unique(rows["user_id"].to_numpy(), return_inverse=True)
-    summed = np.zeros((len(users), vectors.shape[1]), dtype=np.float64)
-    np.add.at(summed, user_idx, vectors[rows["row"].astype(int).to_numpy()] * rows["weight"].to_numpy()[:, None])
+    # users x products weights (duplicates summed), times the vectors: one sparse product instead of np.add.at
+    # over rows x dimensions (3.6 s of a night on Online Retail)
+    weights = sparse.csr_matrix((rows["weight"].to_numpy(dtype=np.float64), (user_idx, rows["row"].astype(int).to_numpy())),
+                                shape=(len(users), len(product_ids)))
+    summed = np.asarray(weights @ np.asarray(vectors, dtype=np.float64))
     summed /= np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
     return pd.DataFrame({"user_id": users, "interest_embedding": list(summed.astype(np.float32))})
 
