@@ -120,6 +120,7 @@ def test_a_rerun_encodes_nothing_and_gives_the_same_scores(shop):
     for asset in TEXT_ASSETS:
         assert metadata(again, asset)["newly_encoded"] == 0
     assert metadata(again, "product_embeddings")["cached"] == 60
+    assert metadata(again, "review_insights")["reference_newly_encoded"] == 0
     after = read_frame(sent.insights_paths(data_dir)["reviews"])
     pd.testing.assert_frame_equal(before, after)
 
@@ -134,6 +135,17 @@ def test_few_ratings_fall_back_to_zero_shot(shop, data_dir):
     assert meta["shop_held_out_accuracy"] is None and meta["amazon_accuracy_own_ratings"] is None
     assert meta["amazon_accuracy_chosen_model"] == meta["amazon_accuracy_zero_shot"] > 0.7
     assert 0 < meta["reviews"] < 40
+
+
+def test_a_new_shop_finds_the_benchmark_sentences_in_the_machine_wide_cache(shop, data_dir):
+    """Another shop (its own data directory and cache) encodes its own texts but none of the benchmark's."""
+    result = materialize(resources(data_dir, **TEXT_SIM), ["catalog", "reviews", "review_insights"])
+    meta = metadata(result, "review_insights")
+    assert result.success and meta["newly_encoded"] > 0  # the shop's reviews: its own cache starts empty
+    assert meta["reference_newly_encoded"] == 0 and meta["reference_cached"] >= 2900  # yelp + imdb + amazon
+    first = metadata(shop[2], "review_insights")
+    assert meta["amazon_accuracy_yelp_imdb"] == first["amazon_accuracy_yelp_imdb"] > 0.7
+    assert meta["amazon_accuracy_own_ratings"] == first["amazon_accuracy_own_ratings"]
 
 
 def test_dataset_missing_is_reported_not_fatal(shop, data_dir, monkeypatch):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,16 @@ def embeddings_path(root: Path) -> Path:
 def cache_path(root: Path) -> Path:
     """The embedding cache shared by every text asset (product texts, reviews, phrases, evaluation sets)."""
     return data_path(root) / "cache" / "embeddings.parquet"
+
+
+def reference_cache_path(configured: str = "") -> Path:
+    """The embedding cache of the reference corpora (the sentiment benchmark's labelled sentences): the same
+    texts for every shop, so one cache per machine (`configured`, else ~/.cache/ecomarket) spares each new shop
+    encoding them again (12 s of the demo shop's review_insights)."""
+    if configured:
+        return Path(configured).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ecomarket" / "reference_embeddings.parquet"
 
 
 class Encoder(Protocol):

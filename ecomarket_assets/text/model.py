@@ -111,12 +111,14 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     """Sentence-embedding model. `model_path` empty = all-MiniLM-L6-v2 from the installed package (384 dims).
 
     `sentiment_data`: the labelled sentences the review-sentiment models built on these embeddings are
-    evaluated on (empty = `../shared/datasets/sentiment_en` beside the checkout).
+    evaluated on (empty = `../shared/datasets/sentiment_en` beside the checkout). `reference_cache`: the
+    embedding cache of those sentences, shared by every shop on the machine (empty = ~/.cache/ecomarket).
     """
 
     model_path: str = ""
     batch_size: int = DEFAULT_BATCH_SIZE
     sentiment_data: str = ""
+    reference_cache: str = ""
 
     def resolved_path(self) -> Path:
         return Path(self.model_path).expanduser() if self.model_path else default_model_path()

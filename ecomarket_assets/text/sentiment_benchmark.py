@@ -139,6 +139,9 @@ def external_benchmark(embed: Embed, datasets_dir: Path, own: SentimentModel | N
                        own_note: str = "", chosen: str | None = None) -> pd.DataFrame:
     """Accuracy on the Amazon sentences of (a) `own`, (b) a yelp + imdb model, (c) zero-shot.
 
+    `embed` encodes the benchmark's sentences; they are the same for every shop, so it may go through a cache
+    shared by every shop on the machine (`reference_cache_path`) while `own` was trained through the shop's.
+
     One row per model: model, description, trained_on, amazon_accuracy (NaN when
     not evaluated), amazon_sentences, chosen, note. Missing files are reported
     in `note` ("dataset not found: ..."), never raised.
@@ -148,10 +151,12 @@ def external_benchmark(embed: Embed, datasets_dir: Path, own: SentimentModel | N
     amazon = load_labelled_sentences(amazon_path) if amazon_path.exists() else None
     rows = []
 
+    amazon_vectors = embed(amazon["text"].tolist()) if amazon is not None else None
+
     def row(kind: str, model: SentimentModel | None, note: str) -> None:
         accuracy = float("nan")
-        if model is not None and amazon is not None:
-            accuracy = binary_accuracy(model.score(amazon["text"])[0], amazon["label"])
+        if model is not None and amazon is not None:  # same encoder: `embed`'s vectors are the model's own
+            accuracy = binary_accuracy(model.score_vectors(amazon_vectors), amazon["label"])
         elif amazon is None:
             note = "; ".join(n for n in (f"dataset not found: {amazon_path}", note) if n)
         rows.append({"model": kind, "description": MODEL_DESCRIPTIONS[kind],

@@ -114,15 +114,18 @@ def review_insights(data_dir: DataDirResource, embedding_model: EmbeddingModelRe
     embed = emb.CachedEmbedder(embedding_model.encoder(), emb.cache_path(layout.root))
     model, reason = sent.choose_model(stored["text"], stored["rating"], embed)
     held_out = bench.held_out_accuracy(stored, embed) if model.kind == sent.OWN_RATINGS else None
-    benchmark = bench.external_benchmark(embed, bench.sentiment_datasets_dir(embedding_model.sentiment_data),
+    reference = emb.CachedEmbedder(embed.encoder, emb.reference_cache_path(embedding_model.reference_cache))
+    benchmark = bench.external_benchmark(reference, bench.sentiment_datasets_dir(embedding_model.sentiment_data),
                                          own=model if model.kind == sent.OWN_RATINGS else None,
                                          own_note=reason, chosen=model.kind)
     scored = sent.score_reviews(stored, model)
     phrases = kw.product_keywords(stored, embed(stored["text"]), embed)
     products = sent.product_insights(scored, phrases)
     _write_insights(paths, scored, products, bench.evaluation_table(benchmark, held_out))
-    return dg.MaterializeResult(metadata=_insights_metadata(scored, products, model, reason, held_out, benchmark,
-                                                            embed.stats, paths))
+    meta = _insights_metadata(scored, products, model, reason, held_out, benchmark, embed.stats, paths)
+    meta.update({"reference_newly_encoded": reference.stats.encoded, "reference_cached": reference.stats.cached,
+                 "reference_cache_path": dg.MetadataValue.path(str(reference.cache_path))})
+    return dg.MaterializeResult(metadata=meta)
 
 
 def _write_insights(paths: dict, scored: pd.DataFrame, products: pd.DataFrame, evaluation: pd.DataFrame) -> None:
