@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecomarket_assets.forecasting.baselines import auto_ets, moving_average, seasonal_naive
+from ecomarket_assets.forecasting.baselines import auto_ets, moving_average, seasonal_naive, weekday_mean
 from ecomarket_assets.forecasting.metrics import (
     bias,
     coverage,
@@ -50,6 +50,31 @@ def test_seasonal_naive_history_shorter_than_season():
     forecast = seasonal_naive(np.array([[1.0, 2.0, 6.0]]), horizon=7)
     # Sources T-7+h = -4..2: only h=4,5,6 exist; the rest fall back to the mean 3.
     np.testing.assert_allclose(forecast, [[3, 3, 3, 3, 1, 2, 6]])
+
+
+# --- weekday_mean -----------------------------------------------------------------------
+
+
+def test_weekday_mean_averages_the_same_weekday_over_the_last_weeks():
+    days = np.arange(9 * 7 + 3)
+    noise = np.where(days >= len(days) - 7, 7.0, 0.0)  # only the last week is up by 7 (a promotion)
+    history = np.stack([PATTERN[days % 7] + noise])
+    forecast = weekday_mean(history, horizon=10, weeks=8)
+    future = np.arange(len(days), len(days) + 10)
+    np.testing.assert_allclose(forecast[0], PATTERN[future % 7] + 7.0 / 8)  # the promotion weighs 1/8, not 1
+    np.testing.assert_allclose(weekday_mean(history, 10, weeks=1), seasonal_naive(history, 10))
+
+
+def test_weekday_mean_skips_missing_days_and_falls_back_to_the_mean():
+    history = np.array([
+        [NAN] * 10 + [2.0, 4.0, 6.0, 8.0],  # 4 observed days: weekdays of T-7+3 .. T-7+6, mean 5
+        [NAN] * 14,  # never observed
+        [1.0, NAN, NAN, NAN, NAN, NAN, NAN, 3.0] + [NAN] * 6,  # NaN mid-history: day 0 and day 7, same weekday
+    ])
+    forecast = weekday_mean(history, horizon=7, weeks=2)
+    np.testing.assert_allclose(forecast[0], [5, 5, 5, 2, 4, 6, 8])
+    np.testing.assert_allclose(forecast[1], np.zeros(7))
+    assert forecast[2, 0] == pytest.approx(2.0)  # mean of 1 and 3: the weekday of day T-7 = day 7 (and day 0)
 
 
 # --- moving_average ---------------------------------------------------------------------
@@ -151,6 +176,9 @@ def test_evaluate_day_and_week_levels():
 
     with_interval = evaluate(actual, forecast, history, lo=forecast + 1, hi=forecast + 1.5)
     assert with_interval["coverage_day"] == pytest.approx(0.5)  # the 4s are inside, 5s not
+    assert with_interval["coverage_week"] == pytest.approx(0.5)  # week sums 28 and 35 against summed bounds 28 .. 31.5
+    wide_days = evaluate(actual, forecast, history, lo=forecast + 0.5, hi=forecast + 2.5)
+    assert wide_days["coverage_day"] == 1.0 and wide_days["coverage_week"] == 1.0  # 24.5 .. 38.5 holds both weeks
     with pytest.raises(ValueError):
         evaluate(actual, forecast, history, lo=forecast)
 

@@ -70,7 +70,8 @@ def test_forecasting_group_materializes_with_checks(shop):
 
     meta = _meta(first, "demand_backtest")
     table = read_frame(store.backtest / "metrics.parquet").set_index("method")
-    assert set(table.index) == {"lightgbm", "lightgbm_expected_units", "seasonal_naive", "moving_average", "auto_ets"}
+    assert set(table.index) == {"lightgbm", "lightgbm_expected_units", "seasonal_naive", "weekday_mean", "moving_average",
+                                "auto_ets"}
     assert abs(table.loc["lightgbm_expected_units", "bias_day"]) < abs(table.loc["lightgbm", "bias_day"])
     assert table.loc["lightgbm", "wape_day"] == pytest.approx(meta["model_wape"])
     assert 0.5 < table.loc["lightgbm", "coverage_day"] <= 1.0

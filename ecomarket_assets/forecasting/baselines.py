@@ -87,6 +87,30 @@ def moving_average(history: np.ndarray, horizon: int, window: int = 28) -> np.nd
     return np.repeat(level[:, None], horizon, axis=1)
 
 
+def weekday_mean(history: np.ndarray, horizon: int, weeks: int = 8) -> np.ndarray:
+    """Mean of the same weekday over the last `weeks` weeks: day T+h gets the mean of days T-7k+(h % 7), k=1..weeks.
+
+    The rule a shop's planner uses, and on Online Retail the hardest simple rival (the weekly shape of
+    seasonal naive without its one-week noise). NaN days are skipped; a weekday with no observed day in the
+    window falls back to the product's mean over its observed days, and to 0 for a product never observed.
+    """
+    history = _check_history(history, horizon)
+    if weeks < 1:
+        raise ValueError(f"weeks must be >= 1, got {weeks}")
+    n_products, n_days = history.shape
+    span = 7 * weeks
+    recent = np.full((n_products, span), np.nan)
+    take = min(span, n_days)
+    if take:
+        recent[:, span - take:] = history[:, n_days - take:]
+    by_weekday = recent.reshape(n_products, weeks, 7)  # column c: the weekday of day T - 7 + c
+    counts = (~np.isnan(by_weekday)).sum(axis=1)
+    sums = np.nansum(by_weekday, axis=1)
+    fallback = np.broadcast_to(_observed_mean(history)[:, None], counts.shape)
+    pattern = np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
+    return pattern[:, np.arange(horizon) % 7]
+
+
 @dataclass
 class EtsForecast:
     """AutoETS point forecasts and central prediction intervals, all (P, H), clipped at 0.

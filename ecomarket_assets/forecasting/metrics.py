@@ -27,6 +27,7 @@ METRIC_COLUMNS = [
     "mase_week",
     "bias_week",
     "coverage_day",
+    "coverage_week",
 ]
 
 
@@ -206,6 +207,9 @@ def evaluate(
     }
     if lo is not None:
         result["coverage_day"] = coverage(actual, lo, hi)
+        # Week sums against the summed daily bounds: zero days no longer decide it, but a sum of daily P10s lies
+        # below the week's own P10 (and the P90s above), so this reads high unless days move together.
+        result["coverage_week"] = coverage(actual_week, weekly(lo), weekly(hi))
         # Where the misses are: with most product-days at zero and P10 = 0, nothing can fall
         # below, so coverage reads high although the upper bound may be well calibrated.
         known = ~np.isnan(actual)
@@ -234,4 +238,8 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
         table["wape_vs_seasonal_naive"] = (
             table["wape_day"] / table.loc["seasonal_naive", "wape_day"] - 1
         )
+    if "weekday_mean" in table.index and "wape_day" in table.columns:
+        table["wape_vs_weekday_mean"] = table["wape_day"] / table.loc["weekday_mean", "wape_day"] - 1
+        if "wape_week" in table.columns:
+            table["wape_week_vs_weekday_mean"] = table["wape_week"] / table.loc["weekday_mean", "wape_week"] - 1
     return table
