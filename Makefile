@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily mlflow-ui rollback promote models lint clean install
+.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
 
 install: $(STAMP)
 
@@ -76,6 +76,10 @@ bench-scale: $(STAMP)
 # each running state at 10M simulated events (about 1 h; the 10M shop is kept in $TMPDIR/ecomarket-scale).
 bench-daily: $(STAMP)
 	$(BIN)/python benchmarks/daily.py all
+
+# Each model against its strongest simple rivals on Online Retail, at three rolling 28-day origins (about 15 min).
+bench-real: $(STAMP)
+	$(BIN)/python benchmarks/real.py
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000

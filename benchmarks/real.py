@@ -1,0 +1,269 @@
+"""`make bench-real`: each model against its strongest simple rivals on a real shop, at rolling origins.
+
+    .venv/bin/python benchmarks/real.py                          # Online Retail: ingest, then every part
+    .venv/bin/python benchmarks/real.py --parts churn --data-dir DIR --skip-ingest   # reuse an ingested shop
+    options: --origins N (default 3)  --timeout S (demand search budget, default 120)
+
+Online Retail's ten months are ingested once with the real assets (a fresh process per stage). Every part then
+scores at `--origins` origins 28 days apart; the newest origin's window ends on the file's last day. A model
+sees only the days up to its origin, and every choice it makes (Optuna, interval calibration) is made on
+windows that end before the first origin: nothing is tuned on a scored window.
+
+- demand: the tuned LightGBM (refit at each origin) against seasonal naive, the same weekday's mean over 8
+  weeks, a 28-day moving average and AutoETS, on the 28 days after each origin. Day and week WAPE, bias,
+  P10-P90 coverage per day and per week.
+- churn: BG/NBD + Gamma-Gamma fitted at each origin on the purchases before it, scored on the 90 days after it,
+  against recency, 1 / purchase days (churn) and "the same daily rate as the customer's history" (purchases,
+  revenue). Churn AUC, Spearman, mean absolute error, predicted total / real total.
+- cdnow: the same on CDNOW's 23,570 customers (purchases only), the classic CLV data set.
+
+Prints one table per part (per origin and the mean over origins) and the wall time of each stage. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from stages import ONLINE_RETAIL, run_stage, use_source
+
+WINDOW = 28
+CDNOW = ONLINE_RETAIL.parents[1] / "cdnow" / "CDNOW_master.txt"
+DEMAND_RIVALS = ("seasonal_naive", "weekday_mean", "moving_average", "auto_ets")
+CHURN_RIVALS = ("recency", "frequency")
+
+
+def ingest() -> list[dict]:
+    return [run_stage("ingest", ["catalog", "customers", "reviews"]),
+            run_stage("ingest", ["raw_events", "user_daily_activity"], partitioned=True),
+            run_stage("ingest", ["product_embeddings", "demand_training_set"])]
+
+
+# --------------------------------------------------------------------------- demand
+
+
+def demand(data_dir: Path, origins: int, timeout: float, tuning_products: int) -> pd.DataFrame:
+    """Per origin and method: day and week WAPE, bias and coverage (the model refit at each origin)."""
+    from ecomarket_assets.forecasting import backtest as bt
+    from ecomarket_assets.forecasting import training as tr
+    from ecomarket_assets.forecasting.features import PanelSums
+    from ecomarket_assets.forecasting.store import ForecastStore
+    from ecomarket_assets.storage import DataLayout
+
+    store = ForecastStore(DataLayout(data_dir))
+    panel, basis = store.read_panel(), store.read_basis()
+    train = store.read_training_set(panel, basis)
+    sums = PanelSums(panel)
+    plan = tr.plan_folds(len(panel.days), backtest_folds=origins, tuning_folds=2)
+    print(f"demand: {len(panel.product_ids):,} products x {len(panel.days)} days; tuning windows end "
+          f"{', '.join(str(panel.days[o + WINDOW].date()) for o in plan.tuning_origins)}; origins "
+          f"{', '.join(str(panel.days[o].date()) for o in plan.backtest_origins)}", flush=True)
+    start = time.perf_counter()
+    folds = [tr.fold_data(panel, o, basis, sums) for o in plan.tuning_origins]
+    sample, sample_folds = tr.tuning_sample(train, folds, tuning_products)
+    budget = tr.search_budget(timeout, len(sample.target))
+    tuning = tr.tune(sample, sample_folds, n_trials=15, timeout=budget)
+    tune_seconds = time.perf_counter() - start
+    print(f"  search: {len(tuning.trials)} trials in {tune_seconds:.0f} s, tuning-window WAPE {tuning.best_wape:.4f}, "
+          f"{tuning.rounds} rounds", flush=True)
+    start = time.perf_counter()
+    result = bt.run_backtest(panel, train, plan, tuning, basis, None, sums)
+    print(f"  backtest: {time.perf_counter() - start:.0f} s ({result.train_seconds:.0f} s refitting)", flush=True)
+    columns = ["wape_day", "wape_week", "bias_day", "coverage_day", "coverage_week"]
+    return result.per_fold[["method", "origin", *[c for c in columns if c in result.per_fold]]]
+
+
+def demand_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over origins per method, and the model's WAPE relative to its best rival (negative = better)."""
+    mean = table.groupby("method", sort=False).mean(numeric_only=True)
+    best = {level: mean.loc[list(DEMAND_RIVALS), f"wape_{level}"].idxmin() for level in ("day", "week")}
+    rows = []
+    for level in ("day", "week"):
+        rival = best[level]
+        for method in ("lightgbm", "lightgbm_expected_units"):
+            per_origin = table.pivot(index="origin", columns="method", values=f"wape_{level}")
+            rows.append({"level": level, "model": method, "best_rival": rival,
+                         "model_wape": mean.loc[method, f"wape_{level}"], "rival_wape": mean.loc[rival, f"wape_{level}"],
+                         "vs_rival": mean.loc[method, f"wape_{level}"] / mean.loc[rival, f"wape_{level}"] - 1,
+                         "origins_won": int((per_origin[method] < per_origin[rival]).sum())})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- churn and value
+
+
+def shop_activity(data_dir: Path):
+    from ecomarket_assets.profiles.activity import read_days
+    from ecomarket_assets.storage import DataLayout
+
+    return read_days(DataLayout(data_dir))
+
+
+def cdnow_activity(path: Path):
+    """CDNOW's purchases as the per-user daily table the profile models read (no views or products)."""
+    from ecomarket_assets.profiles.activity import DailyActivity
+    from ecomarket_assets.profiles.clv import read_cdnow_transactions
+
+    tx = read_cdnow_transactions(path)
+    users = (tx.assign(date=tx["event_time"].dt.strftime("%Y-%m-%d"), user_id=tx["user_id"].astype(str))
+             .groupby(["date", "user_id"], as_index=False).agg(orders=("revenue", "size"), revenue=("revenue", "sum")))
+    empty = pd.DataFrame({"date": pd.Series(dtype=str), "user_id": pd.Series(dtype=str)})
+    return DailyActivity(empty.assign(product_id=pd.Series(dtype=str)), users, empty.assign(hour=pd.Series(dtype=int)))
+
+
+def churn(activity, origins: int) -> pd.DataFrame:
+    """Per origin and method: churn AUC, purchases Spearman / MAE / total ratio, revenue MAE / total ratio."""
+    from ecomarket_assets.profiles import predictive, supervised
+
+    last = dt.date.fromisoformat(max(activity.users["date"]))
+    horizon = predictive.HORIZON_DAYS
+    rows = []
+    for k in range(origins - 1, -1, -1):
+        window_end = last - dt.timedelta(days=WINDOW * k)
+        start = time.perf_counter()
+        users = pd.Index(sorted(activity.users["user_id"].unique()))
+        result = predictive.backtest(activity, users, window_end, horizon)
+        scored = result.scored.set_index("user_id")
+        cutoff = window_end - dt.timedelta(days=horizon)
+        rivals = churn_rivals(activity.users, cutoff, horizon).reindex(scored.index)
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        known = activity.users[activity.users["date"] <= cutoff.isoformat()]  # nothing after the origin
+        learned = supervised.fit(known, cutoff, horizon)
+        boosted = learned.predict(known, cutoff).reindex(scored.index) if learned else None
+        boosted_seconds = time.perf_counter() - start
+        methods = {
+            "bg_nbd": (scored["churn_probability"], scored["predicted_purchases"], scored["predicted_clv"]),
+            "recency": (rivals["days_since_last_purchase"], None, None),
+            "frequency": (1.0 / rivals["purchase_days"], None, None),
+            "same_rate": (-rivals["same_rate_purchases"], rivals["same_rate_purchases"], rivals["same_rate_revenue"]),
+            "history_rate": (-rivals["history_rate_purchases"], rivals["history_rate_purchases"],
+                             rivals["history_rate_revenue"]),
+        }
+        if boosted is not None:
+            methods["lightgbm"] = (boosted["churn_probability"], boosted["predicted_purchases"],
+                                   boosted["predicted_clv"])
+        spent = {"bg_nbd": seconds, "lightgbm": boosted_seconds}
+        for name, (churn_score, purchases, revenue) in methods.items():
+            rows.append({"origin": cutoff, "method": name, "users": len(scored),
+                         **value_scores(scored, churn_score, purchases, revenue),
+                         "seconds": round(spent[name], 1) if name in spent else np.nan})
+        print(f"  churn origin {cutoff} (window to {window_end}): {len(scored):,} past buyers, "
+              f"{scored['no_purchase'].mean():.1%} without a purchase in {horizon} days, {seconds:.1f} s", flush=True)
+    return pd.DataFrame(rows)
+
+
+def churn_rivals(users: pd.DataFrame, cutoff: dt.date, horizon: int) -> pd.DataFrame:
+    """Per past buyer at `cutoff`: days since the last purchase, purchase days, and two daily rates: since the
+    customer's first purchase, and over the shop's whole history (steadier for a customer who bought once lately)."""
+    past = users[(users["date"] <= cutoff.isoformat()) & (users["orders"] > 0)]
+    dates = pd.to_datetime(past["date"])
+    grouped = past.assign(date=dates).groupby("user_id")
+    first, latest = grouped["date"].min(), grouped["date"].max()
+    span = (pd.Timestamp(cutoff) - first).dt.days + 1
+    history = (pd.Timestamp(cutoff) - pd.Timestamp(users["date"].min())).days + 1
+    days, revenue = grouped["date"].nunique(), grouped["revenue"].sum()
+    return pd.DataFrame({"days_since_last_purchase": (pd.Timestamp(cutoff) - latest).dt.days, "purchase_days": days,
+                         "same_rate_purchases": days / span * horizon, "same_rate_revenue": revenue / span * horizon,
+                         "history_rate_purchases": days / history * horizon,
+                         "history_rate_revenue": revenue / history * horizon})
+
+
+def value_scores(scored: pd.DataFrame, churn_score: pd.Series, purchases: pd.Series | None,
+                 revenue: pd.Series | None) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
+    valid = churn_score.notna()
+    out = {"churn_auc": float(roc_auc_score(scored.loc[valid, "no_purchase"], churn_score[valid]))}
+    actual_purchases, actual_revenue = scored["actual_purchases"], scored["actual_revenue"]
+    if purchases is not None:
+        out.update({"purchases_spearman": float(purchases.corr(actual_purchases, method="spearman")),
+                    "purchases_mae": float((purchases - actual_purchases).abs().mean()),
+                    "purchases_total_ratio": float(purchases.sum() / actual_purchases.sum())})
+    if revenue is not None:
+        out.update({"revenue_spearman": float(revenue.corr(actual_revenue, method="spearman")),
+                    "revenue_mae": float((revenue - actual_revenue).abs().mean()),
+                    "revenue_total_ratio": float(revenue.sum() / actual_revenue.sum())})
+    return out
+
+
+MODELS = ("bg_nbd", "lightgbm")
+
+
+def churn_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over origins; each model against the best rival (a simple rule) of each metric."""
+    mean = table.groupby("method", sort=False).mean(numeric_only=True)
+    return pd.concat([_model_summary(mean, model) for model in MODELS if model in mean.index], ignore_index=True)
+
+
+def _model_summary(mean: pd.DataFrame, model: str) -> pd.DataFrame:
+    mean = mean.drop(index=[m for m in MODELS if m != model and m in mean.index]).rename(index={model: "bg_nbd"})
+    rows = []
+    for metric, higher_is_better in (("churn_auc", True), ("purchases_spearman", True), ("purchases_mae", False),
+                                     ("revenue_spearman", True), ("revenue_mae", False)):
+        rivals = mean.drop(index="bg_nbd")[metric].dropna()
+        rival = rivals.idxmax() if higher_is_better else rivals.idxmin()
+        rows.append({"metric": metric, "model": mean.loc["bg_nbd", metric], "best_rival": rival,
+                     "rival": rivals[rival], "model_minus_rival": mean.loc["bg_nbd", metric] - rivals[rival]})
+    for metric in ("purchases_total_ratio", "revenue_total_ratio"):  # the rival nearest to 1
+        rivals = mean.drop(index="bg_nbd")[metric].dropna()
+        rival = (rivals - 1).abs().idxmin()
+        rows.append({"metric": metric, "model": mean.loc["bg_nbd", metric], "best_rival": rival,
+                     "rival": rivals[rival], "model_minus_rival": mean.loc["bg_nbd", metric] - rivals[rival]})
+    return pd.DataFrame(rows).assign(model_name=model)[["model_name", "metric", "model", "best_rival", "rival",
+                                                        "model_minus_rival"]]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _show(title: str, frame: pd.DataFrame) -> None:
+    print(f"\n{title}\n{frame.round(4).to_string(index=False)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="demand,churn,cdnow")
+    parser.add_argument("--cdnow", type=Path, default=CDNOW)
+    parser.add_argument("--path", type=Path, default=ONLINE_RETAIL)
+    parser.add_argument("--data-dir", type=Path, default=None, help="a folder holding (or to hold) the shop's data/")
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--origins", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--tuning-products", type=int, default=1200)
+    args = parser.parse_args()
+    root = args.data_dir or Path(tempfile.mkdtemp(prefix="ecomarket-real-bench-"))
+    use_source("online_retail", args.path, root)
+    print(f"source: online_retail {args.path}\nworking folder: {root}", flush=True)
+    walls = []
+    if not args.skip_ingest:
+        for stage in ingest():
+            walls.append({"stage": f"ingest {','.join(stage['meta'])}", "seconds": round(stage["seconds"], 1)})
+    parts = args.parts.split(",")
+    if "demand" in parts:
+        start = time.perf_counter()
+        table = demand(root / "data", args.origins, args.timeout, args.tuning_products)
+        walls.append({"stage": "demand", "seconds": round(time.perf_counter() - start, 1)})
+        _show("demand, per origin (28-day windows)", table)
+        _show("demand, mean over origins", table.groupby("method", sort=False).mean(numeric_only=True).reset_index())
+        _show("demand: the model against its best rival (mean WAPE over origins; aim: 3 % or more below)",
+              demand_summary(table))
+    for part, activity_of in (("churn", lambda: shop_activity(root / "data")), ("cdnow", lambda: cdnow_activity(args.cdnow))):
+        if part not in parts:
+            continue
+        start = time.perf_counter()
+        print(f"{part}: {'Online Retail' if part == 'churn' else args.cdnow}", flush=True)
+        table = churn(activity_of(), args.origins)
+        walls.append({"stage": part, "seconds": round(time.perf_counter() - start, 1)})
+        _show(f"{part}: churn and value, per origin (90 days after each)", table)
+        _show(f"{part}: each model (BG/NBD + Gamma-Gamma, LightGBM on past cutoffs) against the best rule (mean over origins)", churn_summary(table))
+    _show("wall time per stage", pd.DataFrame(walls))
+
+
+if __name__ == "__main__":
+    main()
