@@ -112,6 +112,7 @@ def cdnow_activity(path: Path):
     tx = read_cdnow_transactions(path)
     users = (tx.assign(date=tx["event_time"].dt.strftime("%Y-%m-%d"), user_id=tx["user_id"].astype(str))
              .groupby(["date", "user_id"], as_index=False).agg(orders=("revenue", "size"), revenue=("revenue", "sum")))
+    users = users.assign(events=users["orders"], sessions=1)  # CDNOW records purchases only
     empty = pd.DataFrame({"date": pd.Series(dtype=str), "user_id": pd.Series(dtype=str)})
     return DailyActivity(empty.assign(product_id=pd.Series(dtype=str)), users, empty.assign(hour=pd.Series(dtype=int)))
 
