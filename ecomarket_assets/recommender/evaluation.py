@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ecomarket_assets.recommender import rivals
 from ecomarket_assets.recommender.generators import FittedGenerators, score_batch
 from ecomarket_assets.recommender.metrics import (
     category_diversity,
@@ -21,7 +22,8 @@ from ecomarket_assets.recommender.metrics import (
     top_k,
 )
 
-BASELINES = {"most_popular": "popular", "item_knn": "item_knn", "ease": "ease"}
+BASELINES = {"most_popular": "popular", "item_knn": "item_knn", "ease": "ease", "own_then_popular": "own_then_popular",
+             "tifu_knn": "tifu_knn"}  # method -> generator (the last two: the repeat-aware rules of rivals.py)
 MODEL = "ranker"
 SERVED = "ranker_served"  # after filters and the MMR re-rank
 K = 20
@@ -31,9 +33,11 @@ def baseline_lists(gen: FittedGenerators, users: pd.Index, k: int = K) -> dict[s
     batch = score_batch(gen, users)
     popular = batch.scores["popular"]
     items = gen.inter.items.to_numpy()
+    rivals_of = {"own_then_popular": lambda: rivals.own_then_popular(gen.inter, batch.rows, popular),
+                 "tifu_knn": lambda: rivals.tifu_knn(gen.inter, batch.rows)}
     lists = {}
     for method, generator in BASELINES.items():
-        scores = np.array(batch.scores[generator], dtype=np.float32)
+        scores = np.array(rivals_of[generator]() if generator in rivals_of else batch.scores[generator], dtype=np.float32)
         empty = scores.max(axis=1) <= 0
         scores[empty] = popular[empty]
         lists[method] = pd.Series(list(items[top_k(scores, k)]), index=users)
