@@ -16,6 +16,9 @@ windows that end before the first origin: nothing is tuned on a scored window.
   against recency, 1 / purchase days (churn) and "the same daily rate as the customer's history" (purchases,
   revenue). Churn AUC, Spearman, mean absolute error, predicted total / real total.
 - cdnow: the same on CDNOW's 23,570 customers (purchases only), the classic CLV data set.
+- recommender: the shop ingested up to each window's end and the recommender assets run on it: the ranker
+  (raw, and served after filters and MMR) against most popular, item-kNN, EASE, the customer's own past
+  products then popular, and TIFU-KNN, on every buyer of the window. NDCG@10 and Recall@20.
 
 Prints one table per part (per origin and the mean over origins) and the wall time of each stage. Not a test.
 """
@@ -220,6 +223,60 @@ def _model_summary(mean: pd.DataFrame, model: str) -> pd.DataFrame:
                                                         "model_minus_rival"]]
 
 
+# --------------------------------------------------------------------------- recommender
+
+
+def recommender(root: Path, path: Path, origins: int) -> pd.DataFrame:
+    """Per origin: the shop ingested up to the origin's window end, the recommender assets run on it (their
+    hold-out is that 28-day window), and rec_evaluation's table for every buyer of the window."""
+    import shutil
+
+    from ecomarket_assets.recommender.store import RecStore
+    from ecomarket_assets.resources import DataDirResource, ShopSourceResource
+    from ecomarket_assets.run_all import source_days
+    from ecomarket_assets.settings import plain
+    from ecomarket_assets.storage import DataLayout, read_frame
+
+    use_source("online_retail", path, root)
+    last = dt.date.fromisoformat(source_days(plain(ShopSourceResource), plain(DataDirResource))[1])
+    tables, cache = [], None
+    for k in range(origins - 1, -1, -1):
+        window_end = (last - dt.timedelta(days=WINDOW * k)).isoformat()
+        folder = root / f"recommender_through_{window_end}"
+        use_source("online_retail", path, folder)
+        start = time.perf_counter()
+        run_stage("ingest", ["catalog", "customers", "reviews"])
+        run_stage("ingest", ["raw_events", "user_daily_activity"], partitioned=window_end)
+        if cache is not None and not (folder / "data" / "cache").exists():
+            shutil.copytree(cache, folder / "data" / "cache")  # product texts are the same: encode them once
+        run_stage("ingest", ["product_embeddings"])
+        cache = folder / "data" / "cache"
+        for stage in ("rec_candidates", "recommender_model", "rec_evaluation"):
+            run_stage(stage, [stage])
+        table = read_frame(RecStore(DataLayout(folder / "data")).evaluation / "metrics.parquet")
+        table = table[table["users_group"] == "all"].assign(window_end=window_end)
+        print(f"  recommender through {window_end}: {len(table)} methods, {time.perf_counter() - start:.0f} s",
+              flush=True)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def recommender_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over origins: the ranker, raw and served, against the best rival of each metric."""
+    from ecomarket_assets.recommender.evaluation import BASELINES, MODEL, SERVED
+
+    mean = table.groupby("method").mean(numeric_only=True)
+    rows = []
+    for metric in ("ndcg@10", "recall@20"):
+        rival = mean.loc[list(BASELINES), metric].idxmax()
+        for method in (MODEL, SERVED):
+            rows.append({"metric": metric, "method": method, "value": mean.loc[method, metric], "best_rival": rival,
+                         "rival": mean.loc[rival, metric], "vs_rival": mean.loc[method, metric] / mean.loc[rival, metric] - 1})
+    rows.append({"metric": "ndcg@10", "method": SERVED, "value": mean.loc[SERVED, "ndcg@10"], "best_rival": MODEL,
+                 "rival": mean.loc[MODEL, "ndcg@10"], "vs_rival": mean.loc[SERVED, "ndcg@10"] / mean.loc[MODEL, "ndcg@10"] - 1})
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -229,7 +286,7 @@ def _show(title: str, frame: pd.DataFrame) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="demand,churn,cdnow")
+    parser.add_argument("--parts", default="demand,churn,cdnow,recommender")
     parser.add_argument("--cdnow", type=Path, default=CDNOW)
     parser.add_argument("--path", type=Path, default=ONLINE_RETAIL)
     parser.add_argument("--data-dir", type=Path, default=None, help="a folder holding (or to hold) the shop's data/")
@@ -263,6 +320,14 @@ def main() -> None:
         walls.append({"stage": part, "seconds": round(time.perf_counter() - start, 1)})
         _show(f"{part}: churn and value, per origin (90 days after each)", table)
         _show(f"{part}: each model (BG/NBD + Gamma-Gamma, LightGBM on past cutoffs) against the best rule (mean over origins)", churn_summary(table))
+    if "recommender" in parts:
+        start = time.perf_counter()
+        table = recommender(root, args.path, args.origins)
+        walls.append({"stage": "recommender", "seconds": round(time.perf_counter() - start, 1)})
+        columns = ["window_end", "method", "users", "ndcg@10", "recall@20", "hit_rate@10", "catalog_coverage@10"]
+        _show("recommender, per origin (buyers of each 28-day window)", table[[c for c in columns if c in table]])
+        _show("recommender: the ranker (raw and served) against the best rule (mean over origins)",
+              recommender_summary(table))
     _show("wall time per stage", pd.DataFrame(walls))
 
 

@@ -25,10 +25,11 @@ def use_source(source: str, path: Path, root: Path) -> None:
         "ECOMARKET_MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
         "ECOMARKET_MLFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"),
         "HF_HUB_OFFLINE": "1",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     })
 
 
-def _stage(name: str, selection: list[str], partitioned: bool, run_config: dict, queue: mp.Queue) -> None:
+def _stage(name: str, selection: list[str], partitioned: bool | str, run_config: dict, queue: mp.Queue) -> None:
     import dagster as dg
 
     from ecomarket_assets.definitions import defs as load_defs
@@ -43,7 +44,7 @@ def _stage(name: str, selection: list[str], partitioned: bool, run_config: dict,
     tags = {}
     if partitioned:
         first, last = source_days(plain(ShopSourceResource), plain(DataDirResource))
-        tags = partition_range_tags(first, last)
+        tags = partition_range_tags(first, min(last, partitioned) if isinstance(partitioned, str) else last)
     config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **run_config}
     start = time.perf_counter()
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=list(keys),
@@ -57,7 +58,8 @@ def _stage(name: str, selection: list[str], partitioned: bool, run_config: dict,
                "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, "meta": meta})
 
 
-def run_stage(name: str, selection: list[str], partitioned: bool = False, run_config: dict | None = None) -> dict:
+def run_stage(name: str, selection: list[str], partitioned: bool | str = False, run_config: dict | None = None) -> dict:
+    """`partitioned`: True = every day of the source, "YYYY-MM-DD" = its days up to that one."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     process = ctx.Process(target=_stage, args=(name, selection, partitioned, run_config or {}, queue))

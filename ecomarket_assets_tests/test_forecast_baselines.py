@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecomarket_assets.forecasting.baselines import auto_ets, moving_average, seasonal_naive, weekday_mean
+from ecomarket_assets.forecasting.baselines import (
+    auto_ets,
+    moving_average,
+    seasonal_naive,
+    weekday_mean,
+)
 from ecomarket_assets.forecasting.metrics import (
     bias,
     coverage,

@@ -20,6 +20,7 @@ from ecomarket_assets.recommender.rerank import (
     filter_candidates,
     mmr_rerank,
     top_by_score,
+    tune_serve,
 )
 from ecomarket_assets.recommender.store import CutoffPlan
 
@@ -163,6 +164,20 @@ def test_mmr_keeps_score_order_at_lambda_one_and_adds_variety_below():
     assert varied["product_id"].map(category).nunique() > plain["product_id"].map(category).nunique()
     assert varied["product_id"].iloc[0] == "p0"
     assert list(top_by_score(scored, 3)["product_id"]) == ["p0", "p1", "p2"]
+
+
+def test_tune_serve_keeps_a_rebought_product_and_plain_order_when_they_score_best():
+    """u bought p0 before (repurchase rate 0.15) and buys it again; p1..p3 share a category, p4 is alone."""
+    rows = [{"user_id": "u", "product_id": "p0", "score": 10.0, "label": 1, "ui_purchase_days": 2.0,
+             "item_repurchase_rate": 0.15}]
+    rows += [{"user_id": "u", "product_id": f"p{i}", "score": 10.0 - i, "label": int(i == 2)} for i in range(1, 5)]
+    category = pd.Series({"p0": "tea", "p1": "mugs", "p2": "mugs", "p3": "mugs", "p4": "garden"})
+    chosen, grid = tune_serve(_scored(rows), category, ServeConfig(k=3))
+    # p0 kept (rate 0.1 is the strictest filter that keeps it); ties keep the plain score order (lambda 1)
+    assert (chosen.repeatable_rate, chosen.mmr_lambda, chosen.k) == (0.1, 1.0, 3)
+    assert len(grid) == 16 and grid["ndcg@10"].max() == pytest.approx(1.5 / (1 + 1 / np.log2(3)))  # p0, p1, p2
+    strict = grid[(grid["repeatable_rate"] == 0.35) & (grid["mmr_lambda"] == 1.0)]["ndcg@10"].iloc[0]
+    assert strict < grid["ndcg@10"].max()  # filtering p0 out loses the re-purchase
 
 
 def test_served_lists_are_full_for_cold_users_with_reasons_naming_real_products(history):

@@ -15,6 +15,7 @@ from ecomarket_assets.mlops import registry
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import partition_range_tags
 from ecomarket_assets.recommender.evaluation import BASELINES, MODEL, SERVED
+from ecomarket_assets.recommender.rerank import SERVE_GRID
 from ecomarket_assets.recommender.store import MODEL_NAME, RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
@@ -85,14 +86,27 @@ def test_every_customer_gets_k_recommendations_from_the_champion(shop):
 
 
 def test_filters_hold_in_the_served_lists(shop):
-    root, _, _, _ = shop
+    """With the filter threshold and MMR weight the model chose on its validation users, not hand-set ones."""
+    root, _, _, first = shop
     store = RecStore(DataLayout(root / "data"))
     recs = read_frame(store.recommendations_path)
     serving = store.read_candidates("serving")
     joined = recs.merge(serving, on=["user_id", "product_id"], how="left", validate="one_to_one")
+    chosen, used = _meta(first, "recommender_model"), _meta(first, "recommendations")
+    assert (used["repeatable_rate"], used["mmr_lambda"]) == (chosen["serve_repeatable_rate"], chosen["serve_mmr_lambda"])
+    assert used["repeatable_rate"] in SERVE_GRID["repeatable_rate"] and used["mmr_lambda"] in SERVE_GRID["mmr_lambda"]
+    tuning = chosen["serve_tuning"]
+    assert "ndcg@10" in tuning and "0.85" in tuning  # the whole grid is shown
     bought_before = joined["ui_purchase_days"] > 0
-    assert (joined.loc[bought_before, "item_repurchase_rate"] >= 0.2).all()
+    assert (joined.loc[bought_before, "item_repurchase_rate"] >= used["repeatable_rate"]).all()
     assert not (joined["item_last_seen_days"] > 56).any()
+    forced = shop[2](["recommendations"], run_config={"ops": {"recommendations": {"config": {
+        "k": K, "repeatable_rate": 0.9, "mmr_lambda": 0.5}}}})
+    assert (_meta(forced, "recommendations")["repeatable_rate"], _meta(forced, "recommendations")["mmr_lambda"]) == (0.9, 0.5)
+    again = read_frame(store.recommendations_path).merge(serving, on=["user_id", "product_id"], how="left")
+    assert not ((again["ui_purchase_days"] > 0) & (again["item_repurchase_rate"] < 0.9)).any()  # config overrides
+    restore = {"ops": {"recommendations": CONFIG["ops"]["recommendations"]}}
+    assert shop[2](["recommendations"], run_config=restore).success  # the chosen values again, for the other tests
 
 
 def test_evaluation_compares_the_ranker_with_every_baseline_for_all_and_cold_users(shop):

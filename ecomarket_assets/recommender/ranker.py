@@ -53,6 +53,7 @@ class RankerFit:
     seconds: float
     cold_policy: str  # how users without history are ranked: by the ranker or by popularity
     cold_valid_ndcg: dict[str, float]  # NDCG@10 of each policy on the validation split's cold users
+    validation: pd.DataFrame | None = None  # the validation users' rows, scored by the model that never saw them
 
 
 def rankable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -173,12 +174,14 @@ def train_ranker(frames: list[pd.DataFrame], seed: int = 7, max_rounds: int = 60
     person = data["user_id"].str.rsplit("@", n=1).str[0]  # a person's cutoffs stay on one side
     valid = _user_in_validation(person, valid_share, seed)
     settings = {**PARAMS, **(params or {}), "seed": seed}
-    _, curve = trainer(settings, data[~valid], max_rounds, data[valid])
+    split, curve = trainer(settings, data[~valid], max_rounds, data[valid])
     rounds, best = best_round(curve)
     policy, cold_ndcg = choose_cold_policy(data, rounds, seed, params, trainer)
     final = refit(frames, rounds, seed, params, trainer)
+    held_out = data[valid].copy()
+    held_out["score"] = split.predict(held_out[FEATURES], num_iteration=rounds, num_threads=2)
     return RankerFit(final, rounds, best, len(data), int(data["user_id"].nunique()), time.perf_counter() - start,
-                     policy, cold_ndcg)
+                     policy, cold_ndcg, held_out)
 
 
 def choose_cold_policy(data: pd.DataFrame, rounds: int, seed: int, params: dict | None,
@@ -256,6 +259,7 @@ class RecommenderRanker(mlflow.pyfunc.PythonModel):
         self.booster = load_ranker(folder)
         meta = json.loads((folder / "model.json").read_text())
         self.features, self.cold_policy = meta["features"], meta.get("cold_policy", "ranker")
+        self.serve = meta.get("serve")  # the filters and MMR chosen with this version (None: older versions)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.Series:
         frame = pd.DataFrame(model_input)

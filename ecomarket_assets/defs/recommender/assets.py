@@ -35,6 +35,7 @@ from ecomarket_assets.recommender.rerank import (
     filter_candidates,
     mmr_rerank,
     top_by_score,
+    tune_serve,
 )
 from ecomarket_assets.recommender.store import EXPERIMENT, MODEL_NAME, CutoffPlan, RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
@@ -57,14 +58,21 @@ class CandidatesConfig(dg.Config):
 
 
 class RecommendationsConfig(dg.Config):
+    """`mmr_lambda` and `repeatable_rate` left empty: the values `recommender_model` chose for the serving model on
+    its validation users (`rerank.tune_serve`); set them to override."""
+
     k: int = 20
-    mmr_lambda: float = ServeConfig.mmr_lambda
-    repeatable_rate: float = ServeConfig.repeatable_rate
+    mmr_lambda: float | None = None
+    repeatable_rate: float | None = None
     active_days: int = ServeConfig.active_days
 
-    def serve(self) -> ServeConfig:
-        return ServeConfig(k=self.k, mmr_lambda=self.mmr_lambda, repeatable_rate=self.repeatable_rate,
-                           active_days=self.active_days)
+    def serve(self, tuned: dict | None = None) -> ServeConfig:
+        tuned = tuned or {}
+        return ServeConfig(
+            k=self.k, active_days=self.active_days,
+            mmr_lambda=self.mmr_lambda if self.mmr_lambda is not None else tuned.get("mmr_lambda", ServeConfig.mmr_lambda),
+            repeatable_rate=self.repeatable_rate if self.repeatable_rate is not None
+            else tuned.get("repeatable_rate", ServeConfig.repeatable_rate))
 
 
 @dg.asset(
@@ -215,7 +223,11 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
     holdout["score"] = rk.score(evaluated.booster, holdout, evaluated.cold_policy)
     truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
     holdout_ndcg = ev.mean_ndcg(ev.lists_from_rows(top_by_score(holdout, ev.K)), truth)
-    described = {"rounds": evaluated.rounds, "cold_policy": evaluated.cold_policy}
+    catalog_frame = read_frame(data_dir.layout().table("catalog"))
+    serve, serve_grid = tune_serve(evaluated.validation, catalog_frame.drop_duplicates("product_id")
+                                   .set_index("product_id")["category"])
+    chosen_serve = {"mmr_lambda": serve.mmr_lambda, "repeatable_rate": serve.repeatable_rate}
+    described = {"rounds": evaluated.rounds, "cold_policy": evaluated.cold_policy, "serve": chosen_serve}
     rk.save_ranker(evaluated.booster, store.model / "holdout_ranker", {**described, "sets": train_names})
     served = evaluated.booster
     importance = rk.feature_importance(served)
@@ -225,7 +237,8 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
                                 {"history_until": str(plan.serving)}) as run:
         mlflow.log_params({**{k: v for k, v in rk.PARAMS.items() if k != "eval_at"}, "num_boost_round": evaluated.rounds,
                            "ease_l2": saved["ease_l2"], "train_sets": ",".join(train_names),
-                           "features": len(FEATURES), "cold_policy": evaluated.cold_policy})
+                           "features": len(FEATURES), "cold_policy": evaluated.cold_policy,
+                           **{f"serve_{k}": v for k, v in chosen_serve.items()}})
         mlflow.log_metrics({"holdout_ndcg_at_10": holdout_ndcg, "valid_ndcg_at_10": evaluated.valid_ndcg,
                             "train_rows": evaluated.train_rows, "fit_seconds": evaluated.seconds})
         mlflow.log_table(importance, "feature_importance.json")
@@ -241,6 +254,9 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
         "valid_ndcg@10": evaluated.valid_ndcg,
         "boosting_rounds": evaluated.rounds,
         "cold_user_policy": evaluated.cold_policy,
+        "serve_mmr_lambda": serve.mmr_lambda,
+        "serve_repeatable_rate": serve.repeatable_rate,
+        "serve_tuning": md.table(serve_grid.round(4)),
         "cold_validation_ndcg@10": md.table({k: round(v, 4) for k, v in evaluated.cold_valid_ndcg.items()},
                                             "policy", "ndcg@10"),
         "train_rows": evaluated.train_rows,
@@ -267,9 +283,9 @@ def recommendations(config: RecommendationsConfig, data_dir: DataDirResource,
     layout = data_dir.layout()
     store = RecStore(layout)
     plan, _ = store.read_plan()
-    serve = config.serve()
     candidates = store.read_candidates("serving")
     champion = registry.load_champion(mlflow_tracking, MODEL_NAME)
+    serve = config.serve(getattr(champion.unwrap_python_model(), "serve", None))  # chosen with that version
     version = registry.champion_version(mlflow_tracking.client(), MODEL_NAME)
     candidates["score"] = np.asarray(champion.predict(candidates[FEATURES]), dtype=float)
     kept, removed = filter_candidates(candidates, serve)
@@ -290,6 +306,8 @@ def recommendations(config: RecommendationsConfig, data_dir: DataDirResource,
         "champion_version": dg.MetadataValue.url(mlflow_tracking.model_version_url(MODEL_NAME, version.version)),
         "candidates_scored": len(candidates),
         "removed_by_filter": md.table(removed, "rule", "rows"),
+        "mmr_lambda": serve.mmr_lambda,
+        "repeatable_rate": serve.repeatable_rate,
         "reasons": md.table(output["reason_type"].value_counts().rename_axis("reason").reset_index()),
         "categories_per_top10": float(output[output["rank"] <= 10].groupby("user_id")["category"].nunique().mean()),
         "distinct_products": int(output["product_id"].nunique()),
@@ -329,14 +347,16 @@ def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsCon
     history = read_history(layout, since=plan.holdout)
     use_pair_states(history, layout, [plan.holdout], last_day=plan.serving - dt.timedelta(days=1))
     holdout = store.read_candidates("holdout")
+    holdout_meta = rk.load_meta(store.model / "holdout_ranker")
     holdout["score"] = rk.score(rk.load_ranker(store.model / "holdout_ranker"), holdout,
-                                rk.load_meta(store.model / "holdout_ranker").get("cold_policy", "ranker"))
+                                holdout_meta.get("cold_policy", "ranker"))
+    serve = config.serve(holdout_meta.get("serve"))
     built = fit_at(history, plan.holdout, saved["ease_l2"])
     truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
     category_of = history.catalog.drop_duplicates("product_id").set_index("product_id")["category"]
-    kept, _ = filter_candidates(holdout, config.serve())
+    kept, _ = filter_candidates(holdout, serve)
     lists = {ev.MODEL: ev.lists_from_rows(top_by_score(holdout, ev.K)),
-             ev.SERVED: ev.lists_from_rows(mmr_rerank(kept, category_of, config.serve())),
+             ev.SERVED: ev.lists_from_rows(mmr_rerank(kept, category_of, serve)),
              **ev.baseline_lists(built, truth.index)}
     cold = truth.index[built.inter.user_rows(truth.index) < 0]
     table = ev.evaluation_table(lists, truth, cold, ev.history_popularity(built), len(history.product_ids), category_of)
@@ -347,6 +367,7 @@ def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsCon
     meta = {
         "evaluation": md.table(table.round(4)),
         "ndcg@10": float(table.query("users_group == 'all' and method == @ev.MODEL")["ndcg@10"].iloc[0]),
+        "served_with": f"mmr_lambda {serve.mmr_lambda}, repeatable_rate {serve.repeatable_rate}",
         "best_baseline": best,
         "ndcg@10_lift_over_best_baseline": round(lift, 4),
         "served_ndcg@10_lift_over_best_baseline": round(served_lift, 4),
