@@ -9,7 +9,7 @@ inactive when it had events before but none in the last `active_days` days
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -34,27 +34,34 @@ SERVE_GRID = {"mmr_lambda": (0.5, 0.7, 0.85, 1.0), "repeatable_rate": (0.0, 0.1,
 
 def tune_serve(scored: pd.DataFrame, category_of: pd.Series, base: ServeConfig = ServeConfig(),
                grid: dict[str, tuple] | None = None) -> tuple[ServeConfig, pd.DataFrame]:
-    """The filters and MMR weight whose served lists score the best NDCG@10 on `scored`: validation users'
+    """The filter and MMR weight whose served lists score the best NDCG@10 on `scored`: validation users'
     candidate rows (`label` = bought in the window) scored by a ranker that never saw them. Chosen on data
-    before the hold-out, so the hold-out still measures what serving costs. Ties keep the larger MMR weight
-    and the stricter filter (the order the grid is tried in)."""
+    before the hold-out, so the hold-out still measures what serving costs.
+
+    Coordinate search: the filter threshold in plain score order first, then the MMR weight with that filter
+    (MMR is a per-user loop: 3 re-ranks instead of 12). Ties keep the stricter filter and the larger weight."""
     from ecomarket_assets.recommender.metrics import ndcg_at_k
 
     grid = grid or SERVE_GRID
     truth = scored[scored["label"] > 0].groupby("user_id")["product_id"].agg(set)
-    rows, best, best_ndcg = [], base, -1.0
-    for weight in sorted(grid["mmr_lambda"], reverse=True):
-        for rate in sorted(grid["repeatable_rate"], reverse=True):
-            config = ServeConfig(k=base.k, mmr_lambda=weight, mmr_pool=base.mmr_pool, repeatable_rate=rate,
-                                 active_days=base.active_days)
-            kept, _ = filter_candidates(scored, config)
-            served = mmr_rerank(kept, category_of, config) if weight < 1 else top_by_score(kept, config.k)
-            lists = served.sort_values(["user_id", "rank"]).groupby("user_id", sort=False)["product_id"].agg(list)
-            ndcg = float(np.mean([ndcg_at_k(lists.get(user, []), bought, 10) for user, bought in truth.items()]))
-            rows.append({"mmr_lambda": weight, "repeatable_rate": rate, "ndcg@10": ndcg})
-            if ndcg > best_ndcg + 1e-12:
-                best, best_ndcg = config, ndcg
-    return best, pd.DataFrame(rows)
+    rows: list[dict] = []
+
+    def served_ndcg(weight: float, rate: float) -> float:
+        config = replace(base, mmr_lambda=weight, repeatable_rate=rate)
+        kept, _ = filter_candidates(scored, config)
+        served = mmr_rerank(kept, category_of, config) if weight < 1 else top_by_score(kept, config.k)
+        lists = served.sort_values(["user_id", "rank"]).groupby("user_id", sort=False)["product_id"].agg(list)
+        ndcg = float(np.mean([ndcg_at_k(lists.get(user, []), bought, 10) for user, bought in truth.items()]))
+        rows.append({"mmr_lambda": weight, "repeatable_rate": rate, "ndcg@10": ndcg})
+        return ndcg
+
+    rates = sorted(grid["repeatable_rate"], reverse=True)
+    rate = max(rates, key=lambda r: (served_ndcg(1.0, r), -rates.index(r)))
+    weights = sorted(grid["mmr_lambda"], reverse=True)
+    scores = {1.0: next(r["ndcg@10"] for r in rows if r["repeatable_rate"] == rate)}
+    scores.update({w: served_ndcg(w, rate) for w in weights if w != 1.0})
+    weight = max(weights, key=lambda w: (scores[w], w))
+    return replace(base, mmr_lambda=weight, repeatable_rate=rate), pd.DataFrame(rows)
 
 
 def filter_candidates(scored: pd.DataFrame, config: ServeConfig) -> tuple[pd.DataFrame, dict[str, int]]:
