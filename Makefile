@@ -77,7 +77,7 @@ bench-scale: $(STAMP)
 bench-daily: $(STAMP)
 	$(BIN)/python benchmarks/daily.py all
 
-# Each model against its strongest simple rivals on Online Retail, at three rolling 28-day origins (about 15 min).
+# Each model against its strongest simple rivals on Online Retail (and CDNOW), at three rolling 28-day origins (~25 min).
 bench-real: $(STAMP)
 	$(BIN)/python benchmarks/real.py
 
