@@ -38,7 +38,6 @@ from stages import ONLINE_RETAIL, run_stage, use_source
 WINDOW = 28
 CDNOW = ONLINE_RETAIL.parents[1] / "cdnow" / "CDNOW_master.txt"
 DEMAND_RIVALS = ("seasonal_naive", "weekday_mean", "moving_average", "auto_ets")
-CHURN_RIVALS = ("recency", "frequency")
 
 
 def ingest() -> list[dict]:
@@ -88,8 +87,8 @@ def demand_summary(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for level in ("day", "week"):
         rival = best[level]
+        per_origin = table.pivot(index="origin", columns="method", values=f"wape_{level}")
         for method in ("lightgbm", "lightgbm_expected_units"):
-            per_origin = table.pivot(index="origin", columns="method", values=f"wape_{level}")
             rows.append({"level": level, "model": method, "best_rival": rival,
                          "model_wape": mean.loc[method, f"wape_{level}"], "rival_wape": mean.loc[rival, f"wape_{level}"],
                          "vs_rival": mean.loc[method, f"wape_{level}"] / mean.loc[rival, f"wape_{level}"] - 1,
@@ -126,11 +125,11 @@ def churn(activity, origins: int) -> pd.DataFrame:
 
     last = dt.date.fromisoformat(max(activity.users["date"]))
     horizon = predictive.HORIZON_DAYS
+    users = pd.Index(sorted(activity.users["user_id"].unique()))
     rows = []
     for k in range(origins - 1, -1, -1):
         window_end = last - dt.timedelta(days=WINDOW * k)
         start = time.perf_counter()
-        users = pd.Index(sorted(activity.users["user_id"].unique()))
         result = predictive.backtest(activity, users, window_end, horizon)
         scored = result.scored.set_index("user_id")
         cutoff = window_end - dt.timedelta(days=horizon)
@@ -206,21 +205,19 @@ def churn_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _model_summary(mean: pd.DataFrame, model: str) -> pd.DataFrame:
-    mean = mean.drop(index=[m for m in MODELS if m != model and m in mean.index]).rename(index={model: "bg_nbd"})
+    rules = mean.drop(index=[m for m in MODELS if m in mean.index])
     rows = []
     for metric, higher_is_better in (("churn_auc", True), ("purchases_spearman", True), ("purchases_mae", False),
-                                     ("revenue_spearman", True), ("revenue_mae", False)):
-        rivals = mean.drop(index="bg_nbd")[metric].dropna()
-        rival = rivals.idxmax() if higher_is_better else rivals.idxmin()
-        rows.append({"metric": metric, "model": mean.loc["bg_nbd", metric], "best_rival": rival,
-                     "rival": rivals[rival], "model_minus_rival": mean.loc["bg_nbd", metric] - rivals[rival]})
-    for metric in ("purchases_total_ratio", "revenue_total_ratio"):  # the rival nearest to 1
-        rivals = mean.drop(index="bg_nbd")[metric].dropna()
-        rival = (rivals - 1).abs().idxmin()
-        rows.append({"metric": metric, "model": mean.loc["bg_nbd", metric], "best_rival": rival,
-                     "rival": rivals[rival], "model_minus_rival": mean.loc["bg_nbd", metric] - rivals[rival]})
-    return pd.DataFrame(rows).assign(model_name=model)[["model_name", "metric", "model", "best_rival", "rival",
-                                                        "model_minus_rival"]]
+                                     ("revenue_spearman", True), ("revenue_mae", False),
+                                     ("purchases_total_ratio", None), ("revenue_total_ratio", None)):
+        values = rules[metric].dropna()
+        if higher_is_better is None:  # totals: the rule nearest to 1
+            rival = (values - 1).abs().idxmin()
+        else:
+            rival = values.idxmax() if higher_is_better else values.idxmin()
+        rows.append({"model_name": model, "metric": metric, "model": mean.loc[model, metric], "best_rival": rival,
+                     "rival": values[rival], "model_minus_rival": mean.loc[model, metric] - values[rival]})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- recommender

@@ -40,7 +40,7 @@ def tune_serve(scored: pd.DataFrame, category_of: pd.Series, base: ServeConfig =
 
     Coordinate search: the filter threshold in plain score order first, then the MMR weight with that filter
     (MMR is a per-user loop: 3 re-ranks instead of 12). Ties keep the stricter filter and the larger weight."""
-    from ecomarket_assets.recommender.metrics import ndcg_at_k
+    from ecomarket_assets.recommender.evaluation import lists_from_rows, mean_ndcg
 
     grid = grid or SERVE_GRID
     truth = scored[scored["label"] > 0].groupby("user_id")["product_id"].agg(set)
@@ -50,18 +50,20 @@ def tune_serve(scored: pd.DataFrame, category_of: pd.Series, base: ServeConfig =
         config = replace(base, mmr_lambda=weight, repeatable_rate=rate)
         kept, _ = filter_candidates(scored, config)
         served = mmr_rerank(kept, category_of, config) if weight < 1 else top_by_score(kept, config.k)
-        lists = served.sort_values(["user_id", "rank"]).groupby("user_id", sort=False)["product_id"].agg(list)
-        ndcg = float(np.mean([ndcg_at_k(lists.get(user, []), bought, 10) for user, bought in truth.items()]))
-        rows.append({"mmr_lambda": weight, "repeatable_rate": rate, "ndcg@10": ndcg})
-        return ndcg
+        rows.append({"mmr_lambda": weight, "repeatable_rate": rate, "ndcg@10": mean_ndcg(lists_from_rows(served), truth)})
+        return rows[-1]["ndcg@10"]
 
-    rates = sorted(grid["repeatable_rate"], reverse=True)
-    rate = max(rates, key=lambda r: (served_ndcg(1.0, r), -rates.index(r)))
-    weights = sorted(grid["mmr_lambda"], reverse=True)
-    scores = {1.0: next(r["ndcg@10"] for r in rows if r["repeatable_rate"] == rate)}
-    scores.update({w: served_ndcg(w, rate) for w in weights if w != 1.0})
-    weight = max(weights, key=lambda w: (scores[w], w))
+    rates = sorted(grid["repeatable_rate"], reverse=True)  # strictest first: it wins ties
+    by_rate = {r: served_ndcg(1.0, r) for r in rates}
+    rate = max(rates, key=lambda r: (by_rate[r], -rates.index(r)))
+    by_weight = {1.0: by_rate[rate], **{w: served_ndcg(w, rate) for w in grid["mmr_lambda"] if w != 1.0}}
+    weight = max(by_weight, key=lambda w: (by_weight[w], w))
     return replace(base, mmr_lambda=weight, repeatable_rate=rate), pd.DataFrame(rows)
+
+
+def category_of(catalog: pd.DataFrame) -> pd.Series:
+    """product_id -> category, one row per product."""
+    return catalog.drop_duplicates("product_id").set_index("product_id")["category"]
 
 
 def filter_candidates(scored: pd.DataFrame, config: ServeConfig) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -119,7 +121,7 @@ def top_by_score(scored: pd.DataFrame, k: int) -> pd.DataFrame:
 def add_reasons(recs: pd.DataFrame, catalog: pd.DataFrame, country_of: pd.Series) -> pd.DataFrame:
     """A sentence per row naming the real product, category or country behind the recommendation."""
     title = catalog.drop_duplicates("product_id").set_index("product_id")["title"]
-    category = catalog.drop_duplicates("product_id").set_index("product_id")["category"]
+    category = category_of(catalog)
     texts, anchors, kinds = [], [], []
     for row in recs.itertuples(index=False):
         kind, text, anchor = _reason(row, title, category, country_of)

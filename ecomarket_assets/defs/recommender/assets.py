@@ -32,6 +32,7 @@ from ecomarket_assets.recommender.pipeline import (
 from ecomarket_assets.recommender.rerank import (
     ServeConfig,
     add_reasons,
+    category_of,
     filter_candidates,
     mmr_rerank,
     top_by_score,
@@ -223,9 +224,7 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
     holdout["score"] = rk.score(evaluated.booster, holdout, evaluated.cold_policy)
     truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
     holdout_ndcg = ev.mean_ndcg(ev.lists_from_rows(top_by_score(holdout, ev.K)), truth)
-    catalog_frame = read_frame(data_dir.layout().table("catalog"))
-    serve, serve_grid = tune_serve(evaluated.validation, catalog_frame.drop_duplicates("product_id")
-                                   .set_index("product_id")["category"])
+    serve, serve_grid = tune_serve(evaluated.validation, category_of(read_frame(data_dir.layout().table("catalog"))))
     chosen_serve = {"mmr_lambda": serve.mmr_lambda, "repeatable_rate": serve.repeatable_rate}
     described = {"rounds": evaluated.rounds, "cold_policy": evaluated.cold_policy, "serve": chosen_serve}
     rk.save_ranker(evaluated.booster, store.model / "holdout_ranker", {**described, "sets": train_names})
@@ -290,8 +289,7 @@ def recommendations(config: RecommendationsConfig, data_dir: DataDirResource,
     candidates["score"] = np.asarray(champion.predict(candidates[FEATURES]), dtype=float)
     kept, removed = filter_candidates(candidates, serve)
     catalog_frame = read_frame(layout.table("catalog"))
-    category_of = catalog_frame.drop_duplicates("product_id").set_index("product_id")["category"]
-    recs = mmr_rerank(kept, category_of, serve)
+    recs = mmr_rerank(kept, category_of(catalog_frame), serve)
     country = read_frame(layout.table("customers")).drop_duplicates("user_id").set_index("user_id")["country"]
     recs = add_reasons(recs, catalog_frame, country)
     output = _output_frame(recs, catalog_frame, plan, str(version.version))
@@ -353,13 +351,13 @@ def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsCon
     serve = config.serve(holdout_meta.get("serve"))
     built = fit_at(history, plan.holdout, saved["ease_l2"])
     truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
-    category_of = history.catalog.drop_duplicates("product_id").set_index("product_id")["category"]
+    categories = category_of(history.catalog)
     kept, _ = filter_candidates(holdout, serve)
     lists = {ev.MODEL: ev.lists_from_rows(top_by_score(holdout, ev.K)),
-             ev.SERVED: ev.lists_from_rows(mmr_rerank(kept, category_of, serve)),
+             ev.SERVED: ev.lists_from_rows(mmr_rerank(kept, categories, serve)),
              **ev.baseline_lists(built, truth.index)}
     cold = truth.index[built.inter.user_rows(truth.index) < 0]
-    table = ev.evaluation_table(lists, truth, cold, ev.history_popularity(built), len(history.product_ids), category_of)
+    table = ev.evaluation_table(lists, truth, cold, ev.history_popularity(built), len(history.product_ids), categories)
     write_frame(table, store.evaluation / "metrics.parquet")
     best, lift = ev.lift_over_best_baseline(table)
     best_cold, lift_cold = ev.lift_over_best_baseline(table, group="cold")
