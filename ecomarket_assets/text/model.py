@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
+from contextlib import suppress
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 
 DEFAULT_BATCH_SIZE = 64
+# Encoding threads, like LightGBM's num_threads = 2 elsewhere: torch would otherwise take every core it sees, and a
+# LightGBM fit or the sentiment fits (one BLAS thread each) in the same run would queue behind it.
+TORCH_THREADS = 2
 _LOCK = threading.RLock()
 _ENCODERS: dict[tuple[str, int], SentenceEncoder] = {}
 _MODELS: dict[str, object] = {}  # model folder -> loaded SentenceTransformer
@@ -98,6 +103,7 @@ def load_encoder(path: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> SentenceEn
 def _load_model(path: Path):
     if not (path / "modules.json").exists() and not (path / "config.json").exists():
         raise FileNotFoundError(f"no sentence-transformers model in {path}")
+    limit_torch_threads()
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
@@ -105,6 +111,19 @@ def _load_model(path: Path):
     model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     model.encode(["warm up"], show_progress_bar=False)  # one-off setup cost, kept out of throughput figures
     return model
+
+
+def limit_torch_threads(threads: int = TORCH_THREADS) -> int:
+    """At most `threads` intra-op threads and no more than the cores this process may use; one inter-op thread
+    (batches are encoded one after another). Returns the intra-op count."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    count = max(1, min(threads, cores))
+    torch.set_num_threads(count)
+    with suppress(RuntimeError):  # only settable before the first parallel work of the process
+        torch.set_num_interop_threads(1)
+    return count
 
 
 class EmbeddingModelResource(dg.ConfigurableResource):
