@@ -5,6 +5,7 @@ the last tests use the real all-MiniLM-L6-v2 (loaded once per process).
 """
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -230,6 +231,126 @@ def test_held_out_is_a_time_split_on_the_latest_reviews():
     rated = reviews[reviews["rating"] != 3].sort_values("review_time")
     assert pd.Timestamp(held_out.test_from) == rated["review_time"].iloc[120]
     assert held_out.accuracy == 1.0 and held_out.unseen_test_reviews == 30  # every toy text is unique
+    assert held_out.balanced_accuracy == 1.0
+    figures = held_out.figures.set_index(["model", "unseen"])
+    assert set(figures.index.get_level_values("model")) == {sent.OWN_RATINGS, sent.TFIDF_LR, sent.EMBEDDINGS_LR}
+    assert figures["n"].tolist() == [30] * 6
+    rows = bench.evaluation_table(bench.external_benchmark(_toy_embed, Path("/nowhere")), held_out)
+    shop = rows[rows["dataset"] == "shop_held_out_time"]
+    assert shop["model"].tolist() == [sent.OWN_RATINGS, sent.TFIDF_LR, sent.EMBEDDINGS_LR]
+    assert shop["chosen"].tolist() == [True, False, False] and rows.columns.tolist() == bench.EVALUATION.names
+
+
+def test_balanced_accuracy_weighs_each_class_equally():
+    labels = [1, 1, 1, 1, 0]
+    everything_positive = np.full(5, 0.9)
+    assert sent.binary_accuracy(everything_positive, labels) == 0.8
+    assert sent.balanced_accuracy(everything_positive, labels) == 0.5  # the negative class is all wrong
+    scores = np.array([0.9, 0.8, 0.3, 0.6, 0.2])  # positives 3 of 4 right, the negative right
+    assert sent.balanced_accuracy(scores, labels) == pytest.approx((0.75 + 1.0) / 2)
+    assert sent.balanced_accuracy(scores, labels, threshold=0.7) == pytest.approx((0.5 + 1.0) / 2)
+    assert np.isnan(sent.balanced_accuracy([], []))
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(3)
+    truth, random_scores = rng.integers(0, 2, 200), rng.random(200)
+    assert sent.balanced_accuracy(random_scores, truth) == pytest.approx(
+        balanced_accuracy_score(truth, random_scores >= 0.5))
+
+
+def _word_sentences(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """Sentiment carried by a few words among filler; the fake embedding below knows nothing about it."""
+    rng = np.random.default_rng(seed)
+    filler = [f"w{i}" for i in range(40)]
+    good, bad = ["great", "love", "perfect"], ["awful", "broke", "refund"]
+    labels = rng.integers(0, 2, n)
+    texts = [" ".join([*rng.choice(filler, 4), rng.choice(good if y else bad), *rng.choice(filler, 3)]) for y in labels]
+    return texts, labels
+
+
+def _noise_embed(texts):
+    rng = np.random.default_rng(len(texts))
+    out = rng.normal(size=(len(texts), 8))
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_combined_model_learns_from_words_when_embeddings_are_noise():
+    texts, labels = _word_sentences(80, seed=1)
+    model = sent.train_combined(texts, labels, _noise_embed)
+    assert model.kind == sent.OWN_RATINGS and model.trained_on == 80 and model.reads_texts
+    assert model.settings["C"] in sent.C_GRID and model.settings["embedding_weight"] in sent.EMBEDDING_WEIGHTS
+    assert model.threshold in sent.THRESHOLDS and model.settings["cv_balanced_accuracy"] > 0.8
+    test_texts, test_labels = _word_sentences(60, seed=2)
+    scores, labels_out = model.score(test_texts)
+    assert sent.balanced_accuracy(scores, test_labels) > 0.9  # chance is 0.5
+    assert ((scores >= 0) & (scores <= 1)).all() and set(labels_out) <= set(sent.LABELS)
+    with pytest.raises(ValueError, match="reads the texts"):
+        model.score_vectors(_noise_embed(test_texts))
+
+
+def test_chosen_threshold_is_moved_to_half():
+    probability = np.array([0.1, 0.39, 0.4, 0.41, 0.9])
+    shifted = sent._shift(probability, 0.4)
+    assert shifted[2] == pytest.approx(0.5) and (np.diff(shifted) > 0).all()
+    assert ((shifted >= 0.5) == (probability >= 0.4 - 1e-12)).all()
+    np.testing.assert_array_equal(sent._shift(probability, 0.5), probability)
+
+
+def test_tfidf_rival_reads_no_embeddings():
+    texts, labels = _word_sentences(60, seed=4)
+
+    def refuse(_texts):
+        raise AssertionError("the TF-IDF rival must not encode")
+
+    model = sent.train_tfidf(texts, labels, refuse)
+    test_texts, test_labels = _word_sentences(40, seed=5)
+    assert model.kind == sent.TFIDF_LR and sent.balanced_accuracy(model.score(test_texts)[0], test_labels) > 0.75
+
+
+def test_without_ratings_the_general_model_with_the_better_held_out_figure_is_chosen():
+    held_out = sent.Labelled("toy held-out", [f"good h {i}" for i in range(10)] + [f"bad h {i}" for i in range(10)],
+                             np.array([1] * 10 + [0] * 10))
+    external = sent.train_classifier(["good a", "good b", "bad a", "bad b"], [1, 1, 0, 0], _toy_embed, sent.EXTERNAL)
+    zero = sent.zero_shot(_toy_embed, positive=["good a", "good b"], negative=["bad a", "bad b"])
+    backwards = sent.zero_shot(_toy_embed, positive=["bad a", "bad b"], negative=["good a", "good b"])
+    reviews = _toy_reviews(60, 19)  # too few negatives for own ratings
+
+    def shop_embed(texts):
+        return _toy_embed(texts)
+
+    model, reason = sent.choose_model(reviews["text"], reviews["rating"], shop_embed, [backwards, external], held_out)
+    assert model.kind == sent.EXTERNAL and model.embed is shop_embed  # scores through the shop's cache
+    assert reason.startswith("yelp-imdb") and "zero_shot 0.000" in reason and "yelp_imdb 1.000" in reason
+    # zero-shot is not the default, but wins when its held-out figure is better
+    broken = sent.train_classifier(["good a", "good b", "bad a", "bad b"], [0, 0, 1, 1], _toy_embed, sent.EXTERNAL)
+    model, reason = sent.choose_model(reviews["text"], reviews["rating"], shop_embed, [broken, zero], held_out)
+    assert model.kind == sent.ZERO_SHOT and "yelp_imdb 0.000" in reason
+    # no held-out set: the first candidate, said so
+    model, reason = sent.choose_model(reviews["text"], reviews["rating"], shop_embed, [external, zero], None)
+    assert model.kind == sent.EXTERNAL and "no held-out set" in reason
+    assert sent.pick_general([zero, external], {sent.ZERO_SHOT: float("nan"), sent.EXTERNAL: 0.6}) is external
+
+
+def _write_corpus(path, n: int, offset: int) -> None:
+    lines = [f"{'good' if i % 2 else 'bad'} sentence {offset + i}\t{i % 2}" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_separate_shops_scores_each_corpus_as_a_shop(tmp_path):
+    for k, name in enumerate(bench.SHOP_FILES.values()):
+        _write_corpus(tmp_path / name, 50, 100 * k)
+    table = bench.separate_shops(_toy_embed, tmp_path)
+    assert table.columns.tolist() == ["shop", "setting", "model", "balanced_accuracy", "accuracy", "n", "seconds", "note"]
+    assert len(table) == 18 and table["n"].eq(10).all()  # the last 20 % of 50 sentences, per shop and model
+    assert table.groupby("shop")["model"].apply(list).map(tuple).nunique() == 1
+    assert set(table["model"]) == {sent.TFIDF_LR, sent.EMBEDDINGS_LR, sent.OWN_RATINGS, bench.GENERAL,
+                                   sent.ZERO_SHOT, bench.CHOSEN}
+    general = table[table["model"] == bench.GENERAL].set_index("shop")["note"]
+    assert general["amazon"] == "trained on the first 80% of yelp + imdb" and "yelp" not in general["yelp"]
+    own = table[table["setting"] == "own ratings"]
+    assert own["balanced_accuracy"].eq(1.0).all()  # separable toy sentences
+    summary = bench.shops_summary(table)
+    assert summary.columns.tolist() == ["setting", "model", "amazon", "yelp", "imdb", "mean"] and len(summary) == 6
 
 
 def test_zero_shot_score_is_monotone_in_the_similarity_gap():
@@ -271,10 +392,11 @@ def test_datasets_dir_prefers_the_configured_folder(tmp_path, monkeypatch):
 
 
 def test_check_amazon_accuracy_warns_below_threshold():
-    evaluation = pd.DataFrame({"model": ["zero_shot", "yelp_imdb"], "dataset": ["amazon", "amazon"], "accuracy": [0.65, 0.9],
+    evaluation = pd.DataFrame({"model": ["zero_shot", "yelp_imdb"], "dataset": ["amazon", "amazon"],
+                               "balanced_accuracy": [0.65, 0.9], "accuracy": [0.72, 0.9],
                                "n": [1000, 1000], "chosen": [True, False], "note": ["", ""]})
     outcome = checks.check_amazon_accuracy(evaluation, 0.7)
-    assert not outcome.passed and outcome.metadata["amazon_accuracy"] == 0.65
+    assert not outcome.passed and outcome.metadata["amazon_balanced_accuracy"] == 0.65  # plain accuracy would pass
 
 
 def test_product_insights_and_contract():

@@ -32,14 +32,14 @@ def check_insights(reviews: pd.DataFrame, scored: pd.DataFrame, products: pd.Dat
 
 
 def check_amazon_accuracy(evaluation: pd.DataFrame, threshold: float) -> CheckOutcome:
-    """Passes when the chosen model's Amazon accuracy is >= threshold, or when it could not be evaluated (noted)."""
+    """Passes when the chosen model's Amazon balanced accuracy is >= threshold, or when it could not be evaluated."""
     chosen = evaluation[(evaluation["dataset"] == "amazon") & evaluation["chosen"].astype(bool)]
-    if chosen.empty or chosen["accuracy"].isna().all():
+    if chosen.empty or chosen["balanced_accuracy"].isna().all():
         note = "no reviews scored" if chosen.empty else (chosen["note"].iloc[0] or "not evaluated")
         return CheckOutcome(True, {"evaluated": False, "note": note, "threshold": threshold})
     row = chosen.iloc[0]
-    accuracy = float(row["accuracy"])
-    return CheckOutcome(accuracy >= threshold, {
-        "evaluated": True, "model": str(row["model"]), "amazon_accuracy": round(accuracy, 4),
-        "amazon_sentences": int(row["n"]), "threshold": threshold,
+    figure = float(row["balanced_accuracy"])
+    return CheckOutcome(figure >= threshold, {
+        "evaluated": True, "model": str(row["model"]), "amazon_balanced_accuracy": round(figure, 4),
+        "amazon_accuracy": round(float(row["accuracy"]), 4), "amazon_sentences": int(row["n"]), "threshold": threshold,
     })
