@@ -92,16 +92,22 @@ def test_review_insights_on_the_simulated_shop(shop):
     assert scored["sentiment_score"].between(0, 1).all()
     # the simulator's review texts agree with the stars
     assert meta["shop_held_out_accuracy"] > 0.8 and meta["shop_held_out_split"].startswith("time")
-    assert meta["shop_held_out_reviews"] >= 20
+    assert meta["shop_held_out_balanced_accuracy"] > 0.8 and meta["shop_held_out_reviews"] >= 20
+    assert meta["shop_held_out_balanced_accuracy_tfidf_lr"] > 0.5 and meta["shop_held_out_balanced_accuracy_embeddings_lr"] > 0.5
+    assert "cv_balanced_accuracy" in meta["model_settings"] and "threshold" in meta["model_reason"]
     by_stars = scored.groupby("rating")["sentiment_score"].mean()
     assert by_stars.loc[[4, 5]].min() > by_stars.loc[[1, 2]].max() + 0.3
     assert (scored.loc[scored["rating"] == 5, "sentiment_label"] == "positive").mean() > 0.8
     # honest figures on sentences no model trained on
-    assert meta["amazon_accuracy_yelp_imdb"] > 0.75
-    assert meta["amazon_accuracy_zero_shot"] > 0.7
-    assert 0.5 < meta["amazon_accuracy_own_ratings"] == meta["amazon_accuracy_chosen_model"]
+    assert meta["amazon_balanced_accuracy_yelp_imdb"] > 0.75
+    assert meta["amazon_balanced_accuracy_zero_shot"] > 0.7
+    assert 0.5 < meta["amazon_balanced_accuracy_own_ratings"] == meta["amazon_balanced_accuracy_chosen_model"]
     evaluation = read_frame(paths["evaluation"])
     assert set(evaluation["dataset"]) == {"amazon", "shop_held_out_time", "shop_held_out_time_unseen_texts"}
+    shop_rows = evaluation[evaluation["dataset"] == "shop_held_out_time"].set_index("model")
+    assert set(shop_rows.index) == {sent.OWN_RATINGS, sent.TFIDF_LR, sent.EMBEDDINGS_LR}
+    assert shop_rows["chosen"].tolist() == [m == sent.OWN_RATINGS for m in shop_rows.index]
+    assert shop_rows.loc[sent.OWN_RATINGS, "balanced_accuracy"] == meta["shop_held_out_balanced_accuracy"]
 
     assert products["reviews"].sum() == len(stored) and products["reviews"].is_monotonic_decreasing
     assert (products["top_keywords"].map(len) == 5).mean() > 0.5
@@ -125,15 +131,18 @@ def test_a_rerun_encodes_nothing_and_gives_the_same_scores(shop):
     pd.testing.assert_frame_equal(before, after)
 
 
-def test_few_ratings_fall_back_to_zero_shot(shop, data_dir):
-    """SMALL_SIM's ~10 reviews: zero-shot scores them; (a) is reported as not trained, not as a number."""
+def test_few_ratings_choose_the_best_general_model(shop, data_dir):
+    """SMALL_SIM's ~10 reviews: the general model with the best Amazon balanced accuracy scores them (yelp + imdb
+    beats zero-shot there); (a) is reported as not trained, not as a number."""
     shutil.copytree(shop[0] / "cache", data_dir / "cache")  # the cache is keyed by text: share it, skip re-encoding
     result = materialize(resources(data_dir, **SMALL_SIM))
     assert result.success and all(checks_by_name(result).values())
     meta = metadata(result, "review_insights")
-    assert meta["model_used"] == sent.ZERO_SHOT and meta["model_reason"].startswith("zero-shot")
-    assert meta["shop_held_out_accuracy"] is None and meta["amazon_accuracy_own_ratings"] is None
-    assert meta["amazon_accuracy_chosen_model"] == meta["amazon_accuracy_zero_shot"] > 0.7
+    assert meta["model_used"] == sent.EXTERNAL and meta["model_reason"].startswith("yelp-imdb")
+    assert "Amazon" in meta["model_reason"] and "zero_shot 0." in meta["model_reason"]
+    assert meta["shop_held_out_accuracy"] is None and meta["amazon_balanced_accuracy_own_ratings"] is None
+    assert meta["amazon_balanced_accuracy_chosen_model"] == meta["amazon_balanced_accuracy_yelp_imdb"]
+    assert meta["amazon_balanced_accuracy_yelp_imdb"] > meta["amazon_balanced_accuracy_zero_shot"] > 0.7
     assert 0 < meta["reviews"] < 40
 
 
@@ -144,8 +153,8 @@ def test_a_new_shop_finds_the_benchmark_sentences_in_the_machine_wide_cache(shop
     assert result.success and meta["newly_encoded"] > 0  # the shop's reviews: its own cache starts empty
     assert meta["reference_newly_encoded"] == 0 and meta["reference_cached"] >= 2900  # yelp + imdb + amazon
     first = metadata(shop[2], "review_insights")
-    assert meta["amazon_accuracy_yelp_imdb"] == first["amazon_accuracy_yelp_imdb"] > 0.7
-    assert meta["amazon_accuracy_own_ratings"] == first["amazon_accuracy_own_ratings"]
+    assert meta["amazon_balanced_accuracy_yelp_imdb"] == first["amazon_balanced_accuracy_yelp_imdb"] > 0.7
+    assert meta["amazon_balanced_accuracy_own_ratings"] == first["amazon_balanced_accuracy_own_ratings"]
 
 
 def test_dataset_missing_is_reported_not_fatal(shop, data_dir, monkeypatch):
@@ -154,7 +163,7 @@ def test_dataset_missing_is_reported_not_fatal(shop, data_dir, monkeypatch):
                          ["catalog", "reviews", "review_insights"])
     assert result.success
     meta = metadata(result, "review_insights")
-    assert meta["amazon_accuracy_chosen_model"] is None and "dataset not found" in meta["amazon_evaluation"]
+    assert meta["amazon_balanced_accuracy_chosen_model"] is None and "dataset not found" in meta["amazon_evaluation"]
     assert meta["shop_held_out_accuracy"] > 0.8  # the shop's own evaluation needs no external file
     assert checks_by_name(result)["review_sentiment_amazon_accuracy"]
 

@@ -58,7 +58,7 @@ def review_insights_complete(data_dir: DataDirResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=review_insights, name="review_sentiment_amazon_accuracy", blocking=False,
-                description=f"Alarm when the chosen sentiment model scores below {AMAZON_ACCURACY_WARN:.0%} on the UCI Amazon sentences.")
+                description=f"Alarm when the chosen sentiment model scores below {AMAZON_ACCURACY_WARN:.0%} balanced accuracy on the UCI Amazon sentences.")
 def review_sentiment_amazon_accuracy(data_dir: DataDirResource) -> dg.AssetCheckResult:
     evaluation = read_frame(sent.insights_paths(data_dir.layout().root)["evaluation"])
     return _result(check_amazon_accuracy(evaluation, AMAZON_ACCURACY_WARN), dg.AssetCheckSeverity.WARN)
