@@ -19,6 +19,10 @@ windows that end before the first origin: nothing is tuned on a scored window.
 - recommender: the shop ingested up to each window's end and the recommender assets run on it: the ranker
   (raw, and served after filters and MMR) against most popular, item-kNN, EASE, the customer's own past
   products then popular, and TIFU-KNN, on every buyer of the window. NDCG@10 and Recall@20.
+- sentiment: each UCI file of `sentiment_en` (Amazon, Yelp, IMDb) as a shop (file order: first 80 % train, last
+  20 % test; no dates): TF-IDF + LR, embeddings + LR and the combined own-ratings model on the shop's ratings;
+  without ratings the general model trained on the other two files, zero-shot, and `choose_model`'s pick.
+  Balanced accuracy per shop and the mean over shops. Needs no ingested shop.
 
 Prints one table per part (per origin and the mean over origins) and the wall time of each stage. Not a test.
 """
@@ -274,6 +278,21 @@ def recommender_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --------------------------------------------------------------------------- sentiment
+
+
+def sentiment() -> pd.DataFrame:
+    """`sentiment_benchmark.separate_shops` through the machine-wide reference cache (the UCI sentences)."""
+    from ecomarket_assets.settings import plain
+    from ecomarket_assets.text import embeddings as emb
+    from ecomarket_assets.text import sentiment_benchmark as bench
+    from ecomarket_assets.text.model import EmbeddingModelResource
+
+    resource = plain(EmbeddingModelResource)
+    embed = emb.CachedEmbedder(resource.encoder(), emb.reference_cache_path(resource.reference_cache))
+    return bench.separate_shops(embed, bench.sentiment_datasets_dir(resource.sentiment_data))
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -283,7 +302,7 @@ def _show(title: str, frame: pd.DataFrame) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="demand,churn,cdnow,recommender")
+    parser.add_argument("--parts", default="demand,churn,cdnow,recommender,sentiment")
     parser.add_argument("--cdnow", type=Path, default=CDNOW)
     parser.add_argument("--path", type=Path, default=ONLINE_RETAIL)
     parser.add_argument("--data-dir", type=Path, default=None, help="a folder holding (or to hold) the shop's data/")
@@ -296,10 +315,10 @@ def main() -> None:
     use_source("online_retail", args.path, root)
     print(f"source: online_retail {args.path}\nworking folder: {root}", flush=True)
     walls = []
-    if not args.skip_ingest:
+    parts = args.parts.split(",")
+    if not args.skip_ingest and set(parts) - {"sentiment"}:
         for stage in ingest():
             walls.append({"stage": f"ingest {','.join(stage['meta'])}", "seconds": round(stage["seconds"], 1)})
-    parts = args.parts.split(",")
     if "demand" in parts:
         start = time.perf_counter()
         table = demand(root / "data", args.origins, args.timeout, args.tuning_products)
@@ -325,6 +344,14 @@ def main() -> None:
         _show("recommender, per origin (buyers of each 28-day window)", table[[c for c in columns if c in table]])
         _show("recommender: the ranker (raw and served) against the best rule (mean over origins)",
               recommender_summary(table))
+    if "sentiment" in parts:
+        from ecomarket_assets.text.sentiment_benchmark import shops_summary
+
+        start = time.perf_counter()
+        table = sentiment()
+        walls.append({"stage": "sentiment", "seconds": round(time.perf_counter() - start, 1)})
+        _show("sentiment, per shop (UCI file, last 20 % in file order)", table.drop(columns="note"))
+        _show("sentiment: balanced accuracy per shop and the mean over shops", shops_summary(table))
     _show("wall time per stage", pd.DataFrame(walls))
 
 
