@@ -496,3 +496,19 @@ def test_zero_shot_with_the_real_model_on_obvious_sentences(real_encoder, tmp_pa
     scores, labels = model.score(positive + negative)
     assert (scores[:3] > 0.6).all() and (scores[3:] < 0.4).all()
     assert labels.tolist() == ["positive"] * 3 + ["negative"] * 3
+
+
+def test_torch_takes_half_the_cores_and_never_more_than_there_are():
+    import os
+
+    import torch
+
+    from ecomarket_assets.text.model import limit_torch_threads
+
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    try:
+        assert limit_torch_threads() == torch.get_num_threads() == max(1, cores // 2)
+        assert limit_torch_threads(cores + 5) == cores and limit_torch_threads(1) == 1
+    finally:
+        torch.set_num_threads(before)
