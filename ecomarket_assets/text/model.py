@@ -26,7 +26,7 @@ DEFAULT_BATCH_SIZE = 64
 # Encoding threads: half the cores this process may use (at least 1). torch would otherwise take every core, while
 # LightGBM fits (num_threads = 2) run beside it in the same Dagster run. On the shared 2-core machine under load,
 # 1 thread encoded 131-136 texts/s against 37-75 with 2 (400 review-length sentences, 2026-12-03).
-TORCH_THREADS = 0  # 0 = half the cores
+TORCH_THREADS_ENV = "ECOMARKET_TORCH_THREADS"  # set it (e.g. 2) on a machine where nothing else runs beside encoding
 _LOCK = threading.RLock()
 _ENCODERS: dict[tuple[str, int], SentenceEncoder] = {}
 _MODELS: dict[str, object] = {}  # model folder -> loaded SentenceTransformer
@@ -114,11 +114,14 @@ def _load_model(path: Path):
     return model
 
 
-def limit_torch_threads(threads: int = TORCH_THREADS) -> int:
-    """`threads` intra-op threads (0 = half the cores this process may use), never more than those cores, at least
-    one; one inter-op thread (batches are encoded one after another). Returns the intra-op count."""
+def limit_torch_threads(threads: int | None = None) -> int:
+    """`threads` intra-op threads (default ECOMARKET_TORCH_THREADS, 0 or unset = half the cores this process may use),
+    never more than those cores, at least one; one inter-op thread (batches are encoded one after another).
+    Returns the intra-op count."""
     import torch
 
+    if threads is None:
+        threads = int(os.environ.get(TORCH_THREADS_ENV) or 0)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     count = max(1, min(threads or cores // 2, cores))
     torch.set_num_threads(count)
