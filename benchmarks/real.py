@@ -12,9 +12,11 @@ windows that end before the first origin: nothing is tuned on a scored window.
 - demand: the tuned LightGBM (refit at each origin) against seasonal naive, the same weekday's mean over 8
   weeks, a 28-day moving average and AutoETS, on the 28 days after each origin. Day and week WAPE, bias,
   P10-P90 coverage per day and per week.
-- churn: BG/NBD + Gamma-Gamma fitted at each origin on the purchases before it, scored on the 90 days after it,
-  against recency, 1 / purchase days (churn) and "the same daily rate as the customer's history" (purchases,
-  revenue). Churn AUC, Spearman, mean absolute error, predicted total / real total.
+- churn: BG/NBD + Gamma-Gamma, the supervised LightGBM (on the shop's past cutoffs), their blend, and "served":
+  what user_profiles serves (the model per column chosen on the 90 days before the origin, totals calibrated
+  there), each fitted on the days before the origin and scored on the 90 days after it, against recency,
+  1 / purchase days (churn) and "the same daily rate as the customer's history" (purchases, revenue). Churn
+  AUC, Spearman, mean absolute error, predicted total / real total.
 - cdnow: the same on CDNOW's 23,570 customers (purchases only), the classic CLV data set.
 - recommender: the shop ingested up to each window's end and the recommender assets run on it: the ranker
   (raw, and served after filters and MMR) against most popular, item-kNN, EASE, the customer's own past
@@ -125,12 +127,13 @@ def cdnow_activity(path: Path):
 
 def churn(activity, origins: int) -> pd.DataFrame:
     """Per origin and method: churn AUC, purchases Spearman / MAE / total ratio, revenue MAE / total ratio."""
-    from ecomarket_assets.profiles import predictive, supervised
+    from ecomarket_assets.profiles import build, predictive, supervised
+    from ecomarket_assets.profiles.features import until
 
     last = dt.date.fromisoformat(max(activity.users["date"]))
     horizon = predictive.HORIZON_DAYS
     users = pd.Index(sorted(activity.users["user_id"].unique()))
-    rows = []
+    rows, choices = [], []
     for k in range(origins - 1, -1, -1):
         window_end = last - dt.timedelta(days=WINDOW * k)
         start = time.perf_counter()
@@ -144,6 +147,12 @@ def churn(activity, origins: int) -> pd.DataFrame:
         learned = supervised.fit(known, cutoff, horizon)
         boosted = learned.predict(known, cutoff).reindex(scored.index) if learned else None
         boosted_seconds = time.perf_counter() - start
+        start = time.perf_counter()  # what user_profiles serves: the model per column chosen on the 90 days before
+        served = build.predict(until(activity, cutoff), scored.index, cutoff, horizon)
+        served_table = served.table.set_index("user_id").reindex(scored.index)
+        served_seconds = time.perf_counter() - start
+        choices.append({"origin": cutoff, "served": served.selection.describe(), "note": served.selection.note,
+                        **{f"scale_{k}": round(v, 3) for k, v in served.selection.scale.items()}})
         methods = {
             "bg_nbd": (scored["churn_probability"], scored["predicted_purchases"], scored["predicted_clv"]),
             "recency": (rivals["days_since_last_purchase"], None, None),
@@ -155,13 +164,19 @@ def churn(activity, origins: int) -> pd.DataFrame:
         if boosted is not None:
             methods["lightgbm"] = (boosted["churn_probability"], boosted["predicted_purchases"],
                                    boosted["predicted_clv"])
-        spent = {"bg_nbd": seconds, "lightgbm": boosted_seconds}
+            methods["blend"] = tuple((scored[c] + boosted[c]) / 2 for c in ("churn_probability", "predicted_purchases",
+                                                                               "predicted_clv"))
+        methods["served"] = (served_table["churn_probability"], served_table["predicted_purchases"],
+                             served_table["predicted_clv"])
+        spent = {"bg_nbd": seconds, "lightgbm": boosted_seconds, "blend": seconds + boosted_seconds,
+                 "served": served_seconds}
         for name, (churn_score, purchases, revenue) in methods.items():
             rows.append({"origin": cutoff, "method": name, "users": len(scored),
                          **value_scores(scored, churn_score, purchases, revenue),
                          "seconds": round(spent[name], 1) if name in spent else np.nan})
         print(f"  churn origin {cutoff} (window to {window_end}): {len(scored):,} past buyers, "
               f"{scored['no_purchase'].mean():.1%} without a purchase in {horizon} days, {seconds:.1f} s", flush=True)
+    _show("which model user_profiles served per column, and its total calibration", pd.DataFrame(choices))
     return pd.DataFrame(rows)
 
 
@@ -199,7 +214,7 @@ def value_scores(scored: pd.DataFrame, churn_score: pd.Series, purchases: pd.Ser
     return out
 
 
-MODELS = ("bg_nbd", "lightgbm")
+MODELS = ("bg_nbd", "lightgbm", "blend", "served")
 
 
 def churn_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,8 @@
-"""Assemble the user portrait: features + RFM + predictions + next-order date (+ interest embedding)."""
+"""Assemble the user portrait: features + RFM + predictions + next-order date (+ interest embedding).
+
+The prediction columns come from BG/NBD + Gamma-Gamma or the supervised model, per column, as `selection` chose
+on the shop's validation window, with calibrated totals.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ecomarket_assets.profiles import predictive
+from ecomarket_assets.profiles import predictive, selection
 from ecomarket_assets.profiles.activity import DailyActivity
 from ecomarket_assets.profiles.rfm import rfm_table
 
@@ -17,6 +21,28 @@ class Portrait:
     profiles: pd.DataFrame
     backtest: predictive.Backtest | None
     params: dict[str, float]
+    selection: selection.Selection
+
+
+@dataclass
+class Predicted:
+    table: pd.DataFrame  # user_id, the prediction columns of `predictive.fit_predict`, as served
+    backtest: predictive.Backtest | None
+    params: dict[str, float]
+    selection: selection.Selection
+
+
+def predict(activity: DailyActivity, users: pd.Index, as_of: dt.date, horizon: int = predictive.HORIZON_DAYS,
+            truth_users: pd.DataFrame | None = None) -> Predicted:
+    """Churn, purchases and value for `users` as `user_profiles` serves them (the benchmarks score this too)."""
+    evaluation = predictive.backtest(activity, users, as_of, horizon, truth_users)
+    rates = evaluation.never_buyer_rates if evaluation else predictive.never_buyer_rates_from_history(activity, as_of, horizon)
+    predictions = predictive.fit_predict(activity, users, as_of, horizon, rates)
+    chosen = (selection.choose(evaluation.scored, activity.users, as_of - dt.timedelta(days=horizon), horizon)
+              if evaluation else selection.Selection(note="BG/NBD everywhere: too little history for a validation window"))
+    table = selection.apply(predictions.table, chosen, activity.users, as_of, horizon)
+    table["churn_band"] = predictive.churn_band(table["churn_probability"])
+    return Predicted(table, evaluation, predictions.params, chosen)
 
 
 def build_profiles(features: pd.DataFrame, activity: DailyActivity, as_of: dt.date,
@@ -24,10 +50,8 @@ def build_profiles(features: pd.DataFrame, activity: DailyActivity, as_of: dt.da
     users = pd.Index(features["user_id"])
     frame = features.set_index("user_id")
     frame = frame.join(rfm_table(frame["days_since_last_order"], frame["orders"], frame["revenue"]))
-    evaluation = predictive.backtest(activity, users, as_of, horizon, truth_users)
-    rates = evaluation.never_buyer_rates if evaluation else predictive.never_buyer_rates_from_history(activity, as_of, horizon)
-    predictions = predictive.fit_predict(activity, users, as_of, horizon, rates)
-    frame = frame.join(predictions.table.set_index("user_id"))
+    predicted = predict(activity, users, as_of, horizon, truth_users)
+    frame = frame.join(predicted.table.set_index("user_id"))
     frame["expected_next_order_date"] = predictive.next_order_date(frame["last_order_date"], frame["days_between_orders"], as_of)
     frame.insert(0, "as_of", as_of)
-    return Portrait(frame.reset_index(), evaluation, predictions.params)
+    return Portrait(frame.reset_index(), predicted.backtest, predicted.params, predicted.selection)

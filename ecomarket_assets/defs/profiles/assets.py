@@ -127,6 +127,10 @@ def user_profiles(data_dir: DataDirResource, source: ShopSourceResource) -> dg.M
         "users_with_interest_embedding": interests,
         "interest_embeddings_path": dg.MetadataValue.path(str(layout.root / "user_profiles" / "interest_embeddings.parquet")),
         "model_params": md.table({k: round(v, 4) for k, v in portrait.params.items()}, "param", "value"),
+        "prediction_models": portrait.selection.describe(),
+        "prediction_model_choice": (md.table(portrait.selection.table.round(4)) if len(portrait.selection.table)
+                                    else portrait.selection.note),
+        "prediction_model_note": portrait.selection.note,
         "preview": md.preview(profiles[["user_id", "rfm_segment", "orders", "revenue", "predicted_purchases",
                                         "churn_probability", "churn_band", "predicted_clv", "expected_next_order_date"]]),
         "path": dg.MetadataValue.path(str(layout.table("user_profiles"))),
