@@ -1,4 +1,16 @@
-"""The next 28 days for every active product, with roll-ups that add up."""
+"""The next 28 days for every active product, with week totals and roll-ups that add up.
+
+Which column for what:
+- `forecast`: the point forecast to judge a product-day or product-week by (lowest WAPE). It runs low in
+  total (WAPE rewards forecasting low on intermittent days), so do not add it up for stock or revenue plans.
+- `expected_units`: `forecast` x the level factor found on the tuning windows, the column whose sums should
+  match real units (roll-ups, stock, revenue); its per-product error is larger.
+- `p10`/`p90` per day: an 80 % interval for one product-day (most days are 0, so its coverage is decided by
+  zero ties). Do not add daily bounds up: their sum is too wide for a week.
+- `product_weeks` (demand_forecast_weekly.parquet): per product and week (horizon days 1-7, 8-14, ...), the
+  summed `forecast`/`expected_units` and the week's own `p10_week`/`p90_week`, calibrated on week sums of the
+  tuning windows to cover 80 %.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +25,8 @@ from ecomarket_assets.forecasting.features import (
     build_features,
     forecast_rows,
 )
+from ecomarket_assets.forecasting.metrics import weekly
+from ecomarket_assets.forecasting.model import IntervalCalibration, week_interval
 from ecomarket_assets.forecasting.panel import SalesPanel
 
 ACTIVE_WINDOW = 28
@@ -40,6 +54,31 @@ def product_forecast(panel: SalesPanel, predict: Callable[[pd.DataFrame], pd.Dat
         "horizon": h,
     })
     return pd.concat([frame, predicted[["forecast", "expected_units", "p10", "p50", "p90"]]], axis=1)
+
+
+def product_weeks(forecast: pd.DataFrame, calibration: IntervalCalibration) -> pd.DataFrame:
+    """Per product and forecast week: summed forecast and expected units, and the week's own P10/P90.
+
+    `forecast` is `product_forecast`'s frame (product-major, horizons 1..H, H a multiple of 7)."""
+    horizon = int(forecast["horizon"].max())
+    shape = (len(forecast) // horizon, horizon)
+    if shape[0] * horizon != len(forecast) or horizon % 7:
+        raise ValueError("every product needs horizons 1..H, H a multiple of 7")
+    days = {c: forecast[c].to_numpy(dtype=float).reshape(shape) for c in ("forecast", "expected_units", "p10", "p90")}
+    low, high = week_interval(days["p10"], days["p90"], calibration)
+    weeks = horizon // 7
+    first = forecast.iloc[::7]  # the first day of each product-week
+    return pd.DataFrame({
+        "product_id": first["product_id"].to_numpy(),
+        "category": first["category"].to_numpy(),
+        "week": np.tile(np.arange(1, weeks + 1), shape[0]),
+        "date_from": first["date"].to_numpy(),
+        "date_to": forecast["date"].to_numpy()[6::7],
+        "forecast": weekly(days["forecast"]).ravel(),
+        "expected_units": weekly(days["expected_units"]).ravel(),
+        "p10_week": low.ravel(),
+        "p90_week": high.ravel(),
+    })
 
 
 def rollups(forecast: pd.DataFrame) -> pd.DataFrame:

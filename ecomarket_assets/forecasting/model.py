@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ecomarket_assets.forecasting.features import EmbeddingBasis
+from ecomarket_assets.forecasting.metrics import weekly
 from ecomarket_assets.mlops.tracking import gain_importance
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -61,6 +62,12 @@ class IntervalCalibration:
     coverage_before: float = float("nan")
     coverage_after: float = float("nan")
     level: float = 1.0
+    # Week bounds: offsets on the week sums of the calibrated daily P10/P90 (see week_interval), fitted on the
+    # same folds. Summed daily bounds are too wide for a week (a sum of P10s lies below the sum's P10).
+    week_lower: float = 0.0
+    week_upper: float = 0.0
+    week_coverage_before: float = float("nan")
+    week_coverage_after: float = float("nan")
 
 
 @dataclass
@@ -230,10 +237,35 @@ def _width(low: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 
 def apply_calibration(low: np.ndarray, high: np.ndarray, cal: IntervalCalibration) -> tuple[np.ndarray, np.ndarray]:
+    return _shift(low, high, cal.lower, cal.upper)
+
+
+def _shift(low: np.ndarray, high: np.ndarray, lower: float, upper: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds moved out (offset > 0) or in (< 0) by offset x width, never below 0 nor crossing."""
     width = _width(low, high)
-    new_low = np.maximum(low - cal.lower * width, 0.0)
-    new_high = np.maximum(high + cal.upper * width, new_low)
+    new_low = np.maximum(low - lower * width, 0.0)
+    new_high = np.maximum(high + upper * width, new_low)
     return new_low, new_high
+
+
+def week_interval(low: np.ndarray, high: np.ndarray, cal: IntervalCalibration) -> tuple[np.ndarray, np.ndarray]:
+    """P10/P90 of each product's 7-day sums, (P, H // 7), from calibrated daily bounds (P, H).
+
+    The week sums of the daily P10s and P90s, moved by the week offsets. Day k of the horizon belongs to week
+    k // 7, the blocks `metrics.weekly` scores."""
+    return _shift(weekly(low), weekly(high), cal.week_lower, cal.week_upper)
+
+
+def calibrate_weeks(cal: IntervalCalibration, low: np.ndarray, high: np.ndarray, actual: np.ndarray,
+                    target: float = TARGET_COVERAGE) -> IntervalCalibration:
+    """`cal` with week offsets fitted like the daily ones (`calibrate`) on out-of-sample week sums.
+
+    `low`/`high` are calibrated daily bounds and `actual` the daily units, (P, H) each; a week with an unknown
+    day is left out."""
+    week = calibrate(weekly(low).ravel(), weekly(high).ravel(), weekly(actual).ravel(), target)
+    cal.week_lower, cal.week_upper = week.lower, week.upper
+    cal.week_coverage_before, cal.week_coverage_after = week.coverage_before, week.coverage_after
+    return cal
 
 
 def calibrate(low: np.ndarray, high: np.ndarray, actual: np.ndarray,
