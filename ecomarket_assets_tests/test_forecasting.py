@@ -197,6 +197,24 @@ def test_product_weeks_sum_the_days_and_carry_the_week_bounds():
     assert weeks["p10_week"].tolist() == [5.25] * 4 and weeks["p90_week"].tolist() == [10.5] * 4
 
 
+def test_every_product_is_forecast_and_quiet_ones_are_counted():
+    panel = _random_panel(n_products=6, n_days=120)
+    panel.units[2, -40:] = 0.0  # quiet: no sale and no view for 40 days
+    panel.views[2, -40:] = 0.0
+    origin = len(panel.days) - 1
+    assert fc.quiet_products(panel, origin).tolist() == [2]
+    assert 2 not in fc.active_products(panel, origin)
+
+    def predict(features: pd.DataFrame) -> pd.DataFrame:
+        rate = features["mean_112"].to_numpy()
+        return pd.DataFrame({"forecast": rate, "expected_units": rate, "p10": 0 * rate, "p50": rate, "p90": 2 * rate})
+
+    forecast = fc.product_forecast(panel, predict, None)
+    assert sorted(forecast["product_id"].unique()) == sorted(panel.product_ids)
+    quiet = forecast[forecast["product_id"] == panel.product_ids[2]]
+    assert len(quiet) == 28 and (quiet["forecast"] > 0).all()  # its longer history still gives it a rate
+
+
 def test_level_factor_corrects_a_low_forecast_and_is_bounded():
     actual = np.array([[0.0, 4.0, np.nan], [2.0, 0.0, 0.0]])
     assert dm.level_factor(actual, np.array([[1.0, 1.0, 9.0], [1.0, 0.0, 0.0]])) == pytest.approx(2.0)  # NaN ignored

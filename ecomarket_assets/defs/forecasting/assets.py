@@ -234,7 +234,7 @@ def _log_training(tuning: tr.Tuning, plan: pd.DataFrame, importance: pd.DataFram
     kinds={"python", "mlflow", "parquet"},
     owners=OWNERS,
     deps=[demand_model, demand_training_set],
-    description="Next 28 days for every active product (a sale or view in the last 28 days), from the `champion` version in the "
+    description="Next 28 days for every product seen so far (quiet ones too), from the `champion` version in the "
     "MLflow registry. Per product-day: `forecast` (the point forecast with the lowest WAPE: judge a product by it; it "
     "runs low in total), `expected_units` (level-corrected on the tuning windows: the column to add up for stock and "
     "revenue) and P10/P50/P90 for the day. Per product-week (demand_forecast_weekly.parquet): the summed columns and "
@@ -251,6 +251,7 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
     forecast["model_version"] = str(version.version)
     rollups = fc.rollups(forecast)
     weeks = fc.product_weeks(forecast, served.calibration)
+    quiet = panel.product_ids[fc.quiet_products(panel, len(panel.days) - 1)]
     write_frame(forecast, store.forecast / "demand_forecast.parquet")
     write_frame(weeks, store.forecast / "demand_forecast_weekly.parquet")
     write_frame(rollups, store.forecast / "rollups.parquet")
@@ -264,6 +265,8 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
         "units_next_28_days": float(forecast["forecast"].sum()),
         "expected_units_next_28_days": float(forecast["expected_units"].sum()),
         "units_last_28_days": float(np.nansum(panel.units[:, -28:])),
+        "quiet_products": len(quiet),  # no sale or view in the last 28 days, forecast all the same
+        "quiet_products_units_next_28_days": float(forecast.loc[forecast["product_id"].isin(quiet), "forecast"].sum()),
         "week_interval_coverage_on_tuning_windows": float(served.calibration.week_coverage_after),
         "weekly_preview": md.preview(weeks.round(3)),
         "by_category": md.table(rollups[rollups["level"] == "category"].groupby("key")["forecast"].sum().round(1)
