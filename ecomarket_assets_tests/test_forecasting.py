@@ -154,11 +154,14 @@ def test_week_calibration_narrows_summed_daily_bounds_to_the_target_on_held_out_
     fit = dm.calibrate_weeks(dm.IntervalCalibration(lower=0.1), low, high, actual)
     assert fit.lower == 0.1  # the daily offsets stay
     assert fit.week_coverage_before > 0.95 and fit.week_coverage_after == pytest.approx(0.8, abs=0.01)
-    assert fit.week_lower < 0 and fit.week_upper < 0  # independent days: the week's interval is narrower
+    assert len(fit.week_edges) == 2 and len(fit.week_lower) == len(fit.week_upper) == 3  # three volume buckets
+    assert max(fit.week_lower) < 0 and max(fit.week_upper) < 0  # independent days: the week's interval is narrower
     actual, low, high = _poisson_weeks(4_000, seed=3)
     week_low, week_high = dm.week_interval(low, high, fit)
     assert week_low.shape == (4_000, 4) and (week_low >= 0).all() and (week_low <= week_high).all()
     assert dm.coverage(metrics.weekly(actual).ravel(), week_low.ravel(), week_high.ravel()) == pytest.approx(0.8, abs=0.02)
+    busy = metrics.weekly(high) > fit.week_edges[1]  # the top bucket on its own
+    assert dm.coverage(metrics.weekly(actual)[busy], week_low[busy], week_high[busy]) == pytest.approx(0.8, abs=0.04)
     unchanged = dm.week_interval(low, high, dm.IntervalCalibration())  # no week offsets: the summed daily bounds
     np.testing.assert_array_equal(unchanged[0], metrics.weekly(low))
     np.testing.assert_array_equal(unchanged[1], metrics.weekly(high))
@@ -187,13 +190,13 @@ def test_product_weeks_sum_the_days_and_carry_the_week_bounds():
         "horizon": list(range(1, 15)) * 2, "forecast": [1.0] * 14 + [2.0] * 7 + [0.0] * 7,
         "expected_units": [1.5] * 28, "p10": [0.0] * 28, "p50": [1.0] * 28, "p90": [3.0] * 28,
     })
-    calibration = dm.IntervalCalibration(week_lower=-0.25, week_upper=-0.5)
+    calibration = dm.IntervalCalibration(week_edges=[30.0], week_lower=[-0.25, 0.0], week_upper=[-0.5, 9.0])
     weeks = fc.product_weeks(forecast, calibration)
     assert weeks[["product_id", "week"]].values.tolist() == [["A", 1], ["A", 2], ["B", 1], ["B", 2]]
     assert weeks["forecast"].tolist() == [7.0, 7.0, 14.0, 0.0] and (weeks["expected_units"] == 10.5).all()
     assert weeks["date_from"].tolist() == [days[0], days[7]] * 2 and weeks["date_to"].tolist() == [days[6], days[13]] * 2
     assert weeks["category"].tolist() == ["x", "x", "y", "y"]
-    # summed bounds [0, 21], width 21: low 0 + 0.25 x 21, high 21 - 0.5 x 21
+    # summed bounds [0, 21] (below the edge 30: the first bucket), width 21: low 0 + 0.25 x 21, high 21 - 0.5 x 21
     assert weeks["p10_week"].tolist() == [5.25] * 4 and weeks["p90_week"].tolist() == [10.5] * 4
 
 

@@ -198,13 +198,18 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
                                           "week raw coverage (summed daily bounds)":
                                               round(tuning.calibration.week_coverage_before, 4),
                                           "week calibrated coverage": round(tuning.calibration.week_coverage_after, 4),
-                                          "week lower offset": round(tuning.calibration.week_lower, 4),
-                                          "week upper offset": round(tuning.calibration.week_upper, 4),
+                                          "week buckets (summed P90 edges)": _rounded(tuning.calibration.week_edges),
+                                          "week lower offsets": _rounded(tuning.calibration.week_lower),
+                                          "week upper offsets": _rounded(tuning.calibration.week_upper),
                                           "level factor (expected_units)": round(tuning.calibration.level, 4),
                                           "calibration rows": tuning.calibration.calibration_rows}, "what", "value"),
         "feature_importance": plots.importance(importance),
         **({"optuna_history": plots.optuna_history(tuning.trials)} if choice.mode == "full" else {}),
     })
+
+
+def _rounded(values: list[float]) -> str:
+    return ", ".join(f"{v:.3f}" for v in values)
 
 
 def _log_training(tuning: tr.Tuning, plan: pd.DataFrame, importance: pd.DataFrame, fit_seconds: float,
