@@ -216,6 +216,35 @@ def test_every_product_is_forecast_and_quiet_ones_are_counted():
     assert sorted(forecast["product_id"].unique()) == sorted(panel.product_ids)
     quiet = forecast[forecast["product_id"] == panel.product_ids[2]]
     assert len(quiet) == 28 and (quiet["forecast"] > 0).all()  # its longer history still gives it a rate
+    from ecomarket_assets.forecasting.baselines import weekday_mean
+    blended = fc.product_forecast(panel, predict, None, calibration=dm.IntervalCalibration(blend=1.0, level=2.0))
+    rule = weekday_mean(panel.units[:, : origin + 1], 28).ravel()  # every product, product-major
+    np.testing.assert_allclose(blended["forecast"], rule)
+    np.testing.assert_allclose(blended["expected_units"], 2 * rule)
+
+
+def test_choose_blend_takes_the_best_week_weight_that_keeps_the_day_margin():
+    # two products over 14 days; the model gets the days right but misses the level of product 2's weeks
+    actual = np.array([[0, 0, 0, 7, 0, 0, 0] * 2, [2, 2, 2, 2, 2, 2, 2] * 2], dtype=float)
+    model = np.array([[0, 0, 0, 7, 0, 0, 0] * 2, [1, 1, 1, 1, 1, 1, 1] * 2], dtype=float)
+    rule = np.array([[1, 1, 1, 1, 1, 1, 1] * 2, [2, 2, 2, 2, 2, 2, 2] * 2], dtype=float)
+    weight, table = dm.choose_blend([actual], [model], [rule], weights=(0.0, 0.25, 0.5, 1.0), margin=0.03)
+    # units 42; rule: day errors 24 (product 1), week errors 0; model: day and week errors 14 (product 2)
+    assert table["weight"].tolist() == [0.0, 0.25, 0.5, 1.0]
+    assert table.loc[0, "wape_day"] == pytest.approx(14 / 42) and table.loc[3, "wape_week"] == 0.0
+    expected_day = [(14 * (1 - w) + 24 * w) / 42 for w in (0.0, 0.25, 0.5, 1.0)]  # errors never cancel here
+    np.testing.assert_allclose(table["wape_day"], expected_day)
+    # the rule's weeks are perfect, but only weights whose day WAPE is 3 % below the rule's (24 / 42) count
+    assert weight == 0.5 and table.loc[2, "day_vs_rule"] <= -0.03 < table.loc[3, "day_vs_rule"]
+    assert dm.choose_blend([actual], [rule], [rule], weights=(0.0, 1.0))[0] == 0.0  # nothing beats the rule
+
+
+def test_with_rule_blends_the_point_forecast_and_keeps_the_level():
+    predicted = pd.DataFrame({"forecast": [1.0, 3.0], "expected_units": [9.0, 9.0], "p10": [0.0, 1.0],
+                              "p50": [1.0, 2.0], "p90": [2.0, 4.0]})
+    blended = dm.with_rule(predicted, np.array([[3.0, 1.0]]), dm.IntervalCalibration(blend=0.25, level=2.0))
+    assert blended["forecast"].tolist() == [1.5, 2.5] and blended["expected_units"].tolist() == [3.0, 5.0]
+    pd.testing.assert_frame_equal(blended[["p10", "p50", "p90"]], predicted[["p10", "p50", "p90"]])
 
 
 def test_level_factor_corrects_a_low_forecast_and_is_bounded():

@@ -77,17 +77,18 @@ def forecast_fold(panel: SalesPanel, train: TrainingSet, tuning: Tuning, basis: 
     start = time.perf_counter()
     model = fitted if fitted is not None else fit_final(train, tuning, basis, origin)
     seconds = time.perf_counter() - start
-    predicted = model.predict(fold.features)
     shape = fold.actual.shape
-    low, high = (predicted[q].to_numpy().reshape(shape) for q in ("p10", "p90"))
     history = panel.units[fold.products, : origin + 1]
+    rule = baselines.weekday_mean(history, horizon)
+    predicted = dm.with_rule(model.predict(fold.features), rule, model.calibration)
+    low, high = (predicted[q].to_numpy().reshape(shape) for q in ("p10", "p90"))
     ets = baselines.auto_ets(history, horizon, model=ETS_MODEL, n_jobs=2)
     methods = {
         MODEL: MethodForecast(predicted["forecast"].to_numpy().reshape(shape), low, high,
                               *dm.week_interval(low, high, model.calibration)),
         EXPECTED: MethodForecast(predicted["expected_units"].to_numpy().reshape(shape)),
         "seasonal_naive": MethodForecast(baselines.seasonal_naive(history, horizon)),
-        "weekday_mean": MethodForecast(baselines.weekday_mean(history, horizon)),
+        "weekday_mean": MethodForecast(rule),
         "moving_average": MethodForecast(baselines.moving_average(history, horizon)),
         "auto_ets": MethodForecast(ets.mean, ets.lo, ets.hi),
     }

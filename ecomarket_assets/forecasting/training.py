@@ -2,8 +2,9 @@
 
 Time is split, never shuffled. The newest `backtest_folds` 28-day windows are
 the backtest; the `tuning_folds` windows just before them are where Optuna
-chooses hyper-parameters and where the interval calibration is fitted. So the
-backtest scores a model whose every choice was made on earlier data.
+chooses hyper-parameters and where the interval calibration (day and week), the
+weekday-mean rule's weight in the point forecast and the level factor are fitted. So
+the backtest scores a model whose every choice was made on earlier data.
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ class Tuning:
     mode: str = "full"  # full: Optuna searched; warm: an earlier search's choices reused
     # per tuning fold: the best trial's out-of-sample mean and raw P10/P90, (P_f, horizon) each
     fold_forecasts: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
+    blend_search: pd.DataFrame = field(default_factory=pd.DataFrame)  # each rule weight's tuning-fold WAPEs
 
 
 class _OutOfTime(Exception):
@@ -247,10 +249,10 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
     best = study.best_trial
     rounds = int(best.user_attrs["rounds"])
     params = {k: v for k, v in best.params.items() if k in _TUNED}
-    calibration, fold_rows, outputs = _calibrate(folds, fold_train, datasets, best_forecasts[best.number], params,
-                                                 categories)
+    calibration, fold_rows, outputs, blend_search = _calibrate(folds, fold_train, datasets,
+                                                               best_forecasts[best.number], params, categories)
     return Tuning(params, rounds, float(best.value), _trials_frame(study), pd.DataFrame(fold_rows), calibration,
-                  time.perf_counter() - start, study, fold_forecasts=outputs)
+                  time.perf_counter() - start, study, fold_forecasts=outputs, blend_search=blend_search)
 
 
 def warm_tuning(train: TrainingSet, folds: list[FoldData], params: dict, seed: int = 7) -> Tuning:
@@ -284,9 +286,9 @@ def _new_study(storage: str | None, name: str | None, seed: int) -> optuna.Study
 
 def _calibrate(folds: list[FoldData], fold_train: list[tuple[pd.DataFrame, np.ndarray]], datasets: list[lgb.Dataset],
                means: list[np.ndarray], params: dict, categories: list[str]
-               ) -> tuple[dm.IntervalCalibration, list[dict], list[dict[str, np.ndarray]]]:
-    """Conformal interval offsets (day, then week sums of the calibrated days) and the level factor from
-    out-of-sample fold forecasts."""
+               ) -> tuple[dm.IntervalCalibration, list[dict], list[dict[str, np.ndarray]], pd.DataFrame]:
+    """Conformal interval offsets (day, then week sums of the calibrated days), the weekday-mean rule's weight
+    in the point forecast and the level factor, all from out-of-sample fold forecasts."""
     fold_rows, lows, highs, actuals, outputs = [], [], [], [], []
     for fold, (x, y), data, mean in zip(folds, fold_train, datasets, means, strict=True):
         quantiles = dm.fit_quantiles(x, y, params, categories, levels=(0.1, 0.9), data=data)
@@ -301,8 +303,13 @@ def _calibrate(folds: list[FoldData], fold_train: list[tuple[pd.DataFrame, np.nd
     daily = [dm.apply_calibration(o["low"], o["high"], calibration) for o in outputs]
     dm.calibrate_weeks(calibration, np.vstack([lo for lo, _ in daily]), np.vstack([hi for _, hi in daily]),
                        np.vstack([f.actual for f in folds]))
-    calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate([m.ravel() for m in means]))
-    return calibration, fold_rows, outputs
+    blend_search = pd.DataFrame()
+    if all(f.rival is not None for f in folds):
+        calibration.blend, blend_search = dm.choose_blend([f.actual for f in folds], means, [f.rival for f in folds])
+    point = [m if f.rival is None else (1 - calibration.blend) * m + calibration.blend * f.rival
+             for m, f in zip(means, folds, strict=True)]
+    calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate([p.ravel() for p in point]))
+    return calibration, fold_rows, outputs, blend_search
 
 
 def _trial_reporter(progress: Callable[[str], None], n_trials: int) -> Callable:

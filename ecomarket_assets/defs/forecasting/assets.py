@@ -182,6 +182,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
         "search_budget_seconds": searched.get("search_budget_seconds", "none"),
         "cv_wape": tuning.best_wape,
         "cv_folds": md.table(tuning.fold_metrics.round(4)),
+        "blend_search": md.table(tuning.blend_search.round(4)),
         "fold_plan": md.table(plan.describe(panel).astype(str)),
         "best_params": md.table({k: round(v, 5) if isinstance(v, float) else v
                                  for k, v in {**tuning.params, "num_boost_round": tuning.rounds}.items()},
@@ -201,6 +202,7 @@ def demand_model(context: dg.AssetExecutionContext, config: DemandModelConfig, d
                                           "week buckets (summed P90 edges)": _rounded(tuning.calibration.week_edges),
                                           "week lower offsets": _rounded(tuning.calibration.week_lower),
                                           "week upper offsets": _rounded(tuning.calibration.week_upper),
+                                          "weekday-mean rule's weight in forecast": tuning.calibration.blend,
                                           "level factor (expected_units)": round(tuning.calibration.level, 4),
                                           "calibration rows": tuning.calibration.calibration_rows}, "what", "value"),
         "feature_importance": plots.importance(importance),
@@ -252,7 +254,7 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
     champion = registry.load_champion(mlflow_tracking, MODEL_NAME)
     served = champion.unwrap_python_model().model
     version = registry.champion_version(mlflow_tracking.client(), MODEL_NAME)
-    forecast = fc.product_forecast(panel, champion.predict, served.basis)
+    forecast = fc.product_forecast(panel, champion.predict, served.basis, calibration=served.calibration)
     forecast["model_version"] = str(version.version)
     rollups = fc.rollups(forecast)
     weeks = fc.product_weeks(forecast, served.calibration)
