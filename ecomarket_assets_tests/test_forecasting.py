@@ -247,6 +247,30 @@ def test_with_rule_blends_the_point_forecast_and_keeps_the_level():
     pd.testing.assert_frame_equal(blended[["p10", "p50", "p90"]], predicted[["p10", "p50", "p90"]])
 
 
+def test_a_product_without_events_is_forecast_from_its_text_neighbours_launch_weeks():
+    panel = _random_panel(n_products=6, n_days=120)
+    launch = fc.launch_days(panel, days=28)
+    first = int(panel.first_day[3])
+    np.testing.assert_array_equal(launch[3], panel.units[3, first : first + 28])
+    late = fc.launch_days(panel, days=130)  # past the panel's end: NaN
+    assert np.isnan(late[0, 120:]).all() and not np.isnan(late[0, :120]).any()
+    coords = np.eye(6, 3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]] + np.float32(0.01) * np.arange(6)[:, None]
+    new_coords = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=np.float32)  # next to P2/P5, next to P0/P3
+    basis = ft.EmbeddingBasis(np.array([*panel.product_ids, "NEW", "NO_TEXT_OK"], dtype=object),
+                              np.vstack([coords, new_coords]))
+    catalog = pd.DataFrame({"product_id": [*panel.product_ids, "NEW", "NO_TEXT_OK", "NO_TEXT"],
+                            "category": [*panel.category, "lamps", None, "rugs"]})
+    new = fc.new_product_forecast(panel, basis, catalog, horizon=14, k=2)
+    assert sorted(new["product_id"].unique()) == ["NEW", "NO_TEXT_OK"]  # NO_TEXT has no embedding: left out
+    assert len(new) == 28 and (new["method"] == "text_neighbours").all() and new["horizon"].tolist()[:3] == [1, 2, 3]
+    neighbours = np.concatenate([launch[2], launch[5]])
+    row = new[new["product_id"] == "NEW"].iloc[0]
+    assert row["forecast"] == pytest.approx(np.nanmean(neighbours)) and row["category"] == "lamps"
+    assert row["p90"] == pytest.approx(np.nanquantile(neighbours, 0.9)) and row["p10"] <= row["p50"] <= row["p90"]
+    assert new[new["product_id"] == "NO_TEXT_OK"]["category"].iloc[0] == "unknown"
+    assert fc.new_product_forecast(panel, None, catalog).empty
+
+
 def test_level_factor_corrects_a_low_forecast_and_is_bounded():
     actual = np.array([[0.0, 4.0, np.nan], [2.0, 0.0, 0.0]])
     assert dm.level_factor(actual, np.array([[1.0, 1.0, 9.0], [1.0, 0.0, 0.0]])) == pytest.approx(2.0)  # NaN ignored

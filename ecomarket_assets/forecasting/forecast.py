@@ -14,7 +14,9 @@ Which column for what:
 
 Every product seen by the origin is forecast, also one quiet for `ACTIVE_WINDOW` days (the model learned
 from such days: its forecast is the low rate of the product's longer history, features `mean_112`,
-`days_since_sale`); `quiet_products` counts them.
+`days_since_sale`); `quiet_products` counts them. A catalog product never seen in the events is forecast
+from its text neighbours' first weeks (`new_product_forecast`, `method` = text_neighbours); its week
+bounds use the model's week offsets, which were not fitted on such products.
 """
 
 from __future__ import annotations
@@ -71,7 +73,66 @@ def product_forecast(panel: SalesPanel, predict: Callable[[pd.DataFrame], pd.Dat
         "date": panel.date_of(d).date,
         "horizon": h,
     })
-    return pd.concat([frame, predicted[["forecast", "expected_units", "p10", "p50", "p90"]]], axis=1)
+    columns = ["forecast", "expected_units", "p10", "p50", "p90"]
+    return pd.concat([frame, predicted[columns]], axis=1).assign(method="model")
+
+
+NEIGHBOURS = 10
+LAUNCH_DAYS = 28
+
+
+def launch_days(panel: SalesPanel, days: int = LAUNCH_DAYS) -> np.ndarray:
+    """(P, days) units of each product's first `days` days in the panel (NaN past the panel's end)."""
+    first = np.minimum(panel.first_day, panel.units.shape[1])
+    index = first[:, None] + np.arange(days)[None, :]
+    padded = np.hstack([panel.units, np.full((len(first), days), np.nan)])
+    return padded[np.arange(len(first))[:, None], index]
+
+
+def new_product_forecast(panel: SalesPanel, basis: EmbeddingBasis | None, catalog: pd.DataFrame,
+                         horizon: int = HORIZON, k: int = NEIGHBOURS) -> pd.DataFrame:
+    """Catalog products with a text embedding and no event yet, forecast from their `k` text neighbours.
+
+    Each day gets the mean, and P10/P50/P90, of the neighbours' daily units over their own first
+    `LAUNCH_DAYS` days (what similar products sold when they were new); neighbours are the nearest seen
+    products by cosine in the embedding basis. No model has scored these rows, and no backtest either (a
+    product without history has nothing to compare against); `method` marks them."""
+    columns = ["product_id", "category", "date", "horizon", "forecast", "expected_units", "p10", "p50", "p90",
+               "method"]
+    if basis is None:
+        return pd.DataFrame(columns=columns)
+    unseen = np.setdiff1d(catalog["product_id"].to_numpy(dtype=object), panel.product_ids)
+    unseen = unseen[~np.isnan(basis.lookup(unseen)).any(axis=1)] if len(unseen) else unseen
+    seen = basis.lookup(panel.product_ids)
+    usable = ~np.isnan(seen).any(axis=1)
+    if not len(unseen) or not usable.any():
+        return pd.DataFrame(columns=columns)
+    nearest = _nearest(basis.lookup(unseen), seen[usable], min(k, int(usable.sum())))
+    launch = launch_days(panel)[usable]
+    origin = panel.units.shape[1] - 1
+    stats = []
+    for row in nearest:
+        units = launch[row].ravel()
+        units = units[~np.isnan(units)]
+        stats.append([units.mean(), *np.quantile(units, [0.1, 0.5, 0.9])] if len(units) else [0.0] * 4)
+    stats = np.repeat(np.asarray(stats, dtype=float), horizon, axis=0)
+    category = catalog.set_index("product_id")["category"].reindex(unseen).fillna("unknown").to_numpy(dtype=object)
+    steps = np.tile(np.arange(1, horizon + 1), len(unseen))
+    return pd.DataFrame({
+        "product_id": np.repeat(unseen, horizon), "category": np.repeat(category, horizon),
+        "date": panel.date_of(origin + steps).date, "horizon": steps, "forecast": stats[:, 0],
+        "expected_units": stats[:, 0], "p10": stats[:, 1], "p50": stats[:, 2], "p90": stats[:, 3],
+        "method": "text_neighbours",
+    })[columns]
+
+
+def _nearest(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """Row indexes of the `k` candidates with the highest cosine similarity to each query, (Q, k)."""
+    def unit(m: np.ndarray) -> np.ndarray:
+        return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+
+    similarity = unit(queries.astype(float)) @ unit(candidates.astype(float)).T
+    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
 
 
 def product_weeks(forecast: pd.DataFrame, calibration: IntervalCalibration) -> pd.DataFrame:

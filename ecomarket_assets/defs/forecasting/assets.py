@@ -29,7 +29,7 @@ from ecomarket_assets.forecasting.store import (
 from ecomarket_assets.mlops import lifecycle, registry
 from ecomarket_assets.mlops.tracking import MlflowResource, dagster_tags
 from ecomarket_assets.resources import DataDirResource, ForecastTrainingResource, ShopSourceResource
-from ecomarket_assets.storage import write_frame
+from ecomarket_assets.storage import read_frame, write_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
 GROUP = "forecasting"
@@ -242,7 +242,7 @@ def _log_training(tuning: tr.Tuning, plan: pd.DataFrame, importance: pd.DataFram
     owners=OWNERS,
     deps=[demand_model, demand_training_set],
     description="Next 28 days for every product seen so far (quiet ones too), from the `champion` version in the "
-    "MLflow registry. Per product-day: `forecast` (the point forecast with the lowest WAPE: judge a product by it; it "
+    "MLflow registry, and for catalog products not seen yet from their text neighbours' first weeks. Per product-day: `forecast` (the point forecast with the lowest WAPE: judge a product by it; it "
     "runs low in total), `expected_units` (level-corrected on the tuning windows: the column to add up for stock and "
     "revenue) and P10/P50/P90 for the day. Per product-week (demand_forecast_weekly.parquet): the summed columns and "
     "the week's own P10/P90, calibrated on week sums (do not add daily bounds up). Category and total roll-ups "
@@ -255,6 +255,8 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
     served = champion.unwrap_python_model().model
     version = registry.champion_version(mlflow_tracking.client(), MODEL_NAME)
     forecast = fc.product_forecast(panel, champion.predict, served.basis, calibration=served.calibration)
+    new = fc.new_product_forecast(panel, served.basis, read_frame(data_dir.layout().table("catalog")))
+    forecast = pd.concat([forecast, new], ignore_index=True)
     forecast["model_version"] = str(version.version)
     rollups = fc.rollups(forecast)
     weeks = fc.product_weeks(forecast, served.calibration)
@@ -273,6 +275,7 @@ def demand_forecast(data_dir: DataDirResource, mlflow_tracking: MlflowResource) 
         "expected_units_next_28_days": float(forecast["expected_units"].sum()),
         "units_last_28_days": float(np.nansum(panel.units[:, -28:])),
         "quiet_products": len(quiet),  # no sale or view in the last 28 days, forecast all the same
+        "new_products_from_text_neighbours": int(new["product_id"].nunique()),
         "quiet_products_units_next_28_days": float(forecast.loc[forecast["product_id"].isin(quiet), "forecast"].sum()),
         "week_interval_coverage_on_tuning_windows": float(served.calibration.week_coverage_after),
         "weekly_preview": md.preview(weeks.round(3)),
