@@ -11,7 +11,8 @@ windows that end before the first origin: nothing is tuned on a scored window.
 
 - demand: the tuned LightGBM (refit at each origin) against seasonal naive, the same weekday's mean over 8
   weeks, a 28-day moving average and AutoETS, on the 28 days after each origin. Day and week WAPE, bias,
-  P10-P90 coverage per day and per week.
+  P10-P90 coverage per day and per week (the model's own week bounds, calibrated on the tuning windows' week
+  sums; coverage_week_summed_days: its summed daily bounds).
 - churn: BG/NBD + Gamma-Gamma, the supervised LightGBM (on the shop's past cutoffs), their blend, and "served":
   what user_profiles serves (the model per column chosen on the 90 days before the origin, totals calibrated
   there), each fitted on the days before the origin and scored on the 90 days after it, against recency,
@@ -82,7 +83,8 @@ def demand(data_dir: Path, origins: int, timeout: float, tuning_products: int) -
     start = time.perf_counter()
     result = bt.run_backtest(panel, train, plan, tuning, basis, None, sums)
     print(f"  backtest: {time.perf_counter() - start:.0f} s ({result.train_seconds:.0f} s refitting)", flush=True)
-    columns = ["wape_day", "wape_week", "bias_day", "coverage_day", "coverage_week"]
+    columns = ["wape_day", "wape_week", "bias_day", "bias_week", "coverage_day", "coverage_week",
+               "coverage_week_summed_days"]
     return result.per_fold[["method", "origin", *[c for c in columns if c in result.per_fold]]]
 
 

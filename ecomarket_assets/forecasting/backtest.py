@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ecomarket_assets.forecasting import baselines, metrics
+from ecomarket_assets.forecasting import model as dm
 from ecomarket_assets.forecasting.features import EmbeddingBasis, PanelSums
 from ecomarket_assets.forecasting.model import DemandModel
 from ecomarket_assets.forecasting.panel import SalesPanel
@@ -42,6 +43,12 @@ class MethodForecast:
     forecast: np.ndarray  # (P, H)
     low: np.ndarray | None = None
     high: np.ndarray | None = None
+    low_week: np.ndarray | None = None  # (P, H // 7): the method's own week bounds, where it has them
+    high_week: np.ndarray | None = None
+
+    def evaluate(self, actual: np.ndarray, history: np.ndarray) -> dict[str, float]:
+        return metrics.evaluate(actual, self.forecast, history, self.low, self.high, lo_week=self.low_week,
+                                hi_week=self.high_week)
 
 
 @dataclass
@@ -70,16 +77,18 @@ def forecast_fold(panel: SalesPanel, train: TrainingSet, tuning: Tuning, basis: 
     start = time.perf_counter()
     model = fitted if fitted is not None else fit_final(train, tuning, basis, origin)
     seconds = time.perf_counter() - start
-    predicted = model.predict(fold.features)
     shape = fold.actual.shape
     history = panel.units[fold.products, : origin + 1]
+    rule = baselines.weekday_mean(history, horizon)
+    predicted = dm.with_rule(model.predict(fold.features), rule, model.calibration)
+    low, high = (predicted[q].to_numpy().reshape(shape) for q in ("p10", "p90"))
     ets = baselines.auto_ets(history, horizon, model=ETS_MODEL, n_jobs=2)
     methods = {
-        MODEL: MethodForecast(predicted["forecast"].to_numpy().reshape(shape),
-                              predicted["p10"].to_numpy().reshape(shape), predicted["p90"].to_numpy().reshape(shape)),
+        MODEL: MethodForecast(predicted["forecast"].to_numpy().reshape(shape), low, high,
+                              *dm.week_interval(low, high, model.calibration)),
         EXPECTED: MethodForecast(predicted["expected_units"].to_numpy().reshape(shape)),
         "seasonal_naive": MethodForecast(baselines.seasonal_naive(history, horizon)),
-        "weekday_mean": MethodForecast(baselines.weekday_mean(history, horizon)),
+        "weekday_mean": MethodForecast(rule),
         "moving_average": MethodForecast(baselines.moving_average(history, horizon)),
         "auto_ets": MethodForecast(ets.mean, ets.lo, ets.hi),
     }
@@ -107,8 +116,7 @@ def run_backtest(panel: SalesPanel, train: TrainingSet, plan: FoldPlan, tuning: 
         histories.append(_pad(history, length))
         for name, method in methods.items():
             pooled[name].append(method)
-            fold_rows.append({"method": name, "origin": panel.days[origin].date(),
-                              **metrics.evaluate(actual, method.forecast, history, method.low, method.high)})
+            fold_rows.append({"method": name, "origin": panel.days[origin].date(), **method.evaluate(actual, history)})
         frame = _long_predictions(panel, products, origin, actual, methods)
         if truth is not None:
             expected = _truth_matrix(truth, panel, products, origin, actual.shape[1])
@@ -119,10 +127,10 @@ def run_backtest(panel: SalesPanel, train: TrainingSet, plan: FoldPlan, tuning: 
     history = np.vstack(histories)
     rows = {}
     for name in METHODS:
-        forecast = np.vstack([m.forecast for m in pooled[name]])
-        low = _stack([m.low for m in pooled[name]])
-        high = _stack([m.high for m in pooled[name]])
-        rows[name] = metrics.evaluate(actual, forecast, history, low, high)
+        parts = pooled[name]
+        together = MethodForecast(np.vstack([m.forecast for m in parts]),
+                                  *(_stack([getattr(m, k) for m in parts]) for k in ("low", "high", "low_week", "high_week")))
+        rows[name] = together.evaluate(actual, history)
     truth_table = _truth_table(np.vstack(truths), actual, pooled) if truths else None
     return BacktestResult(metrics.metrics_table(rows).reset_index(), pd.DataFrame(fold_rows), pd.concat(frames, ignore_index=True),
                           truth_table, train_seconds, float(np.concatenate(fallbacks).mean()))

@@ -185,15 +185,22 @@ def evaluate(
     lo: np.ndarray | None = None,
     hi: np.ndarray | None = None,
     season: int = WEEK,
+    lo_week: np.ndarray | None = None,
+    hi_week: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Day- and week-level WAPE, MASE and bias (plus day coverage when lo/hi are given).
+    """Day- and week-level WAPE, MASE and bias (plus day and week coverage when lo/hi are given).
 
     Week level: actual and forecast summed per 7-day block (H must be a multiple
     of 7) and MASE scaled by the last-week naive (season 1) on the weekly-summed
-    history (see weekly_history). Pass both lo and hi or neither.
+    history (see weekly_history). Pass both lo and hi or neither. `lo_week`/`hi_week`
+    (P, H // 7) are the method's own week bounds: coverage_week scores them, and
+    coverage_week_summed_days the week sums of the daily bounds (without them,
+    coverage_week is that sum).
     """
-    if (lo is None) != (hi is None):
-        raise ValueError("pass both lo and hi, or neither")
+    if (lo is None) != (hi is None) or (lo_week is None) != (hi_week is None):
+        raise ValueError("pass both bounds of a level, or neither")
+    if lo_week is not None and lo is None:
+        raise ValueError("week bounds need the daily ones")
     actual_week = weekly(actual)
     forecast_week = weekly(forecast)
     history_week = weekly_history(history)
@@ -207,9 +214,12 @@ def evaluate(
     }
     if lo is not None:
         result["coverage_day"] = coverage(actual, lo, hi)
-        # Week sums against the summed daily bounds: zero days no longer decide it, but a sum of daily P10s lies
-        # below the week's own P10 (and the P90s above), so this reads high unless days move together.
-        result["coverage_week"] = coverage(actual_week, weekly(lo), weekly(hi))
+        # Week sums: zero days no longer decide it. Against the summed daily bounds it reads high (a sum of daily
+        # P10s lies below the week's own P10, the P90s above, unless days move together), hence own week bounds.
+        summed = coverage(actual_week, weekly(lo), weekly(hi))
+        result["coverage_week"] = summed if lo_week is None else coverage(actual_week, lo_week, hi_week)
+        if lo_week is not None:
+            result["coverage_week_summed_days"] = summed
         # Where the misses are: with most product-days at zero and P10 = 0, nothing can fall
         # below, so coverage reads high although the upper bound may be well calibrated.
         known = ~np.isnan(actual)

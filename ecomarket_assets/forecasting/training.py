@@ -2,8 +2,9 @@
 
 Time is split, never shuffled. The newest `backtest_folds` 28-day windows are
 the backtest; the `tuning_folds` windows just before them are where Optuna
-chooses hyper-parameters and where the interval calibration is fitted. So the
-backtest scores a model whose every choice was made on earlier data.
+chooses hyper-parameters and where the interval calibration (day and week), the
+weekday-mean rule's weight in the point forecast and the level factor are fitted. So
+the backtest scores a model whose every choice was made on earlier data.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ecomarket_assets.forecasting import metrics
+from ecomarket_assets.forecasting import baselines, metrics
 from ecomarket_assets.forecasting import model as dm
 from ecomarket_assets.forecasting.features import (
     HORIZON,
@@ -94,6 +95,7 @@ class FoldData:
     products: np.ndarray  # panel row indexes, (P_f,)
     features: pd.DataFrame  # P_f * horizon rows, product-major
     actual: np.ndarray  # (P_f, horizon)
+    rival: np.ndarray | None = None  # (P_f, horizon) the weekday-mean rule's forecast: the blend's other half
 
 
 def fold_data(panel: SalesPanel, origin: int, basis: EmbeddingBasis | None,
@@ -101,7 +103,8 @@ def fold_data(panel: SalesPanel, origin: int, basis: EmbeddingBasis | None,
     p, d, h = forecast_rows(panel, origin, horizon=horizon)
     products = np.unique(p)
     features = build_features(panel, p, d, h, basis, cumulative)
-    return FoldData(origin, products, features, panel.units[p, d].reshape(len(products), horizon))
+    rival = baselines.weekday_mean(panel.units[products, : origin + 1], horizon)
+    return FoldData(origin, products, features, panel.units[p, d].reshape(len(products), horizon), rival)
 
 
 def tuning_sample(train: TrainingSet, folds: list[FoldData], limit: int, seed: int = 7
@@ -122,7 +125,8 @@ def tuning_sample(train: TrainingSet, folds: list[FoldData], limit: int, seed: i
 
 def _fold_subset(fold: FoldData, keep: np.ndarray) -> FoldData:
     rows = np.repeat(keep, fold.actual.shape[1])  # features are product-major, `horizon` rows per product
-    return FoldData(fold.origin, fold.products[keep], fold.features[rows].reset_index(drop=True), fold.actual[keep])
+    return FoldData(fold.origin, fold.products[keep], fold.features[rows].reset_index(drop=True), fold.actual[keep],
+                    None if fold.rival is None else fold.rival[keep])
 
 
 FULL_BUDGET_ROWS = 300_000  # search rows that get the whole time budget (Online Retail's 1,200-product sample)
@@ -171,6 +175,9 @@ class Tuning:
     seconds: float
     study: optuna.Study = field(repr=False, default=None)
     mode: str = "full"  # full: Optuna searched; warm: an earlier search's choices reused
+    # per tuning fold: the best trial's out-of-sample mean and raw P10/P90, (P_f, horizon) each
+    fold_forecasts: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
+    blend_search: pd.DataFrame = field(default_factory=pd.DataFrame)  # each rule weight's tuning-fold WAPEs
 
 
 class _OutOfTime(Exception):
@@ -242,9 +249,10 @@ def tune(train: TrainingSet, folds: list[FoldData], n_trials: int = 20, timeout:
     best = study.best_trial
     rounds = int(best.user_attrs["rounds"])
     params = {k: v for k, v in best.params.items() if k in _TUNED}
-    calibration, fold_rows = _calibrate(folds, fold_train, datasets, best_forecasts[best.number], params, categories)
+    calibration, fold_rows, outputs, blend_search = _calibrate(folds, fold_train, datasets,
+                                                               best_forecasts[best.number], params, categories)
     return Tuning(params, rounds, float(best.value), _trials_frame(study), pd.DataFrame(fold_rows), calibration,
-                  time.perf_counter() - start, study)
+                  time.perf_counter() - start, study, fold_forecasts=outputs, blend_search=blend_search)
 
 
 def warm_tuning(train: TrainingSet, folds: list[FoldData], params: dict, seed: int = 7) -> Tuning:
@@ -277,20 +285,31 @@ def _new_study(storage: str | None, name: str | None, seed: int) -> optuna.Study
 
 
 def _calibrate(folds: list[FoldData], fold_train: list[tuple[pd.DataFrame, np.ndarray]], datasets: list[lgb.Dataset],
-               means: list[np.ndarray], params: dict, categories: list[str]) -> tuple[dm.IntervalCalibration, list[dict]]:
-    """Conformal interval offsets and the level factor from out-of-sample fold forecasts."""
-    fold_rows, lows, highs, actuals = [], [], [], []
+               means: list[np.ndarray], params: dict, categories: list[str]
+               ) -> tuple[dm.IntervalCalibration, list[dict], list[dict[str, np.ndarray]], pd.DataFrame]:
+    """Conformal interval offsets (day, then week sums of the calibrated days), the weekday-mean rule's weight
+    in the point forecast and the level factor, all from out-of-sample fold forecasts."""
+    fold_rows, lows, highs, actuals, outputs = [], [], [], [], []
     for fold, (x, y), data, mean in zip(folds, fold_train, datasets, means, strict=True):
         quantiles = dm.fit_quantiles(x, y, params, categories, levels=(0.1, 0.9), data=data)
         frame = dm.with_categories(fold.features, categories)
         low, high = (np.maximum(quantiles[q].predict(frame), 0.0) for q in (0.1, 0.9))
         lows.append(low), highs.append(high), actuals.append(fold.actual.ravel())
+        outputs.append({"mean": mean, "low": low.reshape(mean.shape), "high": high.reshape(mean.shape)})
         fold_rows.append({"origin": fold.origin, "train_rows": len(y), "wape": metrics.wape(fold.actual, mean),
                           "bias": metrics.bias(fold.actual, mean),
                           "raw_coverage_p10_p90": dm.coverage(fold.actual.ravel(), low, high)})
     calibration = dm.calibrate(np.concatenate(lows), np.concatenate(highs), np.concatenate(actuals))
-    calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate([m.ravel() for m in means]))
-    return calibration, fold_rows
+    daily = [dm.apply_calibration(o["low"], o["high"], calibration) for o in outputs]
+    dm.calibrate_weeks(calibration, np.vstack([lo for lo, _ in daily]), np.vstack([hi for _, hi in daily]),
+                       np.vstack([f.actual for f in folds]))
+    blend_search = pd.DataFrame()
+    if all(f.rival is not None for f in folds):
+        calibration.blend, blend_search = dm.choose_blend([f.actual for f in folds], means, [f.rival for f in folds])
+    point = [m if f.rival is None else (1 - calibration.blend) * m + calibration.blend * f.rival
+             for m, f in zip(means, folds, strict=True)]
+    calibration.level = dm.level_factor(np.concatenate(actuals), np.concatenate([p.ravel() for p in point]))
+    return calibration, fold_rows, outputs, blend_search
 
 
 def _trial_reporter(progress: Callable[[str], None], n_trials: int) -> Callable:
