@@ -20,6 +20,7 @@ MIN_HISTORY_DAYS = 28
 PARAMS = {"learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 40, "feature_fraction": 0.9,
           "lambda_l2": 1.0, "num_threads": 2, "verbose": -1, "seed": 7, "deterministic": True}
 ROUNDS = 200
+MAX_TRAINING_ROWS = 60_000  # a seeded sample beyond this: CDNOW's 12 cutoffs x 23,570 buyers fit 4x faster
 OBJECTIVES = {"label_no_purchase": "binary", "label_purchases": "poisson", "label_revenue": "tweedie"}
 
 
@@ -107,12 +108,14 @@ def fit(users: pd.DataFrame, as_of: dt.date, horizon: int) -> SupervisedModel | 
         features = cutoff_features(users, cutoff)
         parts.append(features.join(labels(users, cutoff, horizon, features.index)))
     table = pd.concat(parts, ignore_index=True)
+    if len(table) > MAX_TRAINING_ROWS:
+        table = table.sample(MAX_TRAINING_ROWS, random_state=PARAMS["seed"])
     names = [c for c in table.columns if c not in OBJECTIVES]
     boosters = {}
     for target, objective in OBJECTIVES.items():
         data = lgb.Dataset(table[names], label=table[target].to_numpy(), free_raw_data=False)
         boosters[target] = lgb.train({**PARAMS, "objective": objective}, data, num_boost_round=ROUNDS)
-    return SupervisedModel(boosters, names, cutoffs, len(table))
+    return SupervisedModel(boosters, names, cutoffs, len(table))  # rows: those trained on, after any sampling
 
 
 def score(predicted: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
