@@ -112,7 +112,8 @@ def test_cold_users_and_cold_products_get_candidates(history):
     assert set(frame["user_id"]) == set(cold)
     assert frame.groupby("user_id").size().min() >= 25
     assert (frame["user_items"] == 0).all()
-    assert frame[["item_knn_score", "ease_score", "content_score"]].abs().sum().sum() == 0
+    assert frame[["item_knn_score", "ease_score", "content_score", "tifu_knn_score"]].abs().sum().sum() == 0
+    assert frame["user_repeat_share"].isna().all()  # nothing bought: no repeat habit to read
     # a product nobody touched before the cutoff is reachable through content similarity
     inter = gen.inter
     untouched = np.flatnonzero(np.asarray((inter.engagement > 0).sum(axis=0)).ravel() == 0)
@@ -122,6 +123,11 @@ def test_cold_users_and_cold_products_get_candidates(history):
         reached = content[content["product_id"].isin(inter.items[untouched])]
         assert (reached["content_score"] != 0).any()
     assert nominated(content["nominated_by"], "content").any()
+    bought = inter.rows_of(inter.purchase_days, inter.user_rows(warm)).toarray()
+    days, distinct = bought.sum(axis=1), (bought > 0).sum(axis=1)
+    expected = pd.Series(np.where(days > 0, 1 - distinct / np.maximum(days, 1), np.nan), index=warm)
+    got = content.groupby("user_id")["user_repeat_share"].first().reindex(warm)
+    assert np.allclose(got, expected, equal_nan=True) and (expected > 0).any()  # some customers rebuy
 
 
 def test_labelled_set_recall_counts_purchases_outside_the_candidates(history):

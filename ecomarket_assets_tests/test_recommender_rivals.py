@@ -44,11 +44,21 @@ def test_own_history_comes_first_then_the_popular_order():
 
 def test_tifu_knn_adds_what_similar_customers_bought():
     inter = _history()
-    scores = rivals.tifu_knn(inter, np.array([0, -1]), neighbours=1, alpha=0.7)
+    scores = rivals.tifu_knn(inter, np.array([0, -1]), rivals.TifuSettings(1, 0.7))
     ann = scores[0]
     assert _order(ann, inter.items)[:2] == ["a", "c"]  # bob (ann's nearest: both bought a) adds c
     assert ann[1] > 0  # b still scores from ann's own history
     assert ann[3] == 0  # nobody like ann bought d
     assert not scores[1].any()  # cold: nothing to say (the evaluation falls back to popular)
-    own_only = rivals.tifu_knn(inter, np.array([0]), neighbours=1, alpha=1.0)[0]
+    own_only = rivals.tifu_knn(inter, np.array([0]), rivals.TifuSettings(1, 1.0))[0]
     assert own_only[2] == 0 and own_only[0] > own_only[1] > 0
+
+
+def test_tune_tifu_picks_the_blend_that_ranks_the_window_best():
+    """In the window ann buys c (only her neighbour bob had) and bob buys a (only ann's habit): both are
+    ranked first only when the neighbours weigh most, so alpha 0.1 must win over 0.9, listed first."""
+    labels = pd.DataFrame({"user_id": ["ann", "bob", "zoe"], "product_id": ["c", "a", "a"]})  # zoe: not in history
+    chosen, grid = rivals.tune_tifu(_history(), labels, neighbours_grid=(1,), alpha_grid=(0.9, 0.1))
+    assert chosen == rivals.TifuSettings(1, 0.1)
+    assert grid["k=1, alpha=0.1"] == 1.0
+    assert grid["k=1, alpha=0.9"] < 0.7  # each buyer's product second: 1 / log2(3)

@@ -20,7 +20,7 @@ HISTORY_FEATURES = ["ui_views", "ui_purchase_days", "ui_days_since_seen", "ui_da
 ITEM_FEATURES = ["item_buyers_7d", "item_buyers_28d", "item_trend", "item_repurchase_rate", "item_repurchase_interval",
                  "item_first_seen_days", "item_last_seen_days", "item_log_price"]
 USER_FEATURES = ["user_items", "user_purchase_days", "user_days_since_seen", "user_log_price",
-                 "user_category_affinity", "price_fit", "n_generators"]
+                 "user_category_affinity", "price_fit", "n_generators", "user_repeat_share"]
 FEATURES = SCORE_FEATURES + RANK_FEATURES + HISTORY_FEATURES + ITEM_FEATURES + USER_FEATURES
 BITS = {name: 1 << i for i, name in enumerate(GENERATORS)}
 CELLS_PER_BATCH = 2_000_000  # users x products per scoring block: bounds memory for any catalog size
@@ -99,7 +99,7 @@ def _batch_rows(gen: FittedGenerators, batch: Batch, per_generator: int, extra_i
     items = item_block.iloc[c].reset_index(drop=True)
     frame = pd.concat([frame, items], axis=1)
     user = _user_block(gen, batch, history)
-    for name in ("user_items", "user_purchase_days", "user_days_since_seen", "user_log_price"):
+    for name in ("user_items", "user_purchase_days", "user_days_since_seen", "user_log_price", "user_repeat_share"):
         frame[name] = user[name][r]
     category_of = np.asarray(gen.category_onehot.argmax(axis=1)).ravel()
     frame["user_category_affinity"] = batch.category_affinity[r, category_of[c]]
@@ -119,9 +119,12 @@ def _user_block(gen: FittedGenerators, batch: Batch, history: dict) -> dict[str,
     priced = bought @ log_price
     count = np.asarray(bought.sum(axis=1)).ravel()
     newest = np.array([row.data.min() - 1 if row.nnz else np.nan for row in last], dtype=np.float32)
+    distinct = np.asarray((bought > 0).sum(axis=1)).ravel()  # explicit zeros (viewed, never bought) do not count
     return {
         "user_items": np.diff(engaged.indptr).astype(np.float32),
         "user_purchase_days": count.astype(np.float32),
+        # share of the user's product-purchase days that rebought a product: how much of the next basket is repeat
+        "user_repeat_share": np.where(count > 0, 1 - distinct / np.maximum(count, 1), np.nan).astype(np.float32),
         "user_days_since_seen": newest,
         "user_log_price": np.where(count > 0, priced / np.maximum(count, 1), np.nan).astype(np.float32),
     }

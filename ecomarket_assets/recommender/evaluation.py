@@ -23,7 +23,8 @@ from ecomarket_assets.recommender.metrics import (
 )
 
 BASELINES = {"most_popular": "popular", "item_knn": "item_knn", "ease": "ease", "own_then_popular": "own_then_popular",
-             "tifu_knn": "tifu_knn"}  # method -> generator (the last two: the repeat-aware rules of rivals.py)
+             "tifu_knn": "tifu_knn"}  # method -> generator (the last two: the repeat-aware rules of rivals.py; TIFU-KNN with
+# the settings tuned on the shop's tuning window, as the ranker's generator uses them)
 MODEL = "ranker"
 SERVED = "ranker_served"  # after filters and the MMR re-rank
 K = 20
@@ -33,8 +34,7 @@ def baseline_lists(gen: FittedGenerators, users: pd.Index, k: int = K) -> dict[s
     batch = score_batch(gen, users)
     popular = batch.scores["popular"]
     items = gen.inter.items.to_numpy()
-    rivals_of = {"own_then_popular": lambda: rivals.own_then_popular(gen.inter, batch.rows, popular),
-                 "tifu_knn": lambda: rivals.tifu_knn(gen.inter, batch.rows)}
+    rivals_of = {"own_then_popular": lambda: rivals.own_then_popular(gen.inter, batch.rows, popular)}
     lists = {}
     for method, generator in BASELINES.items():
         scores = np.array(rivals_of[generator]() if generator in rivals_of else batch.scores[generator], dtype=np.float32)

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ecomarket_assets.recommender import rivals
 from ecomarket_assets.recommender.interactions import Interactions
 
-GENERATORS = ("item_knn", "ease", "content", "popular", "trending", "repurchase", "country_popular", "category_popular")
-PERSONAL = ("item_knn", "ease", "content", "repurchase", "category_popular")  # zero for users without history
+GENERATORS = ("item_knn", "ease", "content", "popular", "trending", "repurchase", "country_popular", "category_popular",
+              "tifu_knn")
+PERSONAL = ("item_knn", "ease", "content", "repurchase", "category_popular", "tifu_knn")  # zero without history
 
 
 @dataclass
@@ -111,6 +113,8 @@ class FittedGenerators:
     country_popularity: pd.DataFrame  # countries x items, normalised buyers in the last 90 days
     user_country: pd.Series  # user_id -> country
     ease_l2: float
+    repeat_unit: sparse.csr_matrix  # users x items, TIFU-KNN's recency-weighted purchase vectors at length 1
+    tifu: rivals.TifuSettings
 
     @property
     def n_items(self) -> int:
@@ -119,7 +123,7 @@ class FittedGenerators:
 
 def fit_generators(inter: Interactions, catalog: pd.DataFrame, customers: pd.DataFrame,
                    embeddings: tuple[pd.Series, np.ndarray] | None, ease_l2: float = 100.0,
-                   neighbours: int = 100) -> FittedGenerators:
+                   neighbours: int = 100, tifu: rivals.TifuSettings | None = None) -> FittedGenerators:
     binary = (inter.engagement > 0).astype(np.float32).tocsr()
     stats = item_stats(inter, catalog)
     codes, categories = pd.factorize(stats.frame["category"])
@@ -136,6 +140,7 @@ def fit_generators(inter: Interactions, catalog: pd.DataFrame, customers: pd.Dat
         inter=inter, stats=stats, knn=item_knn_similarity(binary, neighbours), ease=ease_weights(binary, ease_l2),
         item_vectors=vectors, category_onehot=onehot,
         country_popularity=_country_popularity(inter, country), user_country=country, ease_l2=ease_l2,
+        repeat_unit=rivals.unit_rows(rivals.repeat_vectors(inter)), tifu=tifu or rivals.TifuSettings(),
     )
 
 
@@ -183,6 +188,7 @@ def score_batch(gen: FittedGenerators, user_ids: pd.Index) -> Batch:
         "repurchase": _repurchase(gen, rows),
         "country_popular": _country_scores(gen, user_ids),
         "category_popular": affinity[:, category_of] * popularity_share[None, :],
+        "tifu_knn": rivals.tifu_scores(gen.repeat_unit, inter, rows, gen.tifu),
     }
     return Batch(user_ids, rows, scores, engagement, affinity)
 

@@ -25,6 +25,7 @@ from ecomarket_assets.recommender.interactions import (
     label_rows,
 )
 from ecomarket_assets.recommender.pair_state import refresh_pair_state
+from ecomarket_assets.recommender.rivals import TifuSettings
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets.text.embeddings import embeddings_path, read_embeddings
 
@@ -107,8 +108,9 @@ def use_pair_states(history: ShopHistory, layout: DataLayout, cutoffs, full_rebu
     return reports
 
 
-def fit_at(history: ShopHistory, cutoff: dt.date, ease_l2: float) -> FittedGenerators:
-    return fit_generators(history.interactions_at(cutoff), history.catalog, history.customers, history.embeddings, ease_l2=ease_l2)
+def fit_at(history: ShopHistory, cutoff: dt.date, ease_l2: float, tifu: TifuSettings | None = None) -> FittedGenerators:
+    return fit_generators(history.interactions_at(cutoff), history.catalog, history.customers, history.embeddings,
+                          ease_l2=ease_l2, tifu=tifu)
 
 
 @dataclass
@@ -129,9 +131,9 @@ class CandidateSet:
 
 
 def labelled_set(history: ShopHistory, name: str, cutoff: dt.date, window_days: int, ease_l2: float,
-                 per_generator: int) -> CandidateSet:
+                 per_generator: int, tifu: TifuSettings | None = None) -> CandidateSet:
     """Candidates for every customer who bought in [cutoff, cutoff + window), labelled by those purchases."""
-    gen = fit_at(history, cutoff, ease_l2)
+    gen = fit_at(history, cutoff, ease_l2, tifu)
     labels = history.labels(cutoff, window_days)
     users = pd.Index(np.sort(labels["user_id"].unique()), name="user_id")
     frame = attach_labels(build_candidates(gen, users, per_generator), labels)
@@ -153,9 +155,9 @@ def serving_users(history: ShopHistory, cutoff: dt.date) -> pd.Index:
 
 
 def serving_set(history: ShopHistory, cutoff: dt.date, ease_l2: float, per_generator: int,
-                rising: pd.Index | None = None) -> CandidateSet:
+                rising: pd.Index | None = None, tifu: TifuSettings | None = None) -> CandidateSet:
     """Candidates for everyone, with reason anchors; forecast-rising products offered to every user."""
-    gen = fit_at(history, cutoff, ease_l2)
+    gen = fit_at(history, cutoff, ease_l2, tifu)
     users = serving_users(history, cutoff)
     extra = None
     if rising is not None and len(rising):

@@ -224,9 +224,11 @@ def refit(frames: list[pd.DataFrame], rounds: int, seed: int = 7, params: dict |
     return (trainer or local_trainer)(settings, data, rounds, None)[0]
 
 
-def score(booster: lgb.Booster, candidates: pd.DataFrame, cold_policy: str = "ranker") -> np.ndarray:
-    """Ranking scores; comparable within a user only (cold users may be ranked by popularity)."""
-    scores = booster.predict(candidates[FEATURES], num_threads=2)
+def score(booster: lgb.Booster, candidates: pd.DataFrame, cold_policy: str = "ranker",
+          features: list[str] | None = None) -> np.ndarray:
+    """Ranking scores; comparable within a user only (cold users may be ranked by popularity). `features`: the
+    columns the booster was trained on (a registered version keeps its own list), default today's FEATURES."""
+    scores = booster.predict(candidates[features or FEATURES], num_threads=2)
     if cold_policy == "popular":
         scores = np.where(candidates["user_items"].to_numpy() == 0, candidates["popular_score"].to_numpy(), scores)
     return scores
@@ -263,4 +265,4 @@ class RecommenderRanker(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.Series:
         frame = pd.DataFrame(model_input)
-        return pd.Series(score(self.booster, frame, self.cold_policy), name="score")
+        return pd.Series(score(self.booster, frame, self.cold_policy, self.features), name="score")

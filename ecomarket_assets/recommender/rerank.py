@@ -17,7 +17,7 @@ import pandas as pd
 from ecomarket_assets.recommender.candidates import BITS
 
 # Reason priority when two generators rank a product equally well.
-REASON_ORDER = ("repurchase", "item_knn", "ease", "content", "category_popular", "country_popular", "trending", "popular")
+REASON_ORDER = ("repurchase", "item_knn", "ease", "tifu_knn", "content", "category_popular", "country_popular", "trending", "popular")
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,10 @@ def _text(generator: str, row, title: pd.Series, category: pd.Series, country_of
     if generator in ("content", "ease") and _present(row.content_anchor):
         return (f"similar to {title.get(row.content_anchor, row.content_anchor)}, which you "
                 f"{_did(row.content_anchor_bought)}", row.content_anchor)
+    if generator == "tifu_knn":
+        if row.ui_purchase_days > 0:
+            return f"one of your regulars: you bought it on {int(row.ui_purchase_days)} days so far", row.product_id
+        return "bought again and again by shoppers whose baskets look like yours", None
     if generator == "category_popular":
         return f"popular in {category.get(row.product_id, 'its category')}, a category you like", None
     if generator == "country_popular" and _present(country_of.get(row.user_id)):

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import time
+from dataclasses import asdict
 from typing import Literal
 
 import dagster as dg
@@ -38,6 +39,7 @@ from ecomarket_assets.recommender.rerank import (
     top_by_score,
     tune_serve,
 )
+from ecomarket_assets.recommender.rivals import TifuSettings, tune_tifu
 from ecomarket_assets.recommender.store import EXPERIMENT, MODEL_NAME, CutoffPlan, RecStore
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import read_frame, write_frame
@@ -83,9 +85,10 @@ class RecommendationsConfig(dg.Config):
     # demand_forecast is optional (its rising products join the serving candidates when present); the dep
     # orders a whole-graph run and shows the lineage.
     deps=[user_daily_activity, catalog, customers, dg.AssetKey("product_embeddings"), dg.AssetKey("demand_forecast")],
-    description="Candidates per user from eight generators (item-kNN, EASE, content similarity of interest and "
+    description="Candidates per user from nine generators (item-kNN, EASE, content similarity of interest and "
     "product embeddings, popular, trending, repurchase, popular in the user's country, popular in the user's "
-    "categories), each score a feature. Built at training cutoffs, at the hold-out cutoff (last 4 weeks) and "
+    "categories, TIFU-KNN: the customer's recency-weighted purchases blended with their nearest customers'), "
+    "each score a feature; EASE's l2 and TIFU-KNN's neighbours and blend are tuned on the first training window. Built at training cutoffs, at the hold-out cutoff (last 4 weeks) and "
     "as of the day after the last event for serving. Uses the demand forecast's rising products when a "
     "forecast has been materialized.",
 )
@@ -110,12 +113,14 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         context.log.info("pair states: " + "; ".join(f"{r.name} {r.refresh} ({r.reason}) {r.seconds:.1f} s"
                                                       for r in states))
         if kept is None:
-            l2, grid = tune_ease_l2(history.interactions_at(plan.train[0]),
-                                    history.labels(plan.train[0], plan.window_days))
-            context.log.info(f"EASE l2={l2} (NDCG@10 on {plan.train[0]}: {grid})")
+            tuning = (history.interactions_at(plan.train[0]), history.labels(plan.train[0], plan.window_days))
+            l2, grid = tune_ease_l2(*tuning)
+            tifu, tifu_grid = tune_tifu(*tuning)
+            context.log.info(f"EASE l2={l2}, TIFU-KNN {tifu.describe()} (NDCG@10 on {plan.train[0]}: {grid}, {tifu_grid})")
             rows = []
-        else:  # the kept sets' EASE l2 and summary rows, as their build stored them
+        else:  # the kept sets' generator settings and summary rows, as their build stored them
             l2, grid = stored["ease_l2"], {float(k): v for k, v in stored["ease_grid"].items()}
+            tifu, tifu_grid = TifuSettings(**stored["tifu"]), stored["tifu_grid"]
             rows = [r for r in stored["sets"] if r["set"] != "serving"]
         sets = {}
         rising = None
@@ -123,9 +128,9 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
             start = time.perf_counter()
             if name == "serving":
                 rising = forecast_rising_ids(layout)
-                built = serving_set(history, cutoff, l2, config.per_generator, rising)
+                built = serving_set(history, cutoff, l2, config.per_generator, rising, tifu)
             else:
-                built = labelled_set(history, name, cutoff, plan.window_days, l2, config.per_generator)
+                built = labelled_set(history, name, cutoff, plan.window_days, l2, config.per_generator, tifu)
             write_frame(built.frame, store.candidate_path(name))
             if built.labels is not None:
                 write_frame(built.labels, store.labels_path(name))
@@ -137,7 +142,7 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
     summary = pd.DataFrame(rows)
     summary["built"] = summary["set"].isin(list(build))
     store.write_plan(plan, {"ease_l2": l2, "ease_grid": {str(k): v for k, v in grid.items()},
-                            "sets": rows,
+                            "tifu": asdict(tifu), "tifu_grid": tifu_grid, "features": FEATURES, "sets": rows,
                             "forecast_rising": 0 if rising is None else len(rising)})
     holdout_recall = (sets["holdout"].candidate_recall() if "holdout" in sets
                       else float(summary.set_index("set").loc["holdout", "candidate_recall"]))
@@ -153,6 +158,8 @@ def rec_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
         "serving_cold_users": len(sets["serving"].cold_users),
         "ease_l2": l2,
         "ease_l2_grid_ndcg10": md.table({str(k): round(v, 4) for k, v in grid.items()}, "l2", "ndcg@10"),
+        "tifu_knn": tifu.describe(),
+        "tifu_knn_grid_ndcg10": md.table({k: round(v, 4) for k, v in tifu_grid.items()}, "settings", "ndcg@10"),
         **found_by,
         "forecast_rising_products": 0 if rising is None else len(rising),
         "refresh": overall_refresh(states),
@@ -175,6 +182,8 @@ def kept_labelled_sets(store: RecStore, fresh: CutoffPlan, sets: str) -> tuple[C
         return None, {}, "all sets built: no stored labelled sets yet"
     if (stored.window_days, len(stored.train)) != (fresh.window_days, len(fresh.train)):
         return None, {}, "all sets built: window settings changed since the labelled sets were built"
+    if extras.get("features") != FEATURES:
+        return None, {}, "all sets built: the stored labelled sets were built with other ranker features"
     missing = [n for n in stored.sets() if n != "serving" and not store.candidate_path(n).exists()]
     if missing or stored.holdout > fresh.holdout:
         return None, {}, "all sets built: stored labelled sets missing or ahead of the data"
@@ -235,7 +244,8 @@ def recommender_model(context: dg.AssetExecutionContext, data_dir: DataDirResour
     with lifecycle.training_run(context, mlflow_tracking, RECOMMENDER, "recommender_model",
                                 {"history_until": str(plan.serving)}) as run:
         mlflow.log_params({**{k: v for k, v in rk.PARAMS.items() if k != "eval_at"}, "num_boost_round": evaluated.rounds,
-                           "ease_l2": saved["ease_l2"], "train_sets": ",".join(train_names),
+                           "ease_l2": saved["ease_l2"], "tifu_knn": TifuSettings(**saved["tifu"]).describe(),
+                           "train_sets": ",".join(train_names),
                            "features": len(FEATURES), "cold_policy": evaluated.cold_policy,
                            **{f"serve_{k}": v for k, v in chosen_serve.items()}})
         mlflow.log_metrics({"holdout_ndcg_at_10": holdout_ndcg, "valid_ndcg_at_10": evaluated.valid_ndcg,
@@ -349,7 +359,7 @@ def rec_evaluation(context: dg.AssetExecutionContext, config: RecommendationsCon
     holdout["score"] = rk.score(rk.load_ranker(store.model / "holdout_ranker"), holdout,
                                 holdout_meta.get("cold_policy", "ranker"))
     serve = config.serve(holdout_meta.get("serve"))
-    built = fit_at(history, plan.holdout, saved["ease_l2"])
+    built = fit_at(history, plan.holdout, saved["ease_l2"], TifuSettings(**saved["tifu"]))
     truth = store.read_labels("holdout").groupby("user_id")["product_id"].agg(set)
     categories = category_of(history.catalog)
     kept, _ = filter_candidates(holdout, serve)
