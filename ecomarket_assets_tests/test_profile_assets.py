@@ -41,6 +41,8 @@ def test_profiles_group_materializes_with_checks(small_resources, data_dir):
     assert len(segments) == len(profiles) and segments["segment_name"].notna().all()
     meta = rest.asset_materializations_for_node("user_profiles")[0].metadata
     assert meta["backtest"].value == "not enough history for a 90-day backtest"  # 21 days only
+    assert meta["prediction_models"].value.count("bg_nbd") == 3  # no window to validate the supervised model on
+    assert "too little history" in meta["prediction_model_note"].value and not meta["prediction_models_reused"].value
     assert "plot" in rest.asset_materializations_for_node("user_segments")[0].metadata
     interests = read_frame(layout.root / "user_profiles" / "interest_embeddings.parquet")
     assert meta["users_with_interest_embedding"].value == len(interests) > 0.5 * len(profiles)

@@ -81,19 +81,43 @@ def test_choose_keeps_bg_nbd_when_the_supervised_model_cannot_be_trained(monkeyp
     assert chosen.scale["predicted_purchases"] == 1.0  # BG/NBD's total was right
 
 
-def test_apply_replaces_the_chosen_columns_of_past_buyers_and_scales_their_totals(monkeypatch):
+def test_apply_replaces_the_chosen_columns_of_past_buyers_and_scales_their_totals():
     stub = _StubModel(pd.DataFrame({"churn_probability": [0.05, 0.25], "predicted_purchases": [9.0, 9.0],
                                     "predicted_clv": [9.0, 9.0]}, index=["a", "b"]))
-    monkeypatch.setattr(supervised, "fit", lambda users, as_of, horizon: stub)
     predictions = pd.DataFrame({"user_id": ["a", "b", "never"], "churn_probability": [0.5, 0.5, 0.97],
                                 "predicted_purchases": [1.0, 2.0, 0.03], "predicted_clv": [10.0, 20.0, 0.5]})
     chosen = selection.Selection(chosen={"churn_probability": "lightgbm", "predicted_purchases": "bg_nbd",
                                          "predicted_clv": "blend"},
                                  scale={"predicted_purchases": 1.5, "predicted_clv": 1.0})
     users = _users().query("user_id != 'c'")
-    out = selection.apply(predictions, chosen, users, CUTOFF, 90).set_index("user_id")
+    out = selection.apply(predictions, chosen, stub, users, CUTOFF).set_index("user_id")
     assert out["churn_probability"].tolist() == [0.05, 0.25, 0.97]  # never-buyers keep the observed rate
     assert out["predicted_purchases"].tolist() == [1.5, 3.0, 0.03]
     assert out["predicted_clv"].tolist() == [9.5, 14.5, 0.5]  # the mean of BG/NBD's and the supervised model's
-    assert stub.seen == [((CUTOFF - dt.timedelta(days=100)).isoformat(), CUTOFF)]  # refitted as of the cutoff only
+    assert stub.seen == [((CUTOFF - dt.timedelta(days=100)).isoformat(), CUTOFF)]  # features as of the cutoff only
     assert np.isfinite(out.to_numpy(dtype=float)).all()
+
+
+def test_the_choice_and_the_serving_model_are_kept_for_a_week(tmp_path):
+    """A night reuses the last refit's choice and boosters; a week later (or an earlier day) they are not used."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"f1": rng.normal(size=200), "f2": rng.normal(size=200)})
+    boosters = {t: lgb.train({"objective": "regression", "verbose": -1, "num_threads": 1},
+                             lgb.Dataset(x, label=x["f1"] * k), num_boost_round=5)
+                for k, t in enumerate(supervised.OBJECTIVES, start=1)}
+    model = supervised.SupervisedModel(boosters, ["f1", "f2"], [CUTOFF - dt.timedelta(days=90)], 200)
+    chosen = selection.Selection(chosen={"churn_probability": "blend", "predicted_purchases": "bg_nbd",
+                                         "predicted_clv": "lightgbm"},
+                                 scale={"predicted_purchases": 0.9, "predicted_clv": 1.2},
+                                 table=pd.DataFrame({"column": ["churn_probability"], "bg_nbd": [0.7]}), note="why")
+    selection.save(tmp_path, chosen, model, CUTOFF)
+    kept, loaded, made = selection.load(tmp_path, CUTOFF + dt.timedelta(days=6))
+    assert made == CUTOFF and kept.chosen == chosen.chosen and kept.scale == chosen.scale and kept.note == "why"
+    assert loaded.feature_names == ["f1", "f2"] and loaded.cutoffs == model.cutoffs
+    for target, booster in boosters.items():
+        assert np.allclose(loaded.boosters[target].predict(x), booster.predict(x))
+    assert selection.load(tmp_path, CUTOFF + dt.timedelta(days=selection.REFIT_DAYS)) is None  # a week old: refit
+    assert selection.load(tmp_path, CUTOFF - dt.timedelta(days=1)) is None  # made after the day asked for
+    assert selection.load(tmp_path / "missing", CUTOFF) is None

@@ -12,6 +12,9 @@ Candidates per column: BG/NBD, the supervised model, and their blend (the mean o
   customers by them); then their totals are scaled by real / predicted over the validation window, so the sum
   over customers is calibrated (BG/NBD has no season; the supervised model learns one only after a year).
 
+The choice and the serving model are kept for `REFIT_DAYS` (`save` / `load`): the nights between two weekly
+refits only predict with them, on that night's features.
+
 Where the supervised model cannot be validated (less than about seven months of history: its training cutoffs
 need their own 90 days of future before the validation cutoff), BG/NBD keeps every column and the choice says so.
 """
@@ -19,7 +22,9 @@ need their own 90 days of future before the validation cutoff), BG/NBD keeps eve
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,6 +38,7 @@ MIN_VALIDATION_CUTOFFS = 3  # a supervised model on fewer past cutoffs validates
 CHOICES = {"churn_probability": ("churn_auc", "no_purchase"), "predicted_purchases": ("spearman", "actual_purchases"),
            "predicted_clv": ("spearman", "actual_revenue")}
 CALIBRATED = {"predicted_purchases": "actual_purchases", "predicted_clv": "actual_revenue"}
+REFIT_DAYS = 7  # the choice and the serving model are kept this long: a night only predicts with them
 SCALE_LIMITS = (0.5, 2.0)  # a validation window this far off says more about that window than about the model
 
 
@@ -93,24 +99,69 @@ def choose(validation: pd.DataFrame, users: pd.DataFrame, cutoff: dt.date, horiz
     return Selection(chosen, scale, pd.DataFrame(rows), note)
 
 
-def apply(predictions: pd.DataFrame, selection: Selection, users: pd.DataFrame, as_of: dt.date,
-          horizon: int) -> pd.DataFrame:
-    """BG/NBD's `predictions` (one row per user_id) with the chosen columns from the supervised model refitted at
-    `as_of`, and the totals of past buyers scaled. Never-buyers keep the rates observed for never-buyers."""
+def fit_serving(selection: Selection, users: pd.DataFrame, as_of: dt.date,
+                horizon: int) -> supervised.SupervisedModel | None:
+    """The supervised model on every cutoff known at `as_of`, when a column chose it (alone or in the blend)."""
+    if not selection.needs_supervised:
+        return None
+    model = supervised.fit(users[users["date"] <= as_of.isoformat()], as_of, horizon)
+    if model is None:  # cannot happen after a successful validation (it saw less), but never serve NaN for it
+        selection.chosen, selection.scale = dict.fromkeys(CHOICES, BG_NBD), dict.fromkeys(CALIBRATED, 1.0)
+    return model
+
+
+def apply(predictions: pd.DataFrame, selection: Selection, model: supervised.SupervisedModel | None,
+          users: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """BG/NBD's `predictions` (one row per user_id) with the chosen columns from `model` (features as of
+    `as_of`), and the totals of past buyers scaled. Never-buyers keep the rates observed for never-buyers."""
     out = predictions.set_index("user_id").copy()
-    buyers = out.index.intersection(users.loc[(users["orders"] > 0) & (users["date"] <= as_of.isoformat()), "user_id"].unique())
-    if selection.needs_supervised:
-        known = users[users["date"] <= as_of.isoformat()]
-        model = supervised.fit(known, as_of, horizon)
-        if model is None:  # cannot happen after a successful validation (it saw less), but never serve NaN for it
-            selection.chosen, selection.scale = dict.fromkeys(CHOICES, BG_NBD), dict.fromkeys(CALIBRATED, 1.0)
-        else:
-            boosted = model.predict(known, as_of).reindex(buyers)
-            for column, model_name in selection.chosen.items():
-                if model_name == LIGHTGBM:
-                    out.loc[buyers, column] = boosted[column].to_numpy()
-                elif model_name == BLEND:
-                    out.loc[buyers, column] = (out.loc[buyers, column].to_numpy() + boosted[column].to_numpy()) / 2
+    known = users[users["date"] <= as_of.isoformat()]
+    buyers = out.index.intersection(known.loc[known["orders"] > 0, "user_id"].unique())
+    if model is not None and selection.needs_supervised:
+        boosted = model.predict(known, as_of).reindex(buyers)
+        for column, model_name in selection.chosen.items():
+            if model_name == LIGHTGBM:
+                out.loc[buyers, column] = boosted[column].to_numpy()
+            elif model_name == BLEND:
+                out.loc[buyers, column] = (out.loc[buyers, column].to_numpy() + boosted[column].to_numpy()) / 2
     for column, factor in selection.scale.items():
         out.loc[buyers, column] = out.loc[buyers, column] * factor
     return out.reset_index()
+
+
+# --------------------------------------------------------------------------- kept between nights
+
+
+def save(folder: Path, selection: Selection, model: supervised.SupervisedModel | None, as_of: dt.date) -> None:
+    """The choice and the serving model, so the nights until the next weekly refit only predict."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"as_of": as_of.isoformat(), "chosen": selection.chosen, "scale": selection.scale, "note": selection.note,
+            "table": selection.table.to_dict(orient="records"), "model": None}
+    if model is not None:
+        meta["model"] = {"features": model.feature_names, "cutoffs": [c.isoformat() for c in model.cutoffs],
+                         "rows": model.rows, "boosters": sorted(model.boosters)}
+        for target, booster in model.boosters.items():
+            (folder / f"{target}.txt").write_text(booster.model_to_string())
+    (folder / "selection.json").write_text(json.dumps(meta, indent=2, default=float))
+
+
+def load(folder: Path, as_of: dt.date, max_age_days: int = REFIT_DAYS
+         ) -> tuple[Selection, supervised.SupervisedModel | None, dt.date] | None:
+    """The kept choice and model when they were made at most `max_age_days` before `as_of` (never after it)."""
+    import lightgbm as lgb
+
+    path = folder / "selection.json"
+    if not path.exists():
+        return None
+    meta = json.loads(path.read_text())
+    made = dt.date.fromisoformat(meta["as_of"])
+    if not 0 <= (as_of - made).days < max_age_days:
+        return None
+    selection = Selection(meta["chosen"], meta["scale"], pd.DataFrame(meta["table"]), meta["note"])
+    model = None
+    if meta["model"] is not None:
+        spec = meta["model"]
+        boosters = {t: lgb.Booster(model_str=(folder / f"{t}.txt").read_text()) for t in spec["boosters"]}
+        model = supervised.SupervisedModel(boosters, spec["features"],
+                                           [dt.date.fromisoformat(c) for c in spec["cutoffs"]], spec["rows"])
+    return selection, model, made

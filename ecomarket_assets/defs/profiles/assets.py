@@ -58,6 +58,10 @@ def _as_of(layout) -> dt.date:
     return dt.date.fromisoformat(days[-1])
 
 
+class UserProfilesConfig(dg.Config):
+    refit_models: bool = False  # choose and fit the prediction models now, not only when the kept ones are 7 days old
+
+
 class UserFeaturesConfig(dg.Config):
     full_rebuild: bool = False  # rebuild the running user state from every stored day instead of folding new days
 
@@ -103,18 +107,27 @@ def user_features(config: UserFeaturesConfig, data_dir: DataDirResource, compute
     kinds={"python", "parquet"},
     owners=OWNERS,
     deps=[user_features, user_daily_activity, dg.AssetKey("product_embeddings")],
-    description="The user portrait: features + RFM scores and segment, predicted purchases and CLV over 90 days "
-    "(BG/NBD + Gamma-Gamma), churn probability (no purchase in 90 days) with band, expected next order date. "
+    description="The user portrait: features + RFM scores and segment, predicted purchases and CLV over 90 days, "
+    "churn probability (no purchase in 90 days) with band, expected next order date. Each prediction column comes "
+    "from BG/NBD + Gamma-Gamma, the supervised LightGBM on the shop's past cutoffs, or their blend, as chosen on "
+    "the shop's last 90 days (metadata prediction_model_choice), with totals calibrated there; the choice and the "
+    "serving model are kept for 7 days (refit_models: true refits now). "
     "Metadata scores the models on a 90-day backtest (and against the true churn dates where the source knows "
     "them: the built-in simulated shop). "
     "Interest embeddings (engagement- and recency-weighted mean of product embeddings) sit beside it.",
 )
-def user_profiles(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
+def user_profiles(config: UserProfilesConfig, data_dir: DataDirResource,
+                  source: ShopSourceResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     features = read_frame(layout.table("user_features"))
     as_of = _as_of(layout)
     truth = source.truth(layout)
-    portrait = build_profiles(features, act.read_days(layout), as_of, truth_users=None if truth is None else truth.users())
+    kept = layout.root / "user_profiles" / "prediction_models"
+    if config.refit_models:
+        for path in kept.glob("*") if kept.exists() else []:
+            path.unlink()
+    portrait = build_profiles(features, act.read_days(layout), as_of, truth_users=None if truth is None else truth.users(),
+                              kept=kept)
     profiles = portrait.profiles
     write_frame(profiles, layout.table("user_profiles"))
     interests = _write_interest_embeddings(layout, as_of)
@@ -131,6 +144,8 @@ def user_profiles(data_dir: DataDirResource, source: ShopSourceResource) -> dg.M
         "prediction_model_choice": (md.table(portrait.selection.table.round(4)) if len(portrait.selection.table)
                                     else portrait.selection.note),
         "prediction_model_note": portrait.selection.note,
+        "prediction_models_made": portrait.models_made.isoformat(),
+        "prediction_models_reused": portrait.models_made != as_of,
         "preview": md.preview(profiles[["user_id", "rfm_segment", "orders", "revenue", "predicted_purchases",
                                         "churn_probability", "churn_band", "predicted_clv", "expected_next_order_date"]]),
         "path": dg.MetadataValue.path(str(layout.table("user_profiles"))),
