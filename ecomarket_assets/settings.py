@@ -127,6 +127,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECOMARKET_REFERENCE_CACHE", "embedding_model", "reference_cache",
             "embedding cache of those sentences, shared by every shop on the machine",
             "`~/.cache/ecomarket/reference_embeddings.parquet`"),
+    Setting("ECOMARKET_TORCH_THREADS", "embedding_model", "torch_threads",
+            "threads the sentence model encodes on; 0 = half the cores, so it never fights a LightGBM fit in the "
+            "same run (2 on a machine where encoding runs alone)"),
     Setting("ECOMARKET_MLFLOW_TRACKING_URI", "mlflow_tracking", "tracking_uri",
             "MLflow tracking and registry (an `http://` server in docker)", "`sqlite:///<checkout>/mlruns/mlflow.db`"),
     Setting("ECOMARKET_MLFLOW_ARTIFACT_ROOT", "mlflow_tracking", "artifact_root",

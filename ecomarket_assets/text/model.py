@@ -26,7 +26,6 @@ DEFAULT_BATCH_SIZE = 64
 # Encoding threads: half the cores this process may use (at least 1). torch would otherwise take every core, while
 # LightGBM fits (num_threads = 2) run beside it in the same Dagster run. On the shared 2-core machine under load,
 # 1 thread encoded 131-136 texts/s against 37-75 with 2 (400 review-length sentences, 2026-12-03).
-TORCH_THREADS_ENV = "ECOMARKET_TORCH_THREADS"  # set it (e.g. 2) on a machine where nothing else runs beside encoding
 _LOCK = threading.RLock()
 _ENCODERS: dict[tuple[str, int], SentenceEncoder] = {}
 _MODELS: dict[str, object] = {}  # model folder -> loaded SentenceTransformer
@@ -59,16 +58,17 @@ class SentenceEncoder:
     model folder: a run whose texts are all cached never imports torch.
     """
 
-    def __init__(self, path: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(self, path: Path, batch_size: int = DEFAULT_BATCH_SIZE, torch_threads: int = 0) -> None:
         self.path = Path(path)
         self.batch_size = batch_size
+        self.torch_threads = torch_threads
         self.model_id = model_fingerprint(self.path)
 
     @property
     def model(self):
         with _LOCK:
             if str(self.path) not in _MODELS:
-                _MODELS[str(self.path)] = _load_model(self.path)
+                _MODELS[str(self.path)] = _load_model(self.path, self.torch_threads)
             return _MODELS[str(self.path)]
 
     @property
@@ -87,24 +87,26 @@ class SentenceEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.empty((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+        model = self.model
+        limit_torch_threads(self.torch_threads)  # process-wide: another encoder or library may have changed it
+        vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                     convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
 
 
-def load_encoder(path: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> SentenceEncoder:
+def load_encoder(path: Path, batch_size: int = DEFAULT_BATCH_SIZE, torch_threads: int = 0) -> SentenceEncoder:
     """The process-wide encoder for the model at `path` (CPU, offline); the weights load on first use."""
-    key = (str(Path(path).expanduser().resolve()), batch_size)
+    key = (str(Path(path).expanduser().resolve()), batch_size, torch_threads)
     with _LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = SentenceEncoder(Path(key[0]), batch_size)
+            _ENCODERS[key] = SentenceEncoder(Path(key[0]), batch_size, torch_threads)
         return _ENCODERS[key]
 
 
-def _load_model(path: Path):
+def _load_model(path: Path, torch_threads: int = 0):
     if not (path / "modules.json").exists() and not (path / "config.json").exists():
         raise FileNotFoundError(f"no sentence-transformers model in {path}")
-    limit_torch_threads()
+    limit_torch_threads(torch_threads)
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
@@ -114,14 +116,11 @@ def _load_model(path: Path):
     return model
 
 
-def limit_torch_threads(threads: int | None = None) -> int:
-    """`threads` intra-op threads (default ECOMARKET_TORCH_THREADS, 0 or unset = half the cores this process may use),
-    never more than those cores, at least one; one inter-op thread (batches are encoded one after another).
-    Returns the intra-op count."""
+def limit_torch_threads(threads: int = 0) -> int:
+    """`threads` intra-op threads (0 = half the cores this process may use), never more than those cores, at least
+    one; one inter-op thread (batches are encoded one after another). Returns the intra-op count."""
     import torch
 
-    if threads is None:
-        threads = int(os.environ.get(TORCH_THREADS_ENV) or 0)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     count = max(1, min(threads or cores // 2, cores))
     torch.set_num_threads(count)
@@ -142,9 +141,10 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     batch_size: int = DEFAULT_BATCH_SIZE
     sentiment_data: str = ""
     reference_cache: str = ""
+    torch_threads: int = 0  # 0: half the cores, so encoding never fights a LightGBM fit in the same run
 
     def resolved_path(self) -> Path:
         return Path(self.model_path).expanduser() if self.model_path else default_model_path()
 
     def encoder(self) -> SentenceEncoder:
-        return load_encoder(self.resolved_path(), self.batch_size)
+        return load_encoder(self.resolved_path(), self.batch_size, self.torch_threads)
