@@ -1,7 +1,7 @@
 """Run the collector: `python -m ecomarket_assets.collector [--host 127.0.0.1] [--port 8010]`.
 
 Settings come from the environment through the resources (`ECOMARKET_DATA_DIR`, `ECOMARKET_LANDING_DIR`,
-`ECOMARKET_COLLECTOR_*`, see the README's settings table). Known products are read from the stored catalog
+the collector settings, see the README's settings table). Known products are read from the stored catalog
 (`<data>/catalog/catalog.parquet`) and re-read when it changes; without one, `unknown_product` is left to
 ingestion.
 """

@@ -105,7 +105,7 @@ def create_app(config: CollectorConfig) -> FastAPI:
         if earlier is not None:
             answer = dict(earlier, duplicate=True)
             answer.pop("file", None)
-        code = status.HTTP_201_CREATED if answer["accepted"] else status.HTTP_422_UNPROCESSABLE_CONTENT
+        code = 201 if answer["accepted"] else 422
         return JSONResponse(BatchAnswer(**answer).model_dump(), status_code=code)
 
     @app.get("/health")
