@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run dev test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
+.PHONY: run dev collector bench-collector test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ dev: $(STAMP)
 	@mkdir -p $(ECOMARKET_DAGSTER_STORAGE)
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
+# The event collector on 127.0.0.1:8010 (API keys: ECOMARKET_COLLECTOR_KEYS=shop1:key1,...); docs at /docs.
+collector: $(STAMP)
+	$(BIN)/python -m ecomarket_assets.collector --host 127.0.0.1 --port $${COLLECTOR_PORT:-8010}
+
 # Two workers, one test file each at a time (module fixtures are built once): 2 cores, half the wall time.
 test: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15
@@ -52,6 +56,10 @@ test-browser: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingestion.py
+
+# Collector throughput and latency: batches of 100 over HTTP against a real uvicorn (prints figures).
+bench-collector: $(STAMP)
+	$(BIN)/python benchmarks/collector.py
 
 bench-clv: $(STAMP)
 	$(BIN)/python benchmarks/clv_cdnow.py

@@ -165,3 +165,26 @@ class CampaignsResource(dg.ConfigurableResource):
 
     def folder(self) -> Path:
         return specs_dir(self.specs_dir)
+
+
+class CollectorResource(dg.ConfigurableResource):
+    """The event collector's settings (ecomarket_assets/collector): API keys per source, micro-batch rotation."""
+
+    api_keys: str = ""  # source:key pairs, comma-separated (shop1:key1,shop2:key2)
+    keys_file: str = ""  # a file of source:key lines (# comments); read after api_keys
+    rotate_seconds: int = 300
+    rotate_kb: int = 8192
+
+    def key_sources(self) -> dict[str, str]:
+        """API key -> source."""
+        pairs = [p for p in self.api_keys.split(",") if p.strip()]
+        if self.keys_file:
+            lines = Path(self.keys_file).read_text().splitlines()
+            pairs += [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        keys: dict[str, str] = {}
+        for pair in pairs:
+            source, sep, key = pair.strip().partition(":")
+            if not sep or not source or not key:
+                raise ValueError(f"collector key {pair.strip()[:20]!r}…: write source:key")
+            keys[key] = source
+        return keys

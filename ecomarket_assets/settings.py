@@ -36,6 +36,7 @@ from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.resources import (
     CampaignsResource,
+    CollectorResource,
     DataDirResource,
     DriftThresholdsResource,
     ForecastTrainingResource,
@@ -54,6 +55,7 @@ RESOURCES: dict[str, type[dg.ConfigurableResource]] = {
     "forecast_training": ForecastTrainingResource,
     "drift_thresholds": DriftThresholdsResource,
     "campaigns": CampaignsResource,
+    "collector": CollectorResource,
 }
 AT_LOAD = ""  # `resource` of a setting read when the definitions load (it sets no resource field)
 R = TypeVar("R", bound=dg.ConfigurableResource)
@@ -163,6 +165,13 @@ SETTINGS: tuple[Setting, ...] = (
             "memory limit of each LocalCluster worker (e.g. `2GiB`); past it, workers spill to disk"),
     Setting("ECOMARKET_CAMPAIGNS_DIR", "campaigns", "specs_dir", "folder of the campaign YAML specs",
             "`campaigns/` in the checkout"),
+    Setting("ECOMARKET_COLLECTOR_KEYS", "collector", "api_keys",
+            "event collector API keys, one per source: `shop1:key1,shop2:key2` (the `X-API-Key` header)", "(none)"),
+    Setting("ECOMARKET_COLLECTOR_KEYS_FILE", "collector", "keys_file",
+            "a file of `source:key` lines, read after `ECOMARKET_COLLECTOR_KEYS`"),
+    Setting("ECOMARKET_COLLECTOR_ROTATE_SECONDS", "collector", "rotate_seconds",
+            "the collector closes a micro-batch file (and the landing sensor may ingest it) after this many seconds"),
+    Setting("ECOMARKET_COLLECTOR_ROTATE_KB", "collector", "rotate_kb", "... or once it holds this many KiB"),
 )
 
 

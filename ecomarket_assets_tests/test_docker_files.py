@@ -393,3 +393,18 @@ def test_compose_resolves_the_dask_defaults(tmp_path: Path) -> None:
     if isinstance(port, dict):  # docker compose v2 prints the long syntax
         port = f"{port['host_ip']}:{port['published']}:{port['target']}"
     assert str(port).removesuffix("/tcp") == "127.0.0.1:8787:8787", port
+
+
+def test_collector_service_runs_the_project_image_and_writes_the_landing_folder(compose: dict) -> None:
+    services = compose["services"]
+    collector = services["collector"]
+    assert collector["image"] == services["user_code"]["image"] and collector["build"] == services["user_code"]["build"]
+    command = _command(collector)
+    assert command[:3] == ["python", "-m", "ecomarket_assets.collector"] and _option(command, "--port") == "8010"
+    env = _environment(collector)
+    assert env["ECOMARKET_LANDING_DIR"] == _environment(services["user_code"])["ECOMARKET_LANDING_DIR"]
+    assert "ECOMARKET_COLLECTOR_KEYS" in env
+    volumes = [str(v) for v in collector["volumes"]]
+    assert "ecomarket_data:/data" in volumes and any(v.endswith(":/data/landing") for v in volumes)  # writable
+    assert all(p.startswith("${ECOMARKET_BIND_ADDRESS:-127.0.0.1}:") for p in collector["ports"])
+    assert "8010/health" in " ".join(collector["healthcheck"]["test"])
