@@ -274,6 +274,16 @@ def _noise_embed(texts):
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def test_combined_model_searches_on_a_sample_of_a_large_shop_and_fits_on_every_text(monkeypatch):
+    monkeypatch.setattr(sent, "CV_MAX_TEXTS", 50)
+    texts, labels = _word_sentences(120, seed=3)
+    model = sent.train_combined(texts, labels, _noise_embed)
+    assert model.settings["cv_texts"] == 50 and model.trained_on == 120
+    assert model.settings["cv_balanced_accuracy"] > 0.8
+    test_texts, test_labels = _word_sentences(60, seed=4)
+    assert sent.balanced_accuracy(model.score(test_texts)[0], test_labels, model.threshold) > 0.8
+
+
 def test_combined_model_learns_from_words_when_embeddings_are_noise():
     texts, labels = _word_sentences(80, seed=1)
     model = sent.train_combined(texts, labels, _noise_embed)
