@@ -36,15 +36,15 @@ class Predicted:
 
 
 def predict(activity: DailyActivity, users: pd.Index, as_of: dt.date, horizon: int = predictive.HORIZON_DAYS,
-            truth_users: pd.DataFrame | None = None, kept: Path | None = None) -> Predicted:
+            truth_users: pd.DataFrame | None = None, kept: Path | None = None, refit: bool = False) -> Predicted:
     """Churn, purchases and value for `users` as `user_profiles` serves them (the benchmarks score this too).
 
     `kept`: a folder where the model choice and the serving model are kept between nights (`selection.save`);
-    they are reused while younger than `selection.REFIT_DAYS`, then chosen and fitted again."""
+    they are reused while younger than `selection.REFIT_DAYS` (unless `refit`), then chosen and fitted again."""
     evaluation = predictive.backtest(activity, users, as_of, horizon, truth_users)
     rates = evaluation.never_buyer_rates if evaluation else predictive.never_buyer_rates_from_history(activity, as_of, horizon)
     predictions = predictive.fit_predict(activity, users, as_of, horizon, rates)
-    reused = selection.load(kept, as_of) if kept is not None else None
+    reused = selection.load(kept, as_of) if kept is not None and not refit else None
     if reused is not None:
         chosen, model, made = reused
     else:
@@ -60,11 +60,11 @@ def predict(activity: DailyActivity, users: pd.Index, as_of: dt.date, horizon: i
 
 def build_profiles(features: pd.DataFrame, activity: DailyActivity, as_of: dt.date,
                    horizon: int = predictive.HORIZON_DAYS, truth_users: pd.DataFrame | None = None,
-                   kept: Path | None = None) -> Portrait:
+                   kept: Path | None = None, refit: bool = False) -> Portrait:
     users = pd.Index(features["user_id"])
     frame = features.set_index("user_id")
     frame = frame.join(rfm_table(frame["days_since_last_order"], frame["orders"], frame["revenue"]))
-    predicted = predict(activity, users, as_of, horizon, truth_users, kept)
+    predicted = predict(activity, users, as_of, horizon, truth_users, kept, refit)
     frame = frame.join(predicted.table.set_index("user_id"))
     frame["expected_next_order_date"] = predictive.next_order_date(frame["last_order_date"], frame["days_between_orders"], as_of)
     frame.insert(0, "as_of", as_of)

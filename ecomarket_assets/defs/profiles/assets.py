@@ -122,12 +122,8 @@ def user_profiles(config: UserProfilesConfig, data_dir: DataDirResource,
     features = read_frame(layout.table("user_features"))
     as_of = _as_of(layout)
     truth = source.truth(layout)
-    kept = layout.root / "user_profiles" / "prediction_models"
-    if config.refit_models:
-        for path in kept.glob("*") if kept.exists() else []:
-            path.unlink()
     portrait = build_profiles(features, act.read_days(layout), as_of, truth_users=None if truth is None else truth.users(),
-                              kept=kept)
+                              kept=layout.root / "user_profiles" / "prediction_models", refit=config.refit_models)
     profiles = portrait.profiles
     write_frame(profiles, layout.table("user_profiles"))
     interests = _write_interest_embeddings(layout, as_of)
