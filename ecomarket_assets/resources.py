@@ -23,7 +23,7 @@ from ecomarket_assets.ingestion.sources import (
 from ecomarket_assets.ingestion.staging import StagedSource
 from ecomarket_assets.simulator.shop import DEFAULT_START, SimConfig, simulate
 from ecomarket_assets.simulator.truth import ShopTruth, sale_plan
-from ecomarket_assets.storage import DataLayout, default_data_dir
+from ecomarket_assets.storage import REPO_ROOT, DataLayout, default_data_dir
 
 SIMULATOR = "simulator"  # the user-facing kind of the built-in simulated shop (ECOMARKET_SOURCE=simulator)
 SOURCE_KINDS = (SIMULATOR, *FILE_KINDS)
@@ -188,3 +188,19 @@ class CollectorResource(dg.ConfigurableResource):
                 raise ValueError(f"collector key {pair.strip()[:20]!r}…: write source:key")
             keys[key] = source
         return keys
+
+
+class FlowsResource(dg.ConfigurableResource):
+    """Triggered flows (ecomarket_assets/flows): the YAML folder and the optional webhook the outbox POSTs to."""
+
+    flows_dir: str = ""  # empty = `flows/` in the checkout
+    webhook_url: str = ""  # empty = no webhook: the outbox files are the hand-over
+    webhook_max_attempts: int = 8
+
+    def folder(self) -> Path:
+        return Path(self.flows_dir).expanduser().resolve() if self.flows_dir else REPO_ROOT / "flows"
+
+    def webhook(self):
+        from ecomarket_assets.flows.outbox import Webhook
+
+        return Webhook(self.webhook_url, max_attempts=self.webhook_max_attempts) if self.webhook_url else None

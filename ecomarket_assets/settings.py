@@ -39,6 +39,7 @@ from ecomarket_assets.resources import (
     CollectorResource,
     DataDirResource,
     DriftThresholdsResource,
+    FlowsResource,
     ForecastTrainingResource,
     ShopSourceResource,
 )
@@ -56,6 +57,7 @@ RESOURCES: dict[str, type[dg.ConfigurableResource]] = {
     "drift_thresholds": DriftThresholdsResource,
     "campaigns": CampaignsResource,
     "collector": CollectorResource,
+    "flows": FlowsResource,
 }
 AT_LOAD = ""  # `resource` of a setting read when the definitions load (it sets no resource field)
 R = TypeVar("R", bound=dg.ConfigurableResource)
@@ -172,6 +174,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECOMARKET_COLLECTOR_ROTATE_SECONDS", "collector", "rotate_seconds",
             "the collector closes a micro-batch file (and the landing sensor may ingest it) after this many seconds"),
     Setting("ECOMARKET_COLLECTOR_ROTATE_KB", "collector", "rotate_kb", "... or once it holds this many KiB"),
+    Setting("ECOMARKET_FLOWS_DIR", "flows", "flows_dir", "folder of the triggered-flow YAML specs",
+            "`flows/` in the checkout"),
+    Setting("ECOMARKET_FLOW_WEBHOOK_URL", "flows", "webhook_url",
+            "the flow sensor POSTs each treatment send there (JSON, `Idempotency-Key` header); empty: outbox files only",
+            "(none)"),
+    Setting("ECOMARKET_FLOW_WEBHOOK_MAX_ATTEMPTS", "flows", "webhook_max_attempts",
+            "attempts per send, over all ticks, before the webhook gives up on it"),
 )
 
 

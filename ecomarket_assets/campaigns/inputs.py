@@ -14,6 +14,7 @@ import pandas as pd
 from ecomarket_assets.campaigns import audience as aud
 from ecomarket_assets.campaigns.results import attribute_outcomes
 from ecomarket_assets.campaigns.store import CampaignStore
+from ecomarket_assets.flows.outbox import Outbox
 from ecomarket_assets.forecasting.store import forecast_rising_ids
 from ecomarket_assets.profiles import activity as act
 from ecomarket_assets.recommender.store import RecStore
@@ -40,6 +41,14 @@ def offer_inputs(layout: DataLayout, as_of: dt.date) -> aud.OfferInputs:
     rising = forecast_rising_ids(layout, top=50)
     return aud.OfferInputs(read_frame(RecStore(layout).recommendations_path), in_stock,
                            set(rising) if rising is not None else set(), recent.drop_duplicates())
+
+
+def flow_touches(layout: DataLayout) -> pd.DataFrame:
+    """Triggered-flow sends as planner history (campaign "flow:<name>", user_id, send_date): a customer a flow
+    touched counts against every campaign's frequency cap, as campaign sends count against a flow's."""
+    sends = Outbox(layout.root).read()
+    return pd.DataFrame({"campaign": "flow:" + sends["flow"].astype(str), "user_id": sends["user_id"],
+                         "send_date": pd.to_datetime(sends["send_time"], utc=True).dt.date})
 
 
 def observed_purchases(layout: DataLayout, lists: pd.DataFrame) -> tuple[pd.DataFrame, pd.Timestamp]:

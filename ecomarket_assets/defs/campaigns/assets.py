@@ -15,6 +15,7 @@ from ecomarket_assets.campaigns.explain import audience_funnel, list_rule_shares
 from ecomarket_assets.campaigns.inputs import (
     SEND_KEY,
     audience_users,
+    flow_touches,
     observed_purchases,
     offer_inputs,
     read_outcomes,
@@ -153,7 +154,8 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
     users = audience_users(layout)
     as_of = dt.date.fromisoformat(str((audiences if len(audiences) else users)["as_of"].iloc[0]))
     start = dt.date.fromisoformat(config.start_date) if config.start_date else as_of + dt.timedelta(days=1)
-    plan = plan_campaigns(specs, audiences, start, config.horizon_days)
+    history = flow_touches(layout)  # flow sends count against the campaigns' frequency caps
+    plan = plan_campaigns(specs, audiences, start, config.horizon_days, history)
     write_frame(plan.lists, store.lists_path)
     write_frame(plan.funnel, store.funnel_path)
     files = export_lists(plan.lists, store.exports)  # the whole export tree, replaced at once
@@ -163,6 +165,7 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
     empty = explain.campaign_list_reasons(plan.lists, plan.funnel, funnel, specs)
     meta: dict[str, object] = {
         "first_send_date": start.isoformat(),
+        "flow_sends_counted_for_caps": len(history),
         "horizon_days": config.horizon_days,
         "dagster/row_count": len(plan.lists),
         "why_empty": explain.lists_empty_reason(plan.lists, plan.funnel, funnel, specs, users) or "not empty",

@@ -1,0 +1,203 @@
+"""Triggered flows without Dagster: specs, the micro-batch feed, triggers and exits, the send rules, the outbox
+and its webhook. The whole loop through a real collector and the Dagster sensor is in test_realtime_loop.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ecomarket_assets.campaigns.planner import assign_group
+from ecomarket_assets.campaigns.specs import SpecError
+from ecomarket_assets.collector.writer import MicroBatchWriter
+from ecomarket_assets.flows.feed import read_new
+from ecomarket_assets.flows.outbox import Outbox, Webhook, deliver
+from ecomarket_assets.flows.specs import duration, load_flows
+from ecomarket_assets.flows.state import load_state, state_dir
+from ecomarket_assets.flows.tick import run_tick
+from ecomarket_assets.storage import DataLayout, write_frame
+
+T0 = pd.Timestamp("2026-12-03 10:00:00", tz="UTC")
+CART_FLOW = """
+name: cart_reminder
+trigger: {type: cart_abandoned}
+wait: 10m
+channels: [email, push]
+subject: "Still thinking about {first_product}?"
+frequency_cap: {messages: 1, days: 7}
+control_share: 0.2
+measurement: 1d
+"""
+
+
+def event(n: int, user: str, kind: str, product: str, minute: float, session: str | None = None,
+          order: str | None = None) -> dict:
+    return {"event_id": f"e{n}", "event_time": T0 + pd.Timedelta(minutes=minute), "user_id": user,
+            "session_id": session or f"s-{user}", "event_type": kind, "product_id": product, "quantity": 1,
+            "unit_price": 10.0, "order_id": order if kind == "purchase" else None, "channel": "web"}
+
+
+def users_in(group: str, n: int, flow: str = "cart_reminder", share: float = 0.2) -> list[str]:
+    """The first n ids c0, c1, ... the stable hash puts in `group` for the flow."""
+    ids = pd.Series([f"c{i}" for i in range(400)])
+    return ids[assign_group(flow, ids, share) == group].head(n).tolist()
+
+
+@pytest.fixture
+def shop(tmp_path: Path):
+    root = tmp_path / "data"
+    layout = DataLayout(root)
+    flows_dir = tmp_path / "flows"
+    flows_dir.mkdir()
+    (flows_dir / "cart_reminder.yaml").write_text(CART_FLOW)
+    customers = pd.DataFrame({"user_id": [f"c{i}" for i in range(400)], "email_opt_in": True, "sms_opt_in": False,
+                              "push_opt_in": False})
+    write_frame(customers, layout.table("customers"))
+    write_frame(pd.DataFrame({"product_id": ["p1", "p2", "p3"], "title": ["Red mug", "=HYPERLINK(1)", "Teapot"]}),
+                layout.table("catalog"))
+    writer = MicroBatchWriter(root / "landing", root)
+    writer.start()
+    yield layout, flows_dir, writer
+    writer.close()
+
+
+def post(writer: MicroBatchWriter, rows: list[dict]) -> None:
+    writer.store("shop", pd.DataFrame(rows), [])
+
+
+def test_durations_and_spec_errors_name_file_and_field(tmp_path: Path) -> None:
+    assert duration("90s") == pd.Timedelta(seconds=90) and duration("1.5h") == pd.Timedelta(minutes=90)
+    (tmp_path / "bad.yaml").write_text(CART_FLOW.replace("wait: 10m", "wait: ten minutes").replace(
+        "cart_abandoned", "cart_left"))
+    with pytest.raises(SpecError) as error:
+        load_flows(tmp_path)
+    text = str(error.value)
+    assert "bad.yaml: wait:" in text and "bad.yaml: trigger.type:" in text
+    (tmp_path / "bad.yaml").write_text(CART_FLOW.replace("trigger: {type: cart_abandoned}",
+                                                         "trigger: {type: rule, rule: 'cart_valu > 50'}"))
+    with pytest.raises(SpecError, match="cart_value"):
+        load_flows(tmp_path, allowed_columns=["orders"])
+    assert load_flows(tmp_path / "missing") == []
+
+
+def test_feed_reads_the_open_file_once_and_follows_its_rename(shop) -> None:
+    layout, _, writer = shop
+    post(writer, [event(1, "c1", "view", "p1", 0)])
+    first = read_new(layout.root / "landing", {})
+    assert first.events["event_id"].tolist() == ["e1"]
+    assert read_new(layout.root / "landing", first.offsets).events.empty  # nothing new: nothing twice
+    post(writer, [event(2, "c1", "cart", "p1", 1), event(3, "c1", "view", "p2", 2)])
+    writer.rotate_due(now=float("inf"))  # the collector closes (renames) the file
+    second = read_new(layout.root / "landing", first.offsets)
+    assert second.events["event_id"].tolist() == ["e2", "e3"]
+    assert second.events["event_time"].iloc[0] == T0 + pd.Timedelta(minutes=1)
+
+
+def test_cart_abandonment_sends_once_after_the_wait_and_never_to_a_buyer(shop) -> None:
+    layout, flows_dir, writer = shop
+    flows = load_flows(flows_dir)
+    leaver, buyer = users_in("treatment", 2)
+    post(writer, [event(1, leaver, "cart", "p1", 0), event(2, leaver, "cart", "p3", 1),
+                  event(3, buyer, "cart", "p1", 0), event(4, buyer, "purchase", "p1", 5, order="o1")])
+    landing = layout.root / "landing"
+    early = run_tick(layout, landing, flows, now=T0 + pd.Timedelta(minutes=6))
+    assert early.opened == {"cart_reminder": 2} and early.due == 0 and early.waiting == {"cart_reminder": 1}
+    # the second cart event restarted the wait: not due 10 minutes after the first one
+    assert run_tick(layout, landing, flows, now=T0 + pd.Timedelta(minutes=10, seconds=30)).due == 0
+    due = run_tick(layout, landing, flows, now=T0 + pd.Timedelta(minutes=11, seconds=30))
+    assert due.treatment == 1 and due.control == 0
+    send = due.sends.iloc[0]
+    assert send["user_id"] == leaver and send["channel"] == "email"
+    assert list(send["product_ids"])[:2] == ["p1", "p3"] and send["subject"] == "Still thinking about Red mug?"
+    again = run_tick(layout, landing, flows, now=T0 + pd.Timedelta(hours=1))
+    assert again.due == 0 and len(Outbox(layout.root).read()) == 1
+    entries = load_state(state_dir(layout.root)).entries_frame().set_index("user_id")
+    assert entries.loc[buyer, "status"] == "exited" and entries.loc[leaver, "status"] == "sent"
+
+
+def test_consent_suppression_cap_and_control_group_hold(shop) -> None:
+    layout, flows_dir, writer = shop
+    flows = load_flows(flows_dir)
+    treated, suppressed, capped = users_in("treatment", 3)
+    control = users_in("control", 1)[0]
+    stranger = "new-visitor"  # not a customer: no consent known
+    customers = pd.DataFrame({"user_id": [treated, suppressed, capped, control], "email_opt_in": True,
+                              "sms_opt_in": False, "push_opt_in": False})
+    write_frame(customers, layout.table("customers"))
+    (layout.root / "suppression").mkdir()
+    (layout.root / "suppression" / "unsubscribed.txt").write_text(f"{suppressed}\n")
+    lists = pd.DataFrame({"user_id": [capped], "send_time": [T0 - pd.Timedelta(days=2)], "campaign": ["win_back"]})
+    write_frame(lists, layout.table("campaign_lists"))  # a batch campaign touched this customer 2 days ago
+    post(writer, [event(i, u, "cart", "p1", 0) for i, u in enumerate([treated, suppressed, capped, control, stranger])])
+    report = run_tick(layout, layout.root / "landing", flows, now=T0 + pd.Timedelta(minutes=20))
+    assert report.removed["cart_reminder"] == {"stale": 0, "suppressed": 1, "no_consent": 1, "no_product": 0,
+                                               "frequency_cap": 1}
+    sends = report.sends.set_index("user_id")
+    assert sends.loc[treated, "group"] == "treatment" and sends.loc[treated, "cost"] > 0
+    assert sends.loc[control, "group"] == "control" and sends.loc[control, "cost"] == 0
+    assert set(sends.index) == {treated, control}
+
+
+def test_outbox_exports_are_spreadsheet_safe(shop) -> None:
+    layout, flows_dir, writer = shop
+    user = users_in("treatment", 1)[0]
+    post(writer, [event(1, user, "cart", "p2", 0)])
+    run_tick(layout, layout.root / "landing", load_flows(flows_dir), now=T0 + pd.Timedelta(minutes=15))
+    csv_file = layout.root / "flows/outbox/exports/cart_reminder/2026-12-03/cart_reminder_2026-12-03.csv"
+    text = csv_file.read_text()
+    assert "\"'=HYPERLINK(1)\"" in text and ",\"=HYPERLINK" not in text
+    assert pd.read_parquet(csv_file.with_suffix(".parquet"))["product_1_title"].iloc[0] == "=HYPERLINK(1)"
+
+
+def test_a_replayed_tick_writes_no_send_twice(shop) -> None:
+    layout, flows_dir, writer = shop
+    flows = load_flows(flows_dir)
+    user = users_in("treatment", 1)[0]
+    post(writer, [event(1, user, "cart", "p1", 0)])
+    folder = state_dir(layout.root)
+    run_tick(layout, layout.root / "landing", flows, now=T0)
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    run_tick(layout, layout.root / "landing", flows, now=T0 + pd.Timedelta(minutes=15))
+    for name, data in saved.items():  # as if the tick died after the outbox and before the state
+        (folder / name).write_bytes(data)
+    replay = run_tick(layout, layout.root / "landing", flows, now=T0 + pd.Timedelta(minutes=15))
+    assert replay.due == 1 and len(replay.sends) == 0 and len(Outbox(layout.root).read()) == 1
+
+
+class _FlakyReceiver(BaseHTTPRequestHandler):
+    calls: list[tuple[str, dict]] = []
+    fail_first = 2
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append((self.headers["Idempotency-Key"], body))
+        self.send_response(503 if len(type(self).calls) <= type(self).fail_first else 200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_webhook_retries_with_one_idempotency_key_and_skips_control(shop) -> None:
+    layout, flows_dir, writer = shop
+    treated, control = users_in("treatment", 1)[0], users_in("control", 1)[0]
+    post(writer, [event(1, treated, "cart", "p1", 0), event(2, control, "cart", "p1", 0)])
+    server = HTTPServer(("127.0.0.1", 0), _FlakyReceiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        hook = Webhook(f"http://127.0.0.1:{server.server_port}/sends", backoff_seconds=(0.01, 0.01, 0.01))
+        report = run_tick(layout, layout.root / "landing", load_flows(flows_dir),
+                          now=T0 + pd.Timedelta(minutes=15), webhook=hook)
+        assert report.deliveries["delivered"] == 1
+        keys = {key for key, _ in _FlakyReceiver.calls}
+        assert len(_FlakyReceiver.calls) == 3 and len(keys) == 1  # two 503s, then 200, one key
+        assert _FlakyReceiver.calls[-1][1]["user_id"] == treated
+        assert deliver(Outbox(layout.root), Outbox(layout.root).read(), hook)["delivered"] == 0  # not again
+    finally:
+        server.shutdown()
+        server.server_close()
