@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run dev collector bench-collector test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
+.PHONY: run dev collector bench-collector bench-realtime live-stream test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
 
 install: $(STAMP)
 
@@ -60,6 +60,15 @@ bench: $(STAMP)
 # Collector throughput and latency: batches of 100 over HTTP against a real uvicorn (prints figures).
 bench-collector: $(STAMP)
 	$(BIN)/python benchmarks/collector.py
+
+# Collector, triggered flows (event-to-send) and recommendation API latency; about 8 minutes, prints figures.
+bench-realtime: $(STAMP)
+	$(BIN)/python benchmarks/realtime.py
+
+# The simulator's live stream posted to the running collector: make live-stream KEY=s3cret [MINUTES=10] [SPEED=1]
+live-stream: $(STAMP)
+	$(BIN)/python -m ecomarket_assets.simulator.live --collector http://127.0.0.1:$${COLLECTOR_PORT:-8010} --key $(KEY) \
+		--minutes $(or $(MINUTES),10) --speed $(or $(SPEED),1)
 
 bench-clv: $(STAMP)
 	$(BIN)/python benchmarks/clv_cdnow.py
