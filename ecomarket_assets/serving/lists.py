@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import sparse
 
@@ -217,7 +218,8 @@ class Sessions:
 
 def load_sessions(path: Path) -> Sessions:
     table = read_arrow(path, columns=["user_id", "recent_views", "last_event_at"])
-    last = table.column("last_event_at").cast("timestamp[us, tz=UTC]").cast("int64").to_pylist()
+    # naive timestamps are taken as UTC; epoch microseconds
+    last = table.column("last_event_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
     views = {}
     for user, recent, at in zip(table.column("user_id").to_pylist(), table.column("recent_views").to_pylist(), last,
                                 strict=True):
