@@ -21,6 +21,7 @@ import asyncio
 import gc
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -99,14 +100,16 @@ async def _drive(base_url: str, paths: list, rate: float) -> dict:
 
 def build_demo(folder: Path) -> Path:
     """Materialize the default demo graph with every file under `folder` (as `make run`, but not in the checkout)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".dagster" / "logs").mkdir(parents=True, exist_ok=True)
+    (folder / "mlruns").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", folder / "dagster.yaml")  # the checkout's instance, storage under folder
     env = dict(os.environ, DAGSTER_HOME=str(folder), ECOMARKET_DATA_DIR=str(folder / "data"),
                ECOMARKET_DAGSTER_STORAGE=str(folder / ".dagster"),
                ECOMARKET_DAGSTER_COMPUTE_LOGS=str(folder / ".dagster" / "logs"),
-               ECOMARKET_MLFLOW_TRACKING_URI=f"file://{folder / 'mlruns'}",
+               ECOMARKET_MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
+               ECOMARKET_MLFLOW_ARTIFACT_ROOT=str(folder / "mlruns" / "artifacts"),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
                PYTHONPATH=str(ROOT))
-    (folder / ".dagster" / "logs").mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "ecomarket_assets.run_all"], env=env, cwd=ROOT, check=True)
     return folder / "data"
 

@@ -60,5 +60,6 @@ def create_app(service: RecommendationService, background: bool = True) -> FastA
 
 
 def app_from_data_dir(data_dir, **settings) -> FastAPI:
-    """The app serving one data directory (settings: `RecommendationService` fields such as session_minutes)."""
-    return create_app(RecommendationService(data_dir, **settings))
+    """The app serving one data directory (settings: `RecommendationService` fields such as session_minutes;
+    the heap is frozen after each load unless `freeze_heap=False`)."""
+    return create_app(RecommendationService(data_dir, **{"freeze_heap": True, **settings}))

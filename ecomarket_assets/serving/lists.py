@@ -274,6 +274,7 @@ class RecommendationService:
     every: float = 1.0
     session_minutes: float = SESSION_MINUTES  # state views older than this are not "just viewed"; 0: no limit
     clock: Callable[[], float] = time.time
+    freeze_heap: bool = False  # gc.freeze() after each load: for the API process (see `refresh`), not a library caller
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _checked: float = field(default=float("-inf"), init=False, repr=False)
@@ -291,12 +292,13 @@ class RecommendationService:
     def refresh(self) -> bool:
         """Poll the files; True when new data was swapped in.
 
-        After a load the heap is frozen (`gc.freeze`): the served lists are hundreds of thousands of objects,
-        and a full collection scanning them (and the imported libraries) took 125 ms on the demo data, the
-        whole p99 of the API. Frozen objects are still freed by reference counting when a reload drops them."""
+        With `freeze_heap` the heap is frozen after a load (`gc.freeze`): the served lists are hundreds of
+        thousands of objects, and a full collection scanning them (and the imported libraries) took 125 ms on
+        the demo data, the whole p99 of the API. Frozen objects are still freed by reference counting when a
+        reload drops them (the served tuples hold no cycles)."""
         self._checked = time.monotonic()
         changed = [watched.poll() for watched in (self.recs, self.items, self.sessions)]
-        if any(changed):
+        if any(changed) and self.freeze_heap:
             gc.freeze()
         return any(changed)
 
