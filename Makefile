@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run dev collector bench-collector bench-realtime live-stream test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
+.PHONY: run dev collector bench-collector api bench-api bench-realtime live-stream test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
 
 install: $(STAMP)
 
@@ -36,6 +36,13 @@ dev: $(STAMP)
 # The event collector on 127.0.0.1:8010 (API keys: ECOMARKET_COLLECTOR_KEYS=shop1:key1,...); docs at /docs.
 collector: $(STAMP)
 	$(BIN)/python -m ecomarket_assets.collector --host 127.0.0.1 --port $${COLLECTOR_PORT:-8010}
+
+# The recommendation API on 127.0.0.1:8020 (GET /v1/recommendations/{user_id}?k=10&viewed=p1,p2); docs at /docs.
+api: $(STAMP)
+	$(BIN)/python -m ecomarket_assets.serving --host 127.0.0.1 --port $${API_PORT:-8020}
+
+bench-api: $(STAMP)
+	$(BIN)/python benchmarks/recommendation_api.py --data-dir $${ECOMARKET_DATA_DIR:-data}
 
 # Two workers, one test file each at a time (module fixtures are built once): 2 cores, half the wall time.
 test: $(STAMP)

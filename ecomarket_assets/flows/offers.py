@@ -2,7 +2,8 @@
 
 The trigger's products say why the message comes now (the cart's items, the products just browsed, the one
 back in stock); the rest of the slots come from the serving `recommendations` (the champion's latest lists,
-with their reasons), skipping what the customer just bought. A customer without recommendations (new, or too
+with their reasons) re-ranked by the trigger's products exactly as the recommendation API re-ranks by the
+session (serving/lists.products_for), skipping the trigger's products. A customer without recommendations (new, or too
 little history) gets the shop's best sellers of the last 28 days.
 """
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from ecomarket_assets.flows.specs import FlowSpec
 from ecomarket_assets.recommender.store import RecStore
+from ecomarket_assets.serving.lists import products_for
 from ecomarket_assets.storage import DataLayout, read_frame
 
 POPULAR_DAYS = 28
@@ -64,19 +66,28 @@ class FlowOffers:
                 for p in top.index if top[p] > 0]
 
     def products(self, user: str, flow: FlowSpec, context: list[str]) -> list[dict]:
-        """At most `flow.products.count` products: the trigger's, then recommendations (or best sellers)."""
+        """At most `flow.products.count` products: the trigger's, then the recommendations re-ranked by the
+        trigger's products (their item-kNN / EASE neighbours move up, as in the API), then best sellers."""
         chosen: list[dict] = []
         reason = TRIGGER_REASON.get(flow.trigger.type)
         if flow.products.from_trigger and reason and flow.trigger.type != "post_purchase":
             chosen = [{"product_id": p, "title": self.titles.get(p, ""), "reason": reason} for p in context]
         skip = set(context)
-        for item in self._recommendations.get(user) or self.popular:
+        served = products_for(user, context, min(50, flow.products.count + len(skip)), self.layout.root)
+        for item in [*(_line(i, flow) for i in served), *(self._recommendations.get(user) or self.popular)]:
             if len(chosen) >= flow.products.count:
                 break
             if item["product_id"] not in skip:
-                chosen.append(dict(item))
+                chosen.append({k: item[k] for k in ("product_id", "title", "reason")})
                 skip.add(item["product_id"])
         return chosen[: flow.products.count]
+
+
+def _line(item: dict, flow: FlowSpec) -> dict:
+    """An API line for a message: after an order, the session reason reads as a pairing."""
+    if flow.trigger.type == "post_purchase" and item.get("reason_type") == "session":
+        item = {**item, "reason": str(item["reason"]).replace("Because you just viewed", "Goes well with")}
+    return item
 
 
 def last_sales(layout: DataLayout, days: int) -> pd.DataFrame:

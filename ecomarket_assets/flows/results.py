@@ -2,8 +2,8 @@
 
 A flow send converts when its customer orders in [send_time, send_time + measurement); the control group
 (held by the same stable hash as a campaign's) says what would have happened without the message. Outcomes
-are only counted for windows that have closed: by the end of the last ingested day, and never after now, since
-today's partition is still filling. Where the simulator's live stream knows the true response to a reminder,
+are only counted for windows that have closed: by the end of the last ingested day, and at least 10 minutes
+before now, since today's partition is still filling. Where the simulator's live stream knows the true response to a reminder,
 the true uplift is kept beside each send, and the table says whether the interval holds it.
 """
 
@@ -24,7 +24,11 @@ def flow_outcomes(sends: pd.DataFrame, purchases: pd.DataFrame, observed_until: 
 
 
 def flow_uplift(outcomes: pd.DataFrame) -> pd.DataFrame:
-    return uplift_table(outcomes, ["flow"])
+    table = uplift_table(outcomes, ["flow"])
+    if "true_revenue_uplift" in table:  # no revenue truth is simulated for flows: claim nothing either way
+        unknown = table["true_revenue_uplift"].isna()
+        table["true_revenue_within_ci"] = table["true_revenue_within_ci"].astype(object).where(~unknown, pd.NA)
+    return table
 
 
 def true_cart_response(root: Path) -> pd.DataFrame | None:

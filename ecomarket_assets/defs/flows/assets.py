@@ -18,6 +18,7 @@ from ecomarket_assets.resources import DataDirResource, FlowsResource
 from ecomarket_assets.storage import write_frame
 
 GROUP = "flows"
+INGEST_LAG = pd.Timedelta(minutes=10)  # collector files close every 5 minutes, then the landing sensor ingests
 OWNERS = ["team:marketing-ops"]
 
 flow_outbox = dg.AssetSpec(
@@ -32,7 +33,8 @@ flow_outbox = dg.AssetSpec(
     group_name=GROUP, kinds={"python", "parquet"}, owners=OWNERS, deps=[flow_outbox, raw_events],
     description="Uplift of each flow, measured like campaign results: a send converts when its customer orders within "
     "the flow's measurement window; treatment against the stable-hash control group, with 95 % intervals; only "
-    "windows closed by the last ingested event. Where the simulator's live stream knows the true response to a "
+    "windows closed by the end of the last ingested day and at least 10 minutes ago (today's partition fills as "
+    "the collector's files are ingested). Where the simulator's live stream knows the true response to a "
     "cart reminder, the true uplift is beside the estimate.",
 )
 def flow_results(data_dir: DataDirResource, flows: FlowsResource) -> dg.MaterializeResult:
@@ -40,8 +42,7 @@ def flow_results(data_dir: DataDirResource, flows: FlowsResource) -> dg.Material
     sends = Outbox(layout.root).read()
     send_days = pd.to_datetime(sends["send_time"], utc=True).dt.date
     purchases, until = observed_purchases(layout, pd.DataFrame({"send_date": send_days}))
-    if len(purchases):
-        until = min(until, pd.Timestamp(purchases["event_time"].max()) + pd.Timedelta(seconds=1))
+    until = min(until, pd.Timestamp.now(tz="UTC") - INGEST_LAG)  # today's partition is still filling
     outcomes = with_truth(flow_outcomes(sends, purchases, until), true_cart_response(layout.root))
     table = flow_uplift(outcomes) if len(outcomes) else pd.DataFrame(columns=["flow"])
     folder = layout.root / "flow_results"
