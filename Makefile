@@ -68,7 +68,7 @@ bench: $(STAMP)
 bench-collector: $(STAMP)
 	$(BIN)/python benchmarks/collector.py
 
-# Collector, triggered flows (event-to-send) and recommendation API latency; about 8 minutes, prints figures.
+# Collector, triggered flows (event-to-send) and recommendation API latency; about 17 minutes with the demo build, prints figures.
 bench-realtime: $(STAMP)
 	$(BIN)/python benchmarks/realtime.py
 

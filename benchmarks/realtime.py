@@ -3,7 +3,7 @@
     python benchmarks/realtime.py [--minutes 3] [--sessions-per-minute 120] [--wait 60] [--skip-api]
 
 1. Collector: benchmarks/collector.py with 1 and 4 clients (batches of 100, each answered after its fsync).
-2. Flows: a simulated shop's catalog and customers in a throw-away data directory, a real collector
+2. Flows: the demo shop's catalog, customers and recommendations, a real collector
    (uvicorn, 127.0.0.1), the simulator's live stream played in real time, and the flow tick every 30 s as the
    Dagster daemon runs `flow_sensor` (`run_tick`, the function the sensor calls). Two flows: `cart_reminder`
    (wait `--wait` s after the last cart event, exit on purchase) and `order_follow_up` (post-purchase, no
@@ -11,13 +11,16 @@
    event (stamped when the stream posts it), and minus the moment it fell due. Checked against the stream's
    truth: no send for a cart bought in its session, at most one per abandoned cart.
 3. API: benchmarks/recommendation_api.py (200 requests/s from a real HTTP client).
-Figures, not a test; say how busy the machine was (printed from /proc/loadavg).
+The demo graph is materialized first in a temporary folder (`make run`'s shop; about 3.5 min), or
+`--data-dir` names one (a copy is used). Figures, not a test; say how busy the machine was (printed from
+/proc/loadavg).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,12 +35,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.recommendation_api import build_demo  # noqa: E402
 from ecomarket_assets.flows.outbox import Outbox  # noqa: E402
 from ecomarket_assets.flows.specs import load_flows  # noqa: E402
 from ecomarket_assets.flows.tick import run_tick  # noqa: E402
 from ecomarket_assets.simulator import live  # noqa: E402
-from ecomarket_assets.simulator.shop import SimConfig, simulate  # noqa: E402
-from ecomarket_assets.storage import DataLayout, write_frame  # noqa: E402
+from ecomarket_assets.storage import DataLayout, read_frame  # noqa: E402
 
 TICK_SECONDS = 30.0
 FLOWS = {
@@ -76,7 +79,7 @@ def percentiles(values: pd.Series) -> str:
 def collector_figures() -> None:
     for clients in (1, 4):
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "collector.py"), "--clients", str(clients),
-                              "--batches", "400"], capture_output=True, text=True, cwd=ROOT, check=True)
+                              "--batches", "300"], capture_output=True, text=True, cwd=ROOT, check=True)
         print(f"collector, {clients} client(s): {out.stdout.strip().splitlines()[-1]}", flush=True)
 
 
@@ -126,13 +129,11 @@ class Ticker(threading.Thread):
             self.stop.wait(max(next_at - time.time(), 0.0))
 
 
-def flow_figures(minutes: float, sessions_per_minute: float, wait: int) -> None:
-    shop = simulate(SimConfig(n_users=3000, n_products=400, n_days=30, seed=5))
+def flow_figures(data: Path, minutes: float, sessions_per_minute: float, wait: int) -> None:
+    """On the demo shop's data directory: its customers (with consent), catalog and recommendations."""
+    layout = DataLayout(data)
+    catalog, customers = read_frame(layout.table("catalog")), read_frame(layout.table("customers"))
     with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "data"
-        layout = DataLayout(data)
-        write_frame(shop.tables.catalog, layout.table("catalog"))
-        write_frame(shop.tables.customers, layout.table("customers"))
         flows_dir = Path(folder) / "flows"
         flows_dir.mkdir()
         for name, text in FLOWS.items():
@@ -142,7 +143,7 @@ def flow_figures(minutes: float, sessions_per_minute: float, wait: int) -> None:
         ticker = Ticker(layout, flows_dir)
         try:
             start = pd.Timestamp.now(tz="UTC").ceil("s") + pd.Timedelta(seconds=1)
-            stream = live.live_stream(shop.tables.catalog, shop.tables.customers, start, minutes,
+            stream = live.live_stream(catalog, customers, start, minutes,
                                       sessions_per_minute=sessions_per_minute, seed=1)
             ticker.start()
             totals = live.play(stream, f"http://127.0.0.1:{port}", "k", batch_prefix="bench")
@@ -185,28 +186,37 @@ def _report(stream: live.LiveStream, totals: dict, sends: pd.DataFrame, ticker: 
           f"the wait: {len(bought_in_wait)}; carts with more than one send: {int((per_cart > 1).sum())}")
 
 
-def api_figures() -> None:
+def api_figures(data: Path) -> None:
+    """benchmarks/recommendation_api.py on the same data (the flows' live state included)."""
     script = ROOT / "benchmarks" / "recommendation_api.py"
-    if not script.exists():
-        print("recommendation API benchmark not found")
-        return
-    subprocess.run([sys.executable, str(script)], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, str(script), "--data-dir", str(data)], cwd=ROOT, check=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--minutes", type=float, default=3.0, help="minutes of live stream")
-    parser.add_argument("--sessions-per-minute", type=float, default=120.0)
+    parser.add_argument("--minutes", type=float, default=8.0,
+                        help="minutes of live stream (purchases come 1-8 min after a cart: shorter streams squeeze them)")
+    parser.add_argument("--sessions-per-minute", type=float, default=60.0)
     parser.add_argument("--wait", type=int, default=60, help="cart_reminder's wait, seconds")
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--skip-collector", action="store_true")
+    parser.add_argument("--data-dir", type=Path, help="a data directory with the demo graph materialized (a copy "
+                        "is used); default: materialize it in a temporary folder first (about 3.5 min)")
     args = parser.parse_args()
     print(f"load average at start: {load()} ({os.cpu_count()} cores)", flush=True)
     if not args.skip_collector:
         collector_figures()
-    flow_figures(args.minutes, args.sessions_per_minute, args.wait)
-    if not args.skip_api:
-        api_figures()
+    with tempfile.TemporaryDirectory() as folder:
+        if args.data_dir:
+            data = Path(folder) / "data"
+            shutil.copytree(args.data_dir, data)
+        else:
+            started = time.perf_counter()
+            data = build_demo(Path(folder))
+            print(f"demo graph materialized in {time.perf_counter() - started:.0f} s", flush=True)
+        flow_figures(data, args.minutes, args.sessions_per_minute, args.wait)
+        if not args.skip_api:
+            api_figures(data)
     print(f"load average at end: {load()}")
 
 

@@ -201,3 +201,82 @@ def test_webhook_retries_with_one_idempotency_key_and_skips_control(shop) -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _flow(tmp_path: Path, name: str, text: str):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / f"{name}.yaml").write_text(f"name: {name}\nchannels: [email]\nfrequency_cap: {{messages: 9, days: 1}}\n"
+                                         f"control_share: 0.1\n{text}")
+    return load_flows(folder)
+
+
+def _apply(flows, rows: list[dict], known: set[str] = frozenset(), state=None):
+    from ecomarket_assets.flows import engine
+    from ecomarket_assets.flows.state import LiveState
+
+    state = state or LiveState()
+    opened = engine.apply_events(state, pd.DataFrame(rows), flows, known)
+    return state, opened
+
+
+def test_browse_abandonment_needs_views_without_a_cart(tmp_path: Path) -> None:
+    flows = _flow(tmp_path, "browse", "trigger: {type: browse_abandoned, min_views: 3}\nwait: 1h\n")
+    state, opened = _apply(flows, [event(i, "c1", "view", f"p{i}", i) for i in range(1, 4)]
+                           + [event(i, "c2", "view", "p1", i) for i in range(4, 6)])
+    assert opened == {"browse": 1}
+    [entry] = state.waiting()
+    assert entry.user_id == "c1" and entry.context_products == ["p3", "p2", "p1"]
+    assert entry.due_at == T0 + pd.Timedelta(minutes=3, hours=1)  # an hour after the last view
+    _apply(flows, [event(9, "c1", "cart", "p2", 30)], state=state)  # a cart during the wait ends it
+    assert not state.waiting() and entry.reason == "cart during the wait"
+
+
+def test_first_signup_post_purchase_and_rule_triggers(tmp_path: Path) -> None:
+    signup = _flow(tmp_path, "welcome", "trigger: {type: first_signup}\nwait: 0s\n")
+    state, opened = _apply(signup, [event(1, "old", "view", "p1", 0), event(2, "new", "view", "p1", 1),
+                                    event(3, "new", "view", "p2", 2)], known={"old"})
+    assert opened == {"welcome": 1} and state.waiting()[0].user_id == "new"
+    follow_up = _flow(tmp_path, "after_order", "trigger: {type: post_purchase}\nwait: 3d\nreentry: 1s\n")
+    state, opened = _apply(follow_up, [event(1, "c1", "purchase", "p1", 0, order="o1"),
+                                       event(2, "c1", "purchase", "p2", 0.5, order="o1")])
+    [entry] = state.waiting()
+    assert opened == {"after_order": 1} and entry.context_products == ["p1", "p2"]
+    assert entry.due_at == T0 + pd.Timedelta(days=3)
+    from ecomarket_assets.flows import engine
+
+    big_cart = _flow(tmp_path, "big_cart", "trigger: {type: rule, rule: 'cart_value >= 30 and orders >= 2'}\nwait: 5m\n")
+    state, _ = _apply(big_cart, [event(i, u, "cart", f"p{i}", i) for i, u in enumerate(["a", "a", "a", "b", "b", "b"])])
+    profiles = pd.DataFrame({"user_id": ["a", "b"], "orders": [3, 1]})
+    assert engine.apply_rules(state, big_cart, {"a", "b"}, profiles, T0) == {"big_cart": 1}
+    assert [e.user_id for e in state.waiting()] == ["a"]
+
+
+def test_back_in_stock_after_a_gap_in_sales(tmp_path: Path) -> None:
+    from ecomarket_assets.flows import engine
+    from ecomarket_assets.flows.state import LiveState
+
+    flows = _flow(tmp_path, "restock", "trigger: {type: back_in_stock, out_days: 14}\nwait: 0s\n")
+    state = LiveState()
+    engine.seed_last_sold(state, pd.DataFrame({"product_id": ["p1", "p2"],
+                                               "last_sold_at": [T0 - pd.Timedelta(days=20), T0 - pd.Timedelta(days=2)]}))
+    _apply(flows, [event(1, "fan", "view", "p1", 0), event(2, "fan", "view", "p2", 1)], state=state)
+    _, opened = _apply(flows, [event(3, "buyer", "purchase", "p2", 5, order="o1"),  # p2 never ran out
+                               event(4, "buyer", "purchase", "p1", 6, order="o1")], state=state)
+    assert opened == {"restock": 1}
+    [entry] = state.waiting()
+    assert (entry.user_id, entry.context_products) == ("fan", ["p1"])
+
+
+def test_a_send_due_at_night_waits_for_the_window(shop, tmp_path: Path) -> None:
+    layout, flows_dir, writer = shop
+    (flows_dir / "cart_reminder.yaml").write_text(CART_FLOW + "send_window: {start_hour: 8, end_hour: 20}\n")
+    user = users_in("treatment", 1)[0]
+    night = T0.normalize() + pd.Timedelta(hours=22)
+    post(writer, [dict(event(1, user, "cart", "p1", 0), event_time=night)])
+    flows = load_flows(flows_dir)
+    late = run_tick(layout, layout.root / "landing", flows, now=night + pd.Timedelta(minutes=15))
+    assert late.postponed == 1 and late.treatment == 0
+    morning = run_tick(layout, layout.root / "landing", flows, now=night + pd.Timedelta(hours=10, minutes=1))
+    assert morning.treatment == 1
+    assert morning.sends["due_at"].iloc[0] == night.normalize() + pd.Timedelta(days=1, hours=8)

@@ -22,6 +22,7 @@ from ecomarket_assets.storage import new_build_dir, read_frame, replace_dir, wri
 
 SESSION_GAP = pd.Timedelta(minutes=30)  # a new session_id, or this long without events, starts a new session
 RECENT_VIEWS = 20
+USER_KEEP = pd.Timedelta(days=30)  # live state of a customer quiet this long is dropped
 USER_COLUMNS = ["user_id", "first_seen_at", "last_event_at", "session_id", "session_started_at", "session_views",
                 "session_carts", "session_purchases", "cart_items", "cart_value", "recent_views", "live_purchases",
                 "live_events"]
@@ -140,9 +141,14 @@ def save_state(state: LiveState, folder: Path) -> None:
 
 
 def prune(state: LiveState, now: pd.Timestamp, keep: pd.Timedelta) -> int:
-    """Forget closed entries older than `keep` (the longest re-entry period); returns how many."""
+    """Forget closed entries older than `keep` (the longest re-entry period), and customers quiet for USER_KEEP
+    with nothing waiting (by then the nightly profiles know them); returns how many entries."""
     old = [k for k, e in state.entries.items() if e.status != WAITING and e.closed_at is not None
            and now - e.closed_at > keep]
     for key in old:
         del state.entries[key]
+    waiting = {e.user_id for e in state.waiting()}
+    quiet = [u for u, live in state.users.items() if now - live.last_event_at > USER_KEEP and u not in waiting]
+    for user in quiet:
+        del state.users[user]
     return len(old)

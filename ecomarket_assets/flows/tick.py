@@ -22,7 +22,7 @@ from ecomarket_assets.flows.offers import FlowOffers, last_sales
 from ecomarket_assets.flows.outbox import Outbox, Webhook, deliver
 from ecomarket_assets.flows.specs import FlowSpec
 from ecomarket_assets.flows.state import load_state, prune, save_state, state_dir
-from ecomarket_assets.storage import DataLayout, read_frame
+from ecomarket_assets.storage import DataLayout, read_frame, read_schema
 
 
 @dataclass
@@ -68,7 +68,8 @@ def run_tick(layout: DataLayout, landing_dir: Path, flows: list[FlowSpec], now: 
     feed = read_new(landing_dir, state.offsets)
     report = TickReport(now=now, events=len(feed.events), files_read=feed.files_read)
     customers = _table(layout, "customers")
-    profiles = _table(layout, "user_profiles")
+    rules = any(f.trigger.type == "rule" for f in enabled)  # rules may read any profile column
+    profiles = _table(layout, "user_profiles", None if rules else ["user_id", "top_category"])
     known = set(customers.get("user_id", [])) | set(profiles.get("user_id", []))
     report.opened = engine.apply_events(state, feed.events, enabled, known)
     touched = set(feed.events["user_id"])
@@ -98,9 +99,13 @@ def run_tick(layout: DataLayout, landing_dir: Path, flows: list[FlowSpec], now: 
     return report
 
 
-def _table(layout: DataLayout, name: str) -> pd.DataFrame:
+def _table(layout: DataLayout, name: str, columns: list[str] | None = None) -> pd.DataFrame:
     path = layout.table(name)
-    return read_frame(path) if path.exists() else pd.DataFrame(columns=["user_id"])
+    if not path.exists():
+        return pd.DataFrame(columns=["user_id"])
+    if columns is not None:
+        columns = [c for c in columns if c in read_schema(path).names]
+    return read_frame(path, columns)
 
 
 def _decide(due, flows, layout: DataLayout, customers: pd.DataFrame, profiles: pd.DataFrame, stored: pd.DataFrame,

@@ -144,11 +144,12 @@ def _products(catalog: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fit_in_window(rng: np.random.Generator, span: float, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Session start seconds in [0, span) and a squeeze factor, so each session ends before `span - 1`."""
-    starts = rng.random(len(lengths)) * span
+    """Session start seconds and a squeeze factor, so each session ends before `span - 1`. A start is drawn
+    uniformly over the starts that fit (not clipped to the last one: clipping piled every long session's last
+    event, its purchase, on the same second at the window's end)."""
     room = max(span - 1.0, 0.0)
     squeeze = np.where(lengths > room, room / np.maximum(lengths, 1e-9), 1.0)
-    starts = np.clip(starts, 0.0, np.maximum(room - lengths * squeeze, 0.0))
+    starts = rng.random(len(lengths)) * np.maximum(room - lengths * squeeze, 0.0)
     return starts, squeeze
 
 

@@ -12,7 +12,7 @@ from ecomarket_assets.campaigns.specs import SpecError
 from ecomarket_assets.flows.specs import load_flows
 from ecomarket_assets.flows.tick import TickReport, run_tick
 from ecomarket_assets.resources import DataDirResource, FlowsResource, ShopSourceResource
-from ecomarket_assets.storage import read_frame
+from ecomarket_assets.storage import read_schema
 
 FLOW_OUTBOX = dg.AssetKey("flow_outbox")
 
@@ -26,7 +26,7 @@ def flow_sensor(context: dg.SensorEvaluationContext, data_dir: DataDirResource, 
     layout = data_dir.layout()
     folder = flows.folder()
     profiles = layout.table("user_profiles")
-    columns = read_frame(profiles).columns if profiles.exists() else None
+    columns = read_schema(profiles).names if profiles.exists() else None
     try:
         specs = load_flows(folder, allowed_columns=columns)
     except SpecError as error:
