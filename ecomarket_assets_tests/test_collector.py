@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,8 +20,8 @@ from ecomarket_assets.collector.writer import HEADER, OPEN_PREFIX, MicroBatchWri
 from ecomarket_assets.ingestion import landing
 from ecomarket_assets.ingestion.adapters.canonical import read_table_file
 from ecomarket_assets.storage import DataLayout
+from ecomarket_assets_tests.servers import free_port, start_collector
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PRODUCTS = {"p1", "p2"}
 
 
@@ -166,25 +164,11 @@ def test_health_and_openapi_docs(client: TestClient) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 def _start(data: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOMARKET_")}
-    env |= {"ECOMARKET_DATA_DIR": str(data), "ECOMARKET_COLLECTOR_KEYS": "shop1:k1", "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "ecomarket_assets.collector", "--port", str(port)], env=env,
-                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(proc.stderr.read().decode()[-2000:])
+    return start_collector(data, port)
 
 
 def test_nothing_acknowledged_is_lost_on_kill_9(tmp_path: Path) -> None:

@@ -3,11 +3,7 @@ lift orders as the truth says, and the command line posting a stream to a real c
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,8 +19,8 @@ from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS
 from ecomarket_assets.simulator import live
 from ecomarket_assets.simulator.shop import SimConfig, simulate
 from ecomarket_assets.storage import DataLayout, read_frame, write_frame
+from ecomarket_assets_tests.servers import free_port, start_module
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 START = pd.Timestamp("2025-06-05T10:00:00Z")
 
 
@@ -170,30 +166,14 @@ def test_a_failed_post_is_retried_with_the_same_batch_id() -> None:
 # ----------------------------------------------------------------------------- the command line and a collector
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_the_command_line_posts_every_event_to_a_real_collector(tmp_path: Path, shop) -> None:
-    data, port = tmp_path / "data", _free_port()
+    data, port = tmp_path / "data", free_port()
     layout = DataLayout(data)
     write_frame(shop[0][CATALOG.names], layout.table("catalog"), CATALOG)
     write_frame(shop[1][CUSTOMERS.names], layout.table("customers"), CUSTOMERS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOMARKET_")}
-    env |= {"ECOMARKET_DATA_DIR": str(data), "ECOMARKET_COLLECTOR_KEYS": "live:k1", "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "ecomarket_assets.collector", "--port", str(port)], env=env,
-                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start_module("ecomarket_assets.collector", port, ready=lambda answer: answer.json()["catalog_products"],
+                        env={"ECOMARKET_DATA_DIR": str(data), "ECOMARKET_COLLECTOR_KEYS": "live:k1"})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()["catalog_products"]:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         t0 = time.monotonic()
         result = live.main(["--collector", f"http://127.0.0.1:{port}", "--key", "k1", "--minutes", "1",
                             "--speed", "30", "--sessions-per-minute", "120", "--seed", "4", "--data-dir", str(data),

@@ -19,7 +19,7 @@ from ecomarket_assets.flows.outbox import Outbox
 from ecomarket_assets.flows.state import load_state, state_dir
 from ecomarket_assets.resources import DataDirResource, FlowsResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, write_frame
-from ecomarket_assets_tests.test_collector import _free_port, _start
+from ecomarket_assets_tests.servers import free_port, start_collector
 from ecomarket_assets_tests.test_flows import CART_FLOW, users_in
 
 WAIT_SECONDS = 4
@@ -64,8 +64,8 @@ def test_abandoned_cart_to_one_send_through_collector_kill_and_sensor(tmp_path: 
               "unconsented": users_in("treatment", 5)[4], "control": users_in("control", 1)[0]}
     data = tmp_path / "data"
     flows_dir = _shop(data, tmp_path, people)
-    port = _free_port()
-    proc = _start(data, port)
+    port = free_port()
+    proc = start_collector(data, port)
     try:
         events = [_cart(i, u) for i, u in enumerate(people.values())] + [_cart(99, buyer, "purchase", 1.0)]
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/events", json={"events": events},
@@ -75,7 +75,7 @@ def test_abandoned_cart_to_one_send_through_collector_kill_and_sensor(tmp_path: 
         assert not first.asset_events and not Outbox(data).read().shape[0]
         os.kill(proc.pid, signal.SIGKILL)  # acknowledged events sit in the open micro-batch file
         proc.wait(10)
-        proc = _start(data, port)  # recovery closes the file under its final name
+        proc = start_collector(data, port)  # recovery closes the file under its final name
         time.sleep(WAIT_SECONDS + 0.5)
         due = _sensor(data, flows_dir)
         [materialization] = due.asset_events

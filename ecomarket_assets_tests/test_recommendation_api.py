@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,8 +20,8 @@ from ecomarket_assets.schemas import CATALOG
 from ecomarket_assets.serving import lists
 from ecomarket_assets.serving.session import Item, rerank
 from ecomarket_assets.storage import DataLayout, write_frame
+from ecomarket_assets_tests.servers import free_port, start_module
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PLAN = CutoffPlan.for_last_day(dt.date(2025, 12, 1))
 TITLES = {f"P{i}": f"Title P{i}" for i in range(1, 7)}
 
@@ -185,30 +182,12 @@ def test_a_broken_file_never_replaces_the_loaded_lists(layout: DataLayout) -> No
 # ----------------------------------------------------------------------------- a real server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(data: Path, port: int, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOMARKET_")} | {"PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "ecomarket_assets.serving", "--port", str(port), "--data-dir",
-                             str(data), *extra], env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(proc.stderr.read().decode()[-2000:])
+    return start_module("ecomarket_assets.serving", port, "--data-dir", str(data), *extra)
 
 
 def test_uvicorn_serves_validates_and_reloads(layout: DataLayout) -> None:
-    port = _free_port()
+    port = free_port()
     proc = start_server(layout.root, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:

@@ -175,7 +175,20 @@ def _format_subject(template: str, **values: str) -> str:
     return subject
 
 
-class ScheduleSpec(_Spec):
+class HourWindow(_Spec):
+    """A daily send window in UTC hours, [start_hour, end_hour) (campaign schedules and flows)."""
+
+    start_hour: int = Field(0, ge=0, le=23)
+    end_hour: int = Field(24, ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _window(self) -> HourWindow:
+        if self.start_hour >= self.end_hour:
+            raise ValueError(f"start_hour ({self.start_hour}) must be before end_hour ({self.end_hour})")
+        return self
+
+
+class ScheduleSpec(HourWindow):
     weekdays: list[Weekday] = Field(min_length=1)
     start_hour: int = Field(9, ge=0, le=23)  # send window, UTC hours [start_hour, end_hour)
     end_hour: int = Field(21, ge=1, le=24)
@@ -184,12 +197,6 @@ class ScheduleSpec(_Spec):
     @classmethod
     def _unique_days(cls, value: list[str]) -> list[str]:
         return _unique(value, "weekdays")
-
-    @model_validator(mode="after")
-    def _window(self) -> ScheduleSpec:
-        if self.start_hour >= self.end_hour:
-            raise ValueError(f"start_hour ({self.start_hour}) must be before end_hour ({self.end_hour})")
-        return self
 
 
 class BudgetSpec(_Spec):

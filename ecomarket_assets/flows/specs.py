@@ -38,6 +38,7 @@ from ecomarket_assets.campaigns.specs import (
     Channel,
     CreativeSpec,
     FrequencyCap,
+    HourWindow,
     Objective,
     SpecError,
     _read_yaml,
@@ -99,15 +100,8 @@ class FlowProducts(_Spec):
     from_trigger: bool = True  # the cart's / viewed / restocked products first, then recommendations
 
 
-class SendWindow(_Spec):
-    start_hour: int = Field(0, ge=0, le=23)  # UTC; a send due outside [start, end) waits for the next start
-    end_hour: int = Field(24, ge=1, le=24)
-
-    @model_validator(mode="after")
-    def _order(self) -> SendWindow:
-        if self.start_hour >= self.end_hour:
-            raise ValueError(f"start_hour ({self.start_hour}) must be before end_hour ({self.end_hour})")
-        return self
+class SendWindow(HourWindow):
+    """UTC hours; a send due outside [start_hour, end_hour) waits for the window to open."""
 
 
 class FlowSpec(_Spec):
