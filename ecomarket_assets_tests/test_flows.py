@@ -280,3 +280,11 @@ def test_a_send_due_at_night_waits_for_the_window(shop, tmp_path: Path) -> None:
     morning = run_tick(layout, layout.root / "landing", flows, now=night + pd.Timedelta(hours=10, minutes=1))
     assert morning.treatment == 1
     assert morning.sends["due_at"].iloc[0] == night.normalize() + pd.Timedelta(days=1, hours=8)
+
+
+def test_the_shipped_flows_load() -> None:
+    from ecomarket_assets.storage import REPO_ROOT
+
+    flows = load_flows(REPO_ROOT / "flows")
+    assert [f.name for f in flows] == ["cart_reminder", "browse_reminder", "post_purchase"]
+    assert flows[0].wait_time == pd.Timedelta(hours=1) and flows[0].exits == ("purchase",)
