@@ -62,6 +62,7 @@ def run_tick(layout: DataLayout, landing_dir: Path, flows: list[FlowSpec], now: 
     enabled = [f for f in flows if f.enabled]
     folder = state_dir(layout.root)
     state = load_state(folder)
+    seeded = state.sales_seeded
     if not state.sales_seeded and any(f.trigger.type == "back_in_stock" for f in enabled):
         days = max(f.trigger.out_days for f in enabled if f.trigger.type == "back_in_stock") + 1
         engine.seed_last_sold(state, last_sales(layout, days))
@@ -75,7 +76,6 @@ def run_tick(layout: DataLayout, landing_dir: Path, flows: list[FlowSpec], now: 
     touched = set(feed.events["user_id"])
     for name, count in engine.apply_rules(state, enabled, touched, profiles, now).items():
         report.opened[name] = report.opened.get(name, 0) + count
-    state.offsets = feed.offsets
     outbox = Outbox(layout.root)
     stored = outbox.read()
     due = engine.due_entries(state, now)
@@ -87,11 +87,14 @@ def run_tick(layout: DataLayout, landing_dir: Path, flows: list[FlowSpec], now: 
         days = set(pd.to_datetime(report.sends["send_time"], utc=True).dt.date.astype(str))
         every = [f for f in (stored, report.sends) if len(f)]
         outbox.export(pd.concat(every, ignore_index=True) if every else stored, days)
-    prune(state, now, max((f.reentry_time for f in flows), default=pd.Timedelta(days=7)) + pd.Timedelta(days=1))
-    state.ticks += 1
-    state.last_tick_at = now.isoformat()
-    save_state(state, folder)
-    outbox.compact()
+    quiet = not len(feed.events) and not due and feed.offsets == state.offsets and seeded == state.sales_seeded
+    if not quiet:  # an idle tick (every 30 s all night) rewrites nothing
+        prune(state, now, max((f.reentry_time for f in flows), default=pd.Timedelta(days=7)) + pd.Timedelta(days=1))
+        state.offsets = feed.offsets
+        state.ticks += 1
+        state.last_tick_at = now.isoformat()
+        save_state(state, folder)
+        outbox.compact()
     report.waiting, report.live_users = engine.waiting_counts(state), len(state.users)
     if webhook is not None:
         report.deliveries = deliver(outbox, outbox.read(), webhook)
