@@ -49,9 +49,14 @@ class TickReport:
         return 0 if self.sends is None else int((self.sends["group"] == "control").sum())
 
     def summary(self) -> str:
+        reasons: dict[str, int] = {}
+        for per_flow in self.removed.values():
+            for reason, n in per_flow.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+        why = ", ".join(f"{r} {n}" for r, n in reasons.items() if n)
         return (f"{self.events} events from {self.files_read} files; entries opened {sum(self.opened.values())}; "
                 f"due {self.due}: {self.treatment} sent, {self.control} held as control, "
-                f"{sum(sum(r.values()) for r in self.removed.values())} removed, {self.postponed} postponed; "
+                f"{sum(reasons.values())} removed{f' ({why})' if why else ''}, {self.postponed} postponed; "
                 f"waiting {sum(self.waiting.values())}; {self.seconds:.2f} s")
 
 
