@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from ecomarket_assets.flows.decide import OUTBOX_COLUMNS
 from ecomarket_assets.storage import new_build_dir, read_frame, replace_dir, write_frame, write_text
 
 RETRY_STATUSES = {408, 429}
+_READ: dict[str, tuple[tuple[str, ...], pd.DataFrame]] = {}  # parts folder -> (part names read, their sends)
+_READ_LOCK = threading.Lock()
 COMPACT_AT = 200
 EXPORT_COLUMNS = ["send_id", "flow", "send_time", "user_id", "group", "channel", "subject", "trigger",
                   "triggered_at", "model_version"]
@@ -50,11 +53,24 @@ class Outbox:
         return sorted(self.parts.glob("*.parquet")) if self.parts.exists() else []
 
     def read(self) -> pd.DataFrame:
-        frames = [read_frame(f) for f in self.part_files()]
+        """Every stored send. Parts are never rewritten, so the parts read before are kept in memory and only
+        new ones are read (a tick every 30 s would otherwise re-read the whole outbox)."""
+        files = self.part_files()
+        names = tuple(f.name for f in files)
+        with _READ_LOCK:
+            known_names, known = _READ.get(str(self.parts), ((), None))
+        if known is not None and set(known_names) <= set(names):
+            frames = [known] + [read_frame(f) for f in files if f.name not in set(known_names)]
+        else:
+            frames = [read_frame(f) for f in files]
+        frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame(columns=OUTBOX_COLUMNS)
         sends = pd.concat(frames, ignore_index=True)[OUTBOX_COLUMNS]
-        return sends.drop_duplicates("send_id", ignore_index=True)  # a compaction cut short leaves copies
+        sends = sends.drop_duplicates("send_id", ignore_index=True)  # a compaction cut short leaves copies
+        with _READ_LOCK:
+            _READ[str(self.parts)] = (names, sends)
+        return sends.copy()
 
     def compact(self, max_parts: int = COMPACT_AT) -> bool:
         """Merge the parts into one when there are more than `max_parts` (a tick every 30 s makes many):

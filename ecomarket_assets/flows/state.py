@@ -13,6 +13,8 @@ after a crash finds its sends already in the outbox and writes none twice (outbo
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +102,37 @@ def state_dir(root: Path) -> Path:
     return root / "flows" / "state"
 
 
+_KEPT: dict[str, tuple[str, LiveState]] = {}  # folder -> (version on disk, the state it was saved from)
+_KEPT_LOCK = threading.Lock()
+
+
+def take_state(folder: Path) -> LiveState:
+    """The stored state, from memory when this process saved the version on disk (the sensor runs in one
+    long-lived code server: a tick need not re-read and re-parse every customer). The caller owns it: it is
+    kept again only by `save_state`, so a tick that fails half-way leaves nothing changed in memory."""
+    version = _version(folder)
+    with _KEPT_LOCK:
+        kept = _KEPT.pop(str(folder), None)
+    if kept is not None and version is not None and kept[0] == version:
+        return kept[1]
+    return load_state(folder)
+
+
+def keep_unchanged(folder: Path, state: LiveState) -> None:
+    """Give back a state a tick took but did not change (nothing to save)."""
+    version = _version(folder)
+    if version is not None:
+        with _KEPT_LOCK:
+            _KEPT[str(folder)] = (version, state)
+
+
+def _version(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "meta.json").read_text()).get("version")
+    except FileNotFoundError:
+        return None
+
+
 def load_state(folder: Path) -> LiveState:
     if not (folder / "meta.json").exists():
         return LiveState()
@@ -134,10 +167,13 @@ def save_state(state: LiveState, folder: Path) -> None:
     write_frame(pd.DataFrame({"product_id": list(state.last_sold),
                               "last_sold_at": pd.to_datetime(list(state.last_sold.values()), utc=True)}),
                 build / "products.parquet")
+    version = uuid.uuid4().hex
     (build / "meta.json").write_text(json.dumps({"offsets": state.offsets, "ticks": state.ticks,
-                                                 "last_tick_at": state.last_tick_at,
+                                                 "last_tick_at": state.last_tick_at, "version": version,
                                                  "sales_seeded": state.sales_seeded}, sort_keys=True))
     replace_dir(build, folder)
+    with _KEPT_LOCK:
+        _KEPT[str(folder)] = (version, state)
 
 
 def prune(state: LiveState, now: pd.Timestamp, keep: pd.Timedelta) -> int:

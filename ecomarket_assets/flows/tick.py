@@ -21,7 +21,7 @@ from ecomarket_assets.flows.feed import read_new
 from ecomarket_assets.flows.offers import FlowOffers, last_sales
 from ecomarket_assets.flows.outbox import Outbox, Webhook, deliver
 from ecomarket_assets.flows.specs import FlowSpec
-from ecomarket_assets.flows.state import load_state, prune, save_state, state_dir
+from ecomarket_assets.flows.state import keep_unchanged, prune, save_state, state_dir, take_state
 from ecomarket_assets.storage import DataLayout, read_frame, read_schema
 
 
@@ -66,7 +66,7 @@ def run_tick(layout: DataLayout, landing_dir: Path, flows: list[FlowSpec], now: 
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     enabled = [f for f in flows if f.enabled]
     folder = state_dir(layout.root)
-    state = load_state(folder)
+    state = take_state(folder)
     seeded = state.sales_seeded
     if not state.sales_seeded and any(f.trigger.type == "back_in_stock" for f in enabled):
         days = max(f.trigger.out_days for f in enabled if f.trigger.type == "back_in_stock") + 1
@@ -100,6 +100,8 @@ def run_tick(layout: DataLayout, landing_dir: Path, flows: list[FlowSpec], now: 
         state.last_tick_at = now.isoformat()
         save_state(state, folder)
         outbox.compact()
+    else:
+        keep_unchanged(folder, state)
     report.waiting, report.live_users = engine.waiting_counts(state), len(state.users)
     if webhook is not None:
         report.deliveries = deliver(outbox, outbox.read(), webhook)
