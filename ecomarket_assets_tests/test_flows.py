@@ -288,3 +288,13 @@ def test_the_shipped_flows_load() -> None:
     flows = load_flows(REPO_ROOT / "flows")
     assert [f.name for f in flows] == ["cart_reminder", "browse_reminder", "post_purchase"]
     assert flows[0].wait_time == pd.Timedelta(hours=1) and flows[0].exits == ("purchase",)
+
+
+def test_a_purchase_after_the_due_time_but_before_the_tick_still_exits(shop) -> None:
+    layout, flows_dir, writer = shop
+    user = users_in("treatment", 1)[0]
+    post(writer, [event(1, user, "cart", "p1", 0), event(2, user, "purchase", "p1", 10.5, order="o1")])
+    report = run_tick(layout, layout.root / "landing", load_flows(flows_dir), now=T0 + pd.Timedelta(minutes=11))
+    assert report.due == 0 and report.treatment == 0  # due at 10 min, bought at 10.5, the tick at 11
+    entries = load_state(state_dir(layout.root)).entries_frame()
+    assert entries["status"].tolist() == ["exited"]

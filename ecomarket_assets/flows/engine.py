@@ -74,7 +74,9 @@ def _close_on_exit(index: _Index, by_name: dict[str, FlowSpec], event) -> None:
     entries = index.open.get(event.user_id, [])
     for entry in list(entries):
         flow = by_name.get(entry.flow)
-        if flow is not None and event.event_type in flow.exits and entry.triggered_at <= event.event_time <= entry.due_at:
+        # after the trigger, before the send: a purchase between the due time and the tick that would send also
+        # counts (the entry is still waiting), so nobody is reminded of a cart they have just bought
+        if flow is not None and event.event_type in flow.exits and entry.triggered_at <= event.event_time:
             entry.status, entry.reason, entry.closed_at = "exited", f"{event.event_type} during the wait", event.event_time
             entries.remove(entry)
 
