@@ -10,9 +10,10 @@ period counted from their last send (or hold, for the control group).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Collection
+from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 
 from ecomarket_assets.campaigns.rules import parse_rule
@@ -195,17 +196,10 @@ def apply_rules(state: LiveState, flows: list[FlowSpec], touched: Collection[str
         opened[flow.name] = 0
         for user in hit:
             live = state.users[user]
-            event = pd.Series({"user_id": user, "event_time": live.last_event_at, "session_id": live.session_id,
-                               "event_id": f"rule@{live.last_event_at.isoformat()}"})
-            opened[flow.name] += _open_or_update(state, index, flow, _Row(event), f"rule:{live.session_id}", [])
+            event = SimpleNamespace(user_id=user, event_time=live.last_event_at, session_id=live.session_id,
+                                    event_id=f"rule@{live.last_event_at.isoformat()}")
+            opened[flow.name] += _open_or_update(state, index, flow, event, f"rule:{live.session_id}", [])
     return opened
-
-
-class _Row:
-    """Attribute access to a Series, like an itertuples row."""
-
-    def __init__(self, series: pd.Series) -> None:
-        self.__dict__.update(series.to_dict())
 
 
 def live_fields(state: LiveState, users: list[str], profiles: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
@@ -237,7 +231,5 @@ def due_entries(state: LiveState, now: pd.Timestamp) -> list[Entry]:
 
 
 def waiting_counts(state: LiveState) -> dict[str, int]:
-    flows = [e.flow for e in state.waiting()]
-    names, counts = np.unique(flows, return_counts=True) if flows else ([], [])
-    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+    return dict(sorted(Counter(e.flow for e in state.waiting()).items()))
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -48,7 +48,6 @@ from ecomarket_assets.campaigns.specs import (
 )
 
 TriggerType = Literal["cart_abandoned", "browse_abandoned", "first_signup", "post_purchase", "back_in_stock", "rule"]
-TRIGGERS: tuple[str, ...] = get_args(TriggerType)
 EventType = Literal["view", "cart", "purchase", "return", "review"]
 DEFAULT_EXIT: dict[str, list[str]] = {"cart_abandoned": ["purchase"], "browse_abandoned": ["cart", "purchase"],
                                       "back_in_stock": ["purchase"]}
@@ -220,6 +219,3 @@ def flows_table(flows: list[FlowSpec]) -> pd.DataFrame:
     } for f in flows], columns=["name", "trigger", "wait", "exit_on", "channels", "cap", "control_share", "enabled",
                                 "source_file"])
 
-
-def trigger_names() -> str:
-    return ", ".join(TRIGGERS)
