@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import pandas as pd
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,6 +39,7 @@ from pydantic import (
 )
 
 from ecomarket_assets.campaigns.rules import Rule, RuleError, parse_rule
+from ecomarket_assets.spec_yaml import read_yaml
 
 Objective = Literal["win-back", "cross-sell", "new-arrival", "replenishment", "cart-recovery", "vip"]
 Channel = Literal["email", "sms", "push"]
@@ -323,37 +323,6 @@ def validate_spec(data: dict[str, Any], source_file: str = "",
     return (None if problems else spec), problems
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice instead of silently keeping the last one."""
-
-
-def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if isinstance(key, str) and key in seen:
-            raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
-                                                    f"key {key!r} appears twice", key_node.start_mark)
-        if isinstance(key, str):
-            seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
-
-
-def _read_yaml(path: Path) -> tuple[Any, str | None]:
-    """(document, None) or (None, message with the line number)."""
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader), None  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        return None, f"{where}{getattr(exc, 'problem', None) or exc}"
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, f"cannot read file: {exc}"
-
-
 def campaign_files(folder: Path) -> list[Path]:
     """*.yaml / *.yml directly in the folder, sorted; `_draft.yaml` and dotfiles are skipped."""
     return sorted(p for p in folder.iterdir()
@@ -394,7 +363,7 @@ def load_specs(folder: Path, allowed_columns: Collection[str] | None = None,
     first_file: dict[str, str] = {}
     for path in files:
         rel = f"{label}/{path.name}"  # relative to the folder's parent: campaigns/win_back.yaml
-        data, yaml_problem = _read_yaml(path)
+        data, yaml_problem = read_yaml(path)  # safe, strict, depth-limited
         if yaml_problem:
             problems.append((rel, "(yaml)", yaml_problem))
             continue

@@ -41,11 +41,11 @@ from ecomarket_assets.campaigns.specs import (
     HourWindow,
     Objective,
     SpecError,
-    _read_yaml,
     _unique,
     campaign_files,
     field_path,
 )
+from ecomarket_assets.spec_yaml import read_yaml
 
 TriggerType = Literal["cart_abandoned", "browse_abandoned", "first_signup", "post_purchase", "back_in_stock", "rule"]
 EventType = Literal["view", "cart", "purchase", "return", "review"]
@@ -171,7 +171,7 @@ def load_flows(folder: Path, allowed_columns: Collection[str] | None = None) -> 
     seen: dict[str, str] = {}
     for path in campaign_files(folder):
         rel = f"{folder.name}/{path.name}"
-        data, yaml_problem = _read_yaml(path)
+        data, yaml_problem = read_yaml(path)
         if yaml_problem or not isinstance(data, dict):
             problems.append((rel, "(yaml)", yaml_problem or "expected one flow as a mapping of fields"))
             continue
