@@ -8,8 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import ConfigDict, field_validator
 
 from ecomarket_assets.campaigns.store import specs_dir
+from ecomarket_assets.flows.webhook import Webhook, check_webhook_url
 from ecomarket_assets.forecasting import calendar as cal
 from ecomarket_assets.forecasting.features import HORIZON
 from ecomarket_assets.ingestion import landing
@@ -191,16 +193,30 @@ class CollectorResource(dg.ConfigurableResource):
 
 
 class FlowsResource(dg.ConfigurableResource):
-    """Triggered flows (ecomarket_assets/flows): the YAML folder and the optional webhook the outbox POSTs to."""
+    """Triggered flows (ecomarket_assets/flows): the YAML folder and the optional webhook the outbox POSTs to.
+
+    The webhook URL is checked whenever the resource gets a value (as the definitions load, see
+    `settings.check_settings`, and as a run or the flow sensor resolves `ECOMARKET_FLOW_WEBHOOK_URL`); errors
+    never show the value, which may hold a token."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     flows_dir: str = ""  # empty = `flows/` in the checkout
     webhook_url: str = ""  # empty = no webhook: the outbox files are the hand-over
     webhook_max_attempts: int = 8
 
+    @field_validator("webhook_url", mode="before")  # before pydantic turns an EnvVar into a plain str
+    @classmethod
+    def _webhook_url(cls, value: object) -> object:
+        if value and isinstance(value, str) and not isinstance(value, dg.EnvVar):  # an EnvVar: once resolved
+            try:
+                check_webhook_url(value)
+            except ValueError as exc:
+                raise ValueError(f"ECOMARKET_FLOW_WEBHOOK_URL (flows.webhook_url): {exc}") from None
+        return value
+
     def folder(self) -> Path:
         return Path(self.flows_dir).expanduser().resolve() if self.flows_dir else REPO_ROOT / "flows"
 
-    def webhook(self):
-        from ecomarket_assets.flows.outbox import Webhook
-
+    def webhook(self) -> Webhook | None:
         return Webhook(self.webhook_url, max_attempts=self.webhook_max_attempts) if self.webhook_url else None

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import dagster as dg
+from pydantic import ValidationError
 
 from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.mlops.tracking import MlflowResource
@@ -194,8 +195,30 @@ def resource_args(key: str) -> dict[str, dg.EnvVar | dg.IntEnvVar]:
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:
-    """Every shared resource, its settings bound to their variables (what defs/resources.py registers)."""
+    """Every shared resource, its settings bound to their variables (what defs/resources.py registers); the
+    values set now are checked first (`check_settings`)."""
+    check_settings()
     return {key: cls(**resource_args(key)) for key, cls in RESOURCES.items()}
+
+
+def check_settings() -> None:
+    """Each setting set now, checked as its resource checks a value (a whole number, the webhook URL): a bad
+    one fails the definitions as they load, naming its variable, instead of the first run or sensor tick that
+    reads it. Only the checks' own messages are shown: pydantic's would print the value, maybe a secret."""
+    problems = []
+    for key, cls in RESOURCES.items():
+        try:
+            plain(cls)
+        except ValidationError as exc:
+            env = {s.field: s.env for s in settings_of(key)}
+            for error in exc.errors():
+                message = error["msg"].removeprefix("Value error, ")
+                name = env.get(str(error["loc"][0])) if error["loc"] else None
+                problems.append(message if name is None or name in message else f"{name}: {message}")
+        except ValueError as exc:  # value_now: not a whole number
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("invalid settings:\n" + "\n".join(problems))
 
 
 def plain(cls: type[R]) -> R:

@@ -7,12 +7,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import dagster as dg
+import pandas as pd
 import pytest
 
 from ecomarket_assets.campaigns.specs import SpecError, load_specs
+from ecomarket_assets.defs.resources import resources as resource_definitions
+from ecomarket_assets.flows.outbox import Outbox, deliver
 from ecomarket_assets.flows.specs import load_flows
+from ecomarket_assets.flows.tick import run_tick
+from ecomarket_assets.flows.webhook import Webhook, check_webhook_url
+from ecomarket_assets.resources import FlowsResource
 from ecomarket_assets.spec_yaml import MAX_DEPTH, read_yaml
 from ecomarket_assets_tests.conftest import REPO_ROOT
+from ecomarket_assets_tests.test_flows import T0, event, post, users_in
+from ecomarket_assets_tests.test_flows import shop as shop  # a fixture
 
 # ----------------------------------------------------------------------------- spec YAML
 
@@ -74,3 +83,92 @@ def test_a_yaml_bomb_is_still_refused_quickly(tmp_path: Path) -> None:
         load_flows(folder)
     assert time.perf_counter() - started < 10
     assert ("flows/bomb.yaml", "name", "Input should be a valid string") in error.value.problems
+
+
+# ----------------------------------------------------------------------------- the flow webhook URL
+
+SECRET_URL = "http://shop:pa55word@127.0.0.1:{port}/hooks/s3cr3t-path?token=t0ken"
+SECRETS = ("pa55word", "s3cr3t-path", "t0ken", "shop:")
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://127.0.0.1:99999/x", "invalid port '99999', use 1 to 65535: http://127.0.0.1:99999/…"),
+    ("http://127.0.0.1:abc/", "invalid port 'abc', use 1 to 65535: http://127.0.0.1:abc/"),
+    ("http://127.0.0.1:0/", "invalid port '0', use 1 to 65535: http://127.0.0.1:0/"),
+    ("ftp://example.com/x", "the URL must start with http:// or https://: ftp://example.com/…"),
+    ("example.com/x", "the URL must start with http:// or https://: (the URL is not shown)"),
+    ("http://:8080/x", "the URL has no host: http://:8080/…"),
+    ("http://exa mple.com/", "the URL holds a space or a control character: http://exa mple.com/"),
+    ("http://[::1/x", "not a valid URL: (the URL is not shown)"),
+    (SECRET_URL.format(port=123456), "invalid port '123456', use 1 to 65535: http://127.0.0.1:123456/…"),
+])
+def test_a_webhook_url_that_cannot_be_called_is_refused_without_its_secrets(url: str, problem: str) -> None:
+    with pytest.raises(ValueError) as error:
+        check_webhook_url(url)
+    assert str(error.value) == problem
+    with pytest.raises(ValueError) as error:
+        FlowsResource(webhook_url=url)
+    assert f"ECOMARKET_FLOW_WEBHOOK_URL (flows.webhook_url): {problem}" in str(error.value)
+    assert not any(secret in str(error.value) for secret in SECRETS)
+
+
+def test_valid_webhook_urls_pass() -> None:
+    for url in ("https://hooks.example.com/services/T0/B0/XYZ", "http://127.0.0.1:8080", "http://[::1]:8080/x",
+                SECRET_URL.format(port=8080)):
+        assert check_webhook_url(url) == url
+        assert FlowsResource(webhook_url=url).webhook().url == url
+    assert FlowsResource().webhook() is None
+
+
+def test_a_bad_webhook_url_fails_the_definitions_as_they_load_naming_the_setting(monkeypatch) -> None:
+    monkeypatch.setenv("ECOMARKET_FLOW_WEBHOOK_URL", SECRET_URL.format(port="80abc"))
+    with pytest.raises(ValueError) as error:
+        resource_definitions()
+    assert str(error.value) == ("invalid settings:\nECOMARKET_FLOW_WEBHOOK_URL (flows.webhook_url): invalid port "
+                                "'80abc', use 1 to 65535: http://127.0.0.1:80abc/…")
+    monkeypatch.setenv("ECOMARKET_FLOW_WEBHOOK_URL", SECRET_URL.format(port=8080))
+    monkeypatch.setenv("ECOMARKET_FLOW_WEBHOOK_MAX_ATTEMPTS", "eight")
+    with pytest.raises(ValueError, match="ECOMARKET_FLOW_WEBHOOK_MAX_ATTEMPTS='eight' is not a whole number"):
+        resource_definitions()
+    monkeypatch.setenv("ECOMARKET_FLOW_WEBHOOK_MAX_ATTEMPTS", "3")
+    assert isinstance(resource_definitions().resources["flows"], FlowsResource)
+
+
+def test_a_webhook_url_changed_after_loading_fails_the_run_naming_the_setting_not_its_secret(monkeypatch) -> None:
+    monkeypatch.setenv("ECOMARKET_FLOW_WEBHOOK_URL", SECRET_URL.format(port=8080))
+    flows = resource_definitions().resources["flows"]  # bound to the variable, read at launch
+
+    @dg.asset
+    def uses_flows(flows: FlowsResource) -> None:
+        flows.webhook()
+
+    monkeypatch.setenv("ECOMARKET_FLOW_WEBHOOK_URL", SECRET_URL.format(port=99999))
+    with pytest.raises(dg.DagsterResourceFunctionError) as error:
+        dg.materialize([uses_flows], resources={"flows": flows})
+    text = str(error.value) + str(error.value.__cause__)
+    assert "ECOMARKET_FLOW_WEBHOOK_URL (flows.webhook_url): invalid port '99999'" in text
+    assert not any(secret in text for secret in SECRETS)
+
+
+def test_a_bad_webhook_url_fails_each_send_with_its_reason_and_never_the_tick(shop) -> None:
+    layout, flows_dir, writer = shop
+    treated = users_in("treatment", 1)[0]
+    post(writer, [event(1, treated, "cart", "p1", 0)])
+    flows = load_flows(flows_dir)
+    for port in ("abc", "99999"):
+        hook = Webhook(SECRET_URL.format(port=port), max_attempts=2, backoff_seconds=(0.01,))
+        sleeps: list[float] = []
+        outbox = Outbox(layout.root)
+        if port == "abc":
+            report = run_tick(layout, layout.root / "landing", flows, now=T0 + pd.Timedelta(minutes=15), webhook=hook)
+            assert report.treatment == 1 and report.deliveries["failed"] == 1
+        else:
+            assert deliver(outbox, outbox.read(), hook, sleep=sleeps.append)["failed"] == 1
+    assert deliver(outbox, outbox.read(), hook, sleep=sleeps.append)["gave_up"] == 1  # max_attempts reached
+    log = outbox.delivery_log()
+    assert log["status"].tolist() == ["failed", "failed"] and log["attempt"].tolist() == [1, 2]
+    assert log["http_status"].isna().all() and sleeps == []  # no request, no retry within the tick
+    assert log["error"].tolist() == [
+        "invalid webhook URL: invalid port 'abc', use 1 to 65535: http://127.0.0.1:abc/…",
+        "invalid webhook URL: invalid port '99999', use 1 to 65535: http://127.0.0.1:99999/…"]
+    assert not any(secret in outbox.deliveries.read_text() for secret in SECRETS)

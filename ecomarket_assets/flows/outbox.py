@@ -11,7 +11,8 @@ Webhook: each treatment send is POSTed as JSON with an `Idempotency-Key: <send_i
 drops a key it has seen, so a retry after a lost answer never messages twice). A 2xx is delivered; a 4xx other
 than 408/429 is refused for good (logged, not retried); anything else is retried with backoff within the tick
 and again on later ticks, until `max_attempts`. Control sends are never POSTed: the control group must not
-be messaged.
+be messaged. A URL no request can be made to (flows/webhook.py: a bad port, no host, not http) fails each send
+once per tick with that reason in the log, never the tick; the settings refuse such a URL before that.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -32,6 +32,7 @@ import pandas as pd
 from ecomarket_assets.campaigns.store import spreadsheet_safe
 from ecomarket_assets.collector.writer import _append_line_file
 from ecomarket_assets.flows.decide import OUTBOX_COLUMNS
+from ecomarket_assets.flows.webhook import Webhook, check_webhook_url, without_secrets
 from ecomarket_assets.storage import new_build_dir, read_frame, replace_dir, write_frame, write_text
 
 RETRY_STATUSES = {408, 429}
@@ -129,15 +130,6 @@ def _flatten(part: pd.DataFrame) -> pd.DataFrame:
     return flat.reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class Webhook:
-    url: str
-    max_attempts: int = 8  # over all ticks
-    timeout_seconds: float = 5.0
-    backoff_seconds: tuple[float, ...] = (0.5, 1.0, 2.0)  # retries within one tick
-    tick_budget_seconds: float = 15.0  # a slow receiver never holds the sensor past its interval
-
-
 def payload(send: dict) -> dict:
     """The JSON a receiver gets for one send."""
     out = {k: send[k] for k in OUTBOX_COLUMNS if k in send}
@@ -157,6 +149,11 @@ def deliver(outbox: Outbox, sends: pd.DataFrame, hook: Webhook, sleep: Callable[
     attempts = log.groupby("send_id").size().to_dict() if len(log) else {}
     todo = sends[(sends["group"] == "treatment") & ~sends["send_id"].isin(final)]
     counts = {"delivered": 0, "refused": 0, "failed": 0, "pending": 0, "gave_up": 0}
+    try:
+        check_webhook_url(hook.url)
+        invalid = ""
+    except ValueError as exc:  # no request can be made: one failed attempt per send and tick until it is fixed
+        invalid = f"invalid webhook URL: {exc}"
     started = time.monotonic()
     with httpx.Client(timeout=hook.timeout_seconds) as client:
         for send in todo.to_dict("records"):
@@ -166,6 +163,10 @@ def deliver(outbox: Outbox, sends: pd.DataFrame, hook: Webhook, sleep: Callable[
                 continue
             if time.monotonic() - started > hook.tick_budget_seconds:
                 counts["pending"] += 1
+                continue
+            if invalid:
+                _log(outbox, send["send_id"], "failed", done + 1, None, invalid)
+                counts["failed"] += 1
                 continue
             status = _post_with_retries(client, outbox, send, hook, done, sleep)
             counts[status] += 1
@@ -181,8 +182,8 @@ def _post_with_retries(client: httpx.Client, outbox: Outbox, send: dict, hook: W
         code, error = None, ""
         try:
             code = client.post(hook.url, content=body, headers=headers).status_code
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            error = without_secrets(f"{type(exc).__name__}: {exc}", hook.url)
         if code is not None and 200 <= code < 300:
             status = "delivered"
         elif code is not None and 400 <= code < 500 and code not in RETRY_STATUSES:
