@@ -19,7 +19,7 @@ from ecomarket_assets.flows.outbox import Outbox, Webhook, deliver
 from ecomarket_assets.flows.specs import duration, load_flows
 from ecomarket_assets.flows.state import load_state, state_dir
 from ecomarket_assets.flows.tick import run_tick
-from ecomarket_assets.storage import DataLayout, write_frame
+from ecomarket_assets.storage import DataLayout, remove_tree, write_frame
 
 T0 = pd.Timestamp("2026-12-03 10:00:00", tz="UTC")
 CART_FLOW = """
@@ -151,6 +151,54 @@ def test_outbox_exports_are_spreadsheet_safe(shop) -> None:
     text = csv_file.read_text()
     assert "\"'=HYPERLINK(1)\"" in text and ",\"=HYPERLINK" not in text
     assert pd.read_parquet(csv_file.with_suffix(".parquet"))["product_1_title"].iloc[0] == "=HYPERLINK(1)"
+
+
+def test_exports_hold_only_the_people_to_message_and_the_control_group_is_apart(shop) -> None:
+    layout, flows_dir, writer = shop
+    treated, control = users_in("treatment", 2), users_in("control", 2)
+    post(writer, [event(i, u, "cart", "p1", 0) for i, u in enumerate(treated + control)])
+    run_tick(layout, layout.root / "landing", load_flows(flows_dir), now=T0 + pd.Timedelta(minutes=15))
+    outbox = Outbox(layout.root)
+    day = outbox.exports / "cart_reminder" / "2026-12-03"
+    held = outbox.control / "cart_reminder" / "2026-12-03"
+    assert sorted(p.name for p in outbox.exports.rglob("*") if p.is_file()) == [
+        "cart_reminder_2026-12-03.csv", "cart_reminder_2026-12-03.parquet"]
+    assert sorted(p.name for p in outbox.control.rglob("*") if p.is_file()) == [
+        "cart_reminder_2026-12-03_control.csv", "cart_reminder_2026-12-03_control.parquet"]
+    for frame in (pd.read_csv(day / "cart_reminder_2026-12-03.csv"), pd.read_parquet(day / "cart_reminder_2026-12-03.parquet")):
+        assert sorted(frame["user_id"]) == sorted(treated) and set(frame["group"]) == {"treatment"}
+    for frame in (pd.read_csv(held / "cart_reminder_2026-12-03_control.csv"),
+                  pd.read_parquet(held / "cart_reminder_2026-12-03_control.parquet")):
+        assert sorted(frame["user_id"]) == sorted(control) and set(frame["group"]) == {"control"}
+    record = outbox.read()  # flow_results measures uplift from the record, both groups
+    assert sorted(record["user_id"]) == sorted(treated + control)
+
+
+def test_exports_written_before_the_split_are_rebuilt_without_control_rows(shop) -> None:
+    layout, flows_dir, writer = shop
+    users = users_in("treatment", 1) + users_in("control", 1)
+    post(writer, [event(i, u, "cart", "p1", 0) for i, u in enumerate(users)])
+    run_tick(layout, layout.root / "landing", load_flows(flows_dir), now=T0 + pd.Timedelta(minutes=15))
+    outbox = Outbox(layout.root)
+    sends = outbox.read()
+    legacy = outbox.exports / "cart_reminder" / "2026-12-03" / "cart_reminder_2026-12-03.csv"
+    legacy.write_text(legacy.read_text() + f'"x","cart_reminder","t","{users[1]}","control"\n')  # as before the split
+    remove_tree(outbox.control)
+    later = sends.assign(send_id="later-" + sends["send_id"], send_time=sends["send_time"] + pd.Timedelta(days=1))
+    written = outbox.export(pd.concat([sends, later], ignore_index=True), days={"2026-12-04"})
+    assert len(written) == 8  # both days, both groups, CSV and Parquet: the old day was rebuilt too
+    assert pd.read_csv(legacy)["user_id"].tolist() == users[:1]
+    assert not any(users[1] in p.read_text(errors="ignore") for p in outbox.exports.rglob("*.csv"))
+
+
+def test_the_readme_outbox_example_takes_a_string(shop) -> None:
+    layout, flows_dir, writer = shop
+    post(writer, [event(1, users_in("treatment", 1)[0], "cart", "p1", 0)])
+    run_tick(layout, layout.root / "landing", load_flows(flows_dir), now=T0 + pd.Timedelta(minutes=15))
+    root = str(layout.root)
+    sends = Outbox(root).read()  # as the README writes it
+    assert len(sends) == 1 and sends.equals(Outbox(layout.root).read())
+    assert Outbox(root).exports == Outbox(layout.root).exports
 
 
 def test_a_replayed_tick_writes_no_send_twice(shop) -> None:

@@ -1,8 +1,14 @@
 """The outbox: every flow send (treatment and control) as files marketing and a sending service can read.
 
     <data>/flows/outbox/parts/<tick stamp>.parquet       the sends of one tick, never rewritten (the record)
-    <data>/flows/outbox/exports/<flow>/<day>/<flow>_<day>.parquet / .csv   per flow and send day, rebuilt
+    <data>/flows/outbox/exports/<flow>/<day>/<flow>_<day>.parquet / .csv   the people to message: treatment
+                                                         rows only, per flow and send day, rebuilt
+    <data>/flows/outbox/control/<flow>/<day>/<flow>_<day>_control.parquet / .csv   the control group apart:
+                                                         held out, measured, never messaged
     <data>/flows/outbox/deliveries.jsonl                 webhook attempts, one JSON line each
+
+A marketer imports what is under exports/ and messages everyone in it, so the control group never goes there (as
+for campaigns: campaign_lists/exports/ and campaign_lists/control/). A file is written only when it has rows.
 
 The CSV is spreadsheet-safe exactly like the campaign exports (campaigns/store.py). A send id is derived from
 its entry, so a tick replayed after a crash writes no send twice (`append_sends` skips ids already stored).
@@ -33,7 +39,15 @@ from ecomarket_assets.campaigns.store import spreadsheet_safe
 from ecomarket_assets.collector.writer import _append_line_file
 from ecomarket_assets.flows.decide import OUTBOX_COLUMNS
 from ecomarket_assets.flows.webhook import Webhook, check_webhook_url, without_secrets
-from ecomarket_assets.storage import new_build_dir, read_frame, replace_dir, write_frame, write_text
+from ecomarket_assets.storage import (
+    data_path,
+    new_build_dir,
+    read_frame,
+    remove_tree,
+    replace_dir,
+    write_frame,
+    write_text,
+)
 
 RETRY_STATUSES = {408, 429}
 _READ: dict[str, tuple[tuple[str, ...], pd.DataFrame]] = {}  # parts folder -> (part names read, their sends)
@@ -44,10 +58,12 @@ EXPORT_COLUMNS = ["send_id", "flow", "send_time", "user_id", "group", "channel",
 
 
 class Outbox:
-    def __init__(self, root: Path) -> None:
-        self.folder = root / "flows" / "outbox"
+    def __init__(self, root: Path | str) -> None:
+        """`root`: the data directory, as a Path, a path string or a URL (s3://bucket/prefix)."""
+        self.folder = data_path(root) / "flows" / "outbox"
         self.parts = self.folder / "parts"
-        self.exports = self.folder / "exports"
+        self.exports = self.folder / "exports"  # what marketing imports: the people to message
+        self.control = self.folder / "control"  # the control group: measured, never messaged
         self.deliveries = self.folder / "deliveries.jsonl"
 
     def part_files(self) -> list[Path]:
@@ -94,22 +110,25 @@ class Outbox:
         return new
 
     def export(self, sends: pd.DataFrame, days: set[str] | None = None) -> list[Path]:
-        """Rebuild the per flow and day files (all, or only `days`), each written aside then renamed."""
+        """Rebuild the per flow and day files (all, or only `days`): treatment rows under exports/, control rows
+        under control/ (`<flow>_<day>_control`); each day's folder is written aside then renamed, and a folder
+        whose group has no rows that day is removed."""
         if not len(sends):
             return []
+        if days is not None and self.exports.exists() and not self.control.exists():
+            days = None  # exports written when control rows sat beside treatment rows: rebuild every day once
         sends = sends.assign(day=pd.to_datetime(sends["send_time"], utc=True).dt.date.astype(str))
         written = []
         for (flow, day), part in sends.groupby(["flow", "day"], sort=True):
             if days is not None and day not in days:
                 continue
-            flat = _flatten(part.drop(columns="day"))
-            target = self.exports / flow / day / f"{flow}_{day}"
-            build = new_build_dir(target.parent)
-            write_frame(flat, build / f"{target.name}.parquet")
-            text = spreadsheet_safe(flat).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
-            write_text(build / f"{target.name}.csv", text)
-            replace_dir(build, target.parent)
-            written += [target.with_suffix(".parquet"), target.with_suffix(".csv")]
+            for group, tree, tail in (("treatment", self.exports, ""), ("control", self.control, "_control")):
+                rows = part[part["group"] == group]
+                if len(rows):
+                    written += _write_day(_flatten(rows.drop(columns="day")), tree / flow / day, f"{flow}_{day}{tail}")
+                else:
+                    remove_tree(tree / flow / day)
+        self.control.mkdir(parents=True, exist_ok=True)  # marks the exports as split by group
         return written
 
     def delivery_log(self) -> pd.DataFrame:
@@ -117,6 +136,15 @@ class Outbox:
             return pd.DataFrame(columns=["send_id", "status", "attempt", "http_status", "error", "at"])
         lines = [json.loads(line) for line in self.deliveries.read_text().splitlines() if line.strip()]
         return pd.DataFrame(lines)
+
+
+def _write_day(flat: pd.DataFrame, folder: Path, stem: str) -> list[Path]:
+    """`folder/<stem>.parquet` and the spreadsheet-safe `folder/<stem>.csv`, the folder swapped in whole."""
+    build = new_build_dir(folder)
+    write_frame(flat, build / f"{stem}.parquet")
+    write_text(build / f"{stem}.csv", spreadsheet_safe(flat).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC))
+    replace_dir(build, folder)
+    return [folder / f"{stem}.parquet", folder / f"{stem}.csv"]
 
 
 def _flatten(part: pd.DataFrame) -> pd.DataFrame:

@@ -24,8 +24,9 @@ OWNERS = ["team:marketing-ops"]
 flow_outbox = dg.AssetSpec(
     "flow_outbox", group_name=GROUP, kinds={"python", "parquet", "csv"}, owners=OWNERS,
     description="Every triggered-flow send (treatment to deliver, control held out), written by `flow_sensor` every "
-    "30 s: <data>/flows/outbox/parts/*.parquet (the record) and one spreadsheet-safe CSV + Parquet per flow and "
-    "day under exports/. Each tick that stores sends materializes it with counts, rule removals and a preview.",
+    "30 s: <data>/flows/outbox/parts/*.parquet (the record, both groups); per flow and day, a spreadsheet-safe CSV + "
+    "Parquet of the people to message under exports/ and of the control group apart under control/ "
+    "(<flow>_<day>_control). Each tick that stores sends materializes it with counts, rule removals and a preview.",
 )
 
 
