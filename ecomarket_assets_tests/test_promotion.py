@@ -100,3 +100,27 @@ def test_rollback_is_one_command(store, capsys):
     assert str(registry.champion_version(store, "m").version) == "1"
     cli_main(["status", "m"])
     assert "m v1 [champion] restored" in capsys.readouterr().out
+
+
+def _cli_error(argv: list[str], capsys) -> str:
+    """What the command prints when it cannot do what it was asked: exit code 1, one line on stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(argv)
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 1 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    return err.strip()
+
+
+def test_rollback_of_a_first_champion_or_an_unknown_model_is_one_line_and_exit_1(store, capsys):
+    assert str(registry.champion_version(store, "m").version) == "1"  # the first version registered serves
+    assert _cli_error(["rollback", "m"], capsys) == (
+        "rollback: m v1 is its first champion: there is no earlier one to roll back to")
+    assert str(registry.champion_version(store, "m").version) == "1"
+    assert _cli_error(["rollback", "recommender"], capsys) == "rollback: no registered model 'recommender'; registered: m"
+    store.create_registered_model("empty")
+    assert _cli_error(["rollback", "empty"], capsys) == "rollback: empty has no champion yet: nothing to roll back"
+
+
+def test_promote_of_an_unknown_version_is_one_line_and_exit_1(store, capsys):
+    assert _cli_error(["promote", "recommender", "--version", "3"], capsys) == (
+        "promote: recommender has no version 3; versions: none")
