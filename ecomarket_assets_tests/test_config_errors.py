@@ -4,6 +4,9 @@ roll back, a checkout cloned under another folder name (issue 31, items 7 and 9)
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -172,3 +175,23 @@ def test_a_bad_webhook_url_fails_each_send_with_its_reason_and_never_the_tick(sh
         "invalid webhook URL: invalid port 'abc', use 1 to 65535: http://127.0.0.1:abc/…",
         "invalid webhook URL: invalid port '99999', use 1 to 65535: http://127.0.0.1:99999/…"]
     assert not any(secret in outbox.deliveries.read_text() for secret in SECRETS)
+
+
+# ----------------------------------------------------------------------------- a clone under any folder name
+
+
+def test_a_clone_under_another_folder_name_loads_without_a_location_name_warning(tmp_path: Path) -> None:
+    """`make dev` loads workspace.yaml's location `ecomarket_assets`; Dagster used to name the project after the
+    clone's folder and warn, at every load, that the two differ. The same load here, from a clone named otherwise."""
+    clone = tmp_path / "my-shop-clone"
+    clone.mkdir()
+    for name in ("pyproject.toml", "workspace.yaml"):
+        (clone / name).write_text((REPO_ROOT / name).read_text())
+    (clone / "ecomarket_assets").symlink_to(REPO_ROOT / "ecomarket_assets")
+    env = {**os.environ, "PYTHONPATH": str(clone), "DAGSTER_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
+                          "workspace.yaml"], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "Validation successful for code location ecomarket_assets" in output
+    assert "my-shop-clone" not in output and "does not match" not in output
