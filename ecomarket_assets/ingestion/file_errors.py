@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ecomarket_assets.ingestion.adapters.dates import DATE_FORMAT_SETTING, DateOrderError
+from ecomarket_assets.ingestion.adapters.files import UnreadableContent
 from ecomarket_assets.schemas import SchemaError
 
 READABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".xlsx")
@@ -57,6 +58,9 @@ def fix_for(error: BaseException) -> str:
         return "the copy is incomplete or not gzip: copy the whole file again (upload as a dotfile, then rename)"
     if isinstance(error, pa.ArrowException):
         return "re-export the file as Parquet (or CSV) and drop it into the landing folder again (or replace the source file)"
+    if isinstance(error, UnreadableContent):
+        return ("export the table as CSV (UTF-8), gzip-compressed CSV, Parquet or xlsx, give the file the extension "
+                f"of that format ({', '.join(READABLE_SUFFIXES)}) and drop it again")
     if isinstance(error, UnsupportedFile):
         return f"convert the file to one of {', '.join(READABLE_SUFFIXES)} and drop it again"
     if isinstance(error, SchemaError | KeyError) or "columns" in str(error):

@@ -8,6 +8,7 @@ never read. Layout:
     events/<YYYY-MM-DD>.parquet    canonical events of that UTC day (not yet validated)
     rejects/<YYYY-MM-DD>.parquet   source rows the adapter could not map, with reasons
     catalog.parquet customers.parquet reviews.parquet
+    table_rejects/<table>.parquet  rows of those tables that could not be read (too many fields), with reasons
     truth/*.parquet                ground truth, for a source that knows it (the simulated shop)
     manifest.json                  per-day row counts, notes
 """
@@ -26,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ecomarket_assets import storage
+from ecomarket_assets.ingestion.adapters.canonical import TABLE_REJECTS
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, QUARANTINE_REASON, REVIEWS
 from ecomarket_assets.source_tables import SOURCE_RECORD, SourceTables, empty_rejects
 
@@ -65,6 +67,11 @@ class StagedSource:
     def table(self, name: str) -> pd.DataFrame:
         return storage.read_frame(self.root / f"{name}.parquet")
 
+    def table_rejects(self, name: str) -> pd.DataFrame:
+        """Rows of the side table `name` that could not be read (`source_record`, `quarantine_reason`)."""
+        path = self.root / "table_rejects" / f"{name}.parquet"
+        return storage.read_frame(path) if path.exists() else empty_rejects()
+
     def event_ids(self) -> pd.DataFrame:
         """`event_id, day` of every staged event (cached in the stage: a stage never changes)."""
         path = self.root / "event_ids.parquet"
@@ -99,6 +106,10 @@ def stage(tables: SourceTables, target: Path, truth: dict[str, pd.DataFrame] | N
         for schema, frame in ((CATALOG, tables.catalog), (CUSTOMERS, tables.customers), (REVIEWS, tables.reviews)):
             storage.write_table(pa.Table.from_pandas(frame[schema.names], schema=_relaxed(schema.arrow()),
                                                      preserve_index=False), build / f"{schema.name}.parquet")
+        for name, frame in tables.notes.pop(TABLE_REJECTS, {}).items():
+            storage.write_table(pa.Table.from_pandas(frame[REJECTS_SCHEMA.names], schema=REJECTS_SCHEMA,
+                                                     preserve_index=False), build / "table_rejects" / f"{name}.parquet")
+            tables.notes[f"{name}_rows_refused"] = len(frame)
         for name, frame in (truth or {}).items():
             storage.write_frame(frame, build / "truth" / f"{name}.parquet")
         days = sorted(set(day_counts) | set(reject_counts))

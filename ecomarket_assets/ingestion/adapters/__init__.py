@@ -7,14 +7,12 @@ without being told what it holds.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ecomarket_assets.ingestion.adapters.canonical import find_table, read_canonical, table_suffix
+from ecomarket_assets.ingestion.adapters.canonical import find_table, read_canonical
+from ecomarket_assets.ingestion.adapters.files import read_header
 from ecomarket_assets.ingestion.adapters.online_retail import read_online_retail
 from ecomarket_assets.ingestion.adapters.retailrocket import COLUMNS as RETAILROCKET_COLUMNS
 from ecomarket_assets.ingestion.adapters.retailrocket import read_retailrocket
@@ -26,39 +24,14 @@ FORMATS = ("online_retail", "retailrocket", "canonical")
 _ONLINE_RETAIL_KEYS = ({"InvoiceNo", "Invoice"}, {"StockCode"}, {"Quantity"}, {"InvoiceDate"})
 
 
-def _csv_header(path: Path) -> list[str]:
-    """First line of a CSV or CSV.GZ file, split as CSV."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
-        first = handle.readline()
-    return next(csv.reader(io.StringIO(first)), [])
-
-
-def _xlsx_header(path: Path) -> list[str]:
-    """First row of the first sheet, read without loading the workbook."""
-    from openpyxl import load_workbook
-
-    book = load_workbook(path, read_only=True)
-    try:
-        row = next(book.worksheets[0].iter_rows(max_row=1, values_only=True), ())
-    finally:
-        book.close()
-    return [str(v) for v in row if v is not None]
-
-
 def header(path: Path) -> list[str]:
-    """Column names of a CSV, CSV.GZ, Parquet (file or folder) or XLSX table."""
+    """Column names of a table file (by its content: CSV, CSV.GZ, Parquet or XLSX) or a folder of Parquet parts."""
     if path.is_dir():
         parts = sorted(path.glob("*.parquet"))
         if not parts:
             raise ValueError(f"{path}: folder holds no .parquet files")
         return list(pq.read_schema(parts[0]).names)
-    name = path.name.lower()
-    if name.endswith((".xlsx", ".xlsm")):
-        return _xlsx_header(path)
-    if table_suffix(path) == ".parquet":
-        return list(pq.read_schema(path).names)
-    return _csv_header(path)
+    return read_header(path)
 
 
 def format_of_columns(columns: list[str]) -> str | None:

@@ -24,6 +24,13 @@ from ecomarket_assets.ingestion.adapters.dates import (
     is_numeric_date,
     parse_numeric_dates,
 )
+from ecomarket_assets.ingestion.adapters.files import (
+    PARQUET,
+    TOO_MANY_FIELDS,
+    RaggedLine,
+    TableRead,
+    read_table,
+)
 from ecomarket_assets.schemas import (
     CATALOG,
     CUSTOMERS,
@@ -37,6 +44,7 @@ from ecomarket_assets.source_tables import SOURCE_RECORD, SourceTables, empty_re
 
 UTC_DTYPE = "datetime64[us, UTC]"
 UNREADABLE_FILES = "unreadable_files"  # notes key: side tables that could not be read (the stage quarantines them)
+TABLE_REJECTS = "table_rejects"  # notes key: {table: rejects} of side-table rows that could not be read (staged)
 TABLE_SUFFIXES = (".parquet", ".csv.gz", ".csv")
 ZONE_MARK = r"[zZ+-]|UTC|GMT"  # searched after the 10-character date part
 _INT_RANGES = {pa.int8(): (-(2**7), 2**7 - 1), pa.int32(): (-(2**31), 2**31 - 1)}
@@ -52,22 +60,28 @@ def table_suffix(path: Path) -> str:
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
-    """Read CSV/CSV.GZ as strings (only empty cells are null) or Parquet as typed.
+    """Read CSV/CSV.GZ/xlsx as strings (only empty cells are null) or Parquet as typed, by content (files.py).
 
-    Strings keep ids such as "00123" and "17850" intact; typing is done by
-    the caller so a bad value rejects one row instead of failing the file.
+    Strings keep ids such as "00123" and "17850" intact; typing is done by the caller so a bad value rejects
+    one row instead of failing the file. Strict: a row with too many fields raises (the adapters use
+    `read_table_rows`, which hands such rows back for the quarantine).
     """
+    read = read_table_rows(path)
+    if read.ragged:
+        first = read.ragged[0]
+        raise pd.errors.ParserError(f"{path}: line {first.line} has {first.fields} fields, the header "
+                                    f"{first.expected} ({len(read.ragged)} such rows)")
+    return read.frame
+
+
+def read_table_rows(path: Path) -> TableRead:
+    """A table file (see files.py) or a folder of Parquet parts, with the rows that did not fit the header."""
     if path.is_dir():
         parts = sorted(path.glob("*.parquet"))
         if not parts:
             raise SchemaError(f"{path}: folder holds no .parquet files")
-        return pd.concat([_read_part(p) for p in parts], ignore_index=True)
-    suffix = table_suffix(path)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".csv.gz"):
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    raise SchemaError(f"{path}: unsupported file type (expected .csv, .csv.gz or .parquet)")
+        return TableRead(pd.concat([_read_part(p) for p in parts], ignore_index=True), PARQUET, PARQUET)
+    return read_table(path)
 
 
 def _read_part(path: Path) -> pd.DataFrame:
@@ -75,6 +89,19 @@ def _read_part(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as error:  # name the part: a folder can hold hundreds
         raise SchemaError(f"{path}: not a readable Parquet part ({error})") from error
+
+
+def ragged_rejects(lines: list[RaggedLine]) -> pd.DataFrame:
+    """Rows with too many fields as rejects: undated (their fields cannot be trusted), line and excerpt kept."""
+    if not lines:
+        return empty_rejects()
+    return pd.DataFrame(
+        {
+            "event_time": pd.Series(pd.NaT, index=range(len(lines)), dtype=UTC_DTYPE),
+            SOURCE_RECORD: pd.Series([line.record() for line in lines], dtype=object),
+            QUARANTINE_REASON: pd.Series(TOO_MANY_FIELDS, index=range(len(lines)), dtype=object),
+        }
+    )
 
 
 def id_strings(values: pd.Series) -> pd.Series:
@@ -90,6 +117,20 @@ def id_strings(values: pd.Series) -> pd.Series:
         text[dotted] = text[dotted].str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
     missing = values.isna() | (text == "")
     return text.astype(object).where(~missing, None)
+
+
+def text_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as text, '' for an empty one (CSV cells already are text; typed Parquet columns are written out)."""
+    out = {}
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object:
+            out[column] = values.where(values.notna(), "")
+        else:
+            text = values.dt.strftime("%Y-%m-%d %H:%M:%S") if pd.api.types.is_datetime64_any_dtype(values) \
+                else values.astype(str)
+            out[column] = text.astype(object).where(values.notna(), "")
+    return pd.DataFrame(out, index=frame.index)
 
 
 def text_or_none(values: pd.Series, strip: bool = True) -> pd.Series:
@@ -275,15 +316,19 @@ def find_table(folder: Path, name: str) -> Path | None:
 def _read_events(path: Path, notes: dict[str, object],
                  date_format: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Events with bad-typed rows split off into rejects."""
-    raw = read_table_file(path).reset_index(drop=True)
+    read = read_table_rows(path)
+    raw = read.frame.reset_index(drop=True)
     require_columns(raw, EVENTS, path)
+    notes |= read.notes("events")
     extra = [c for c in raw.columns if c not in EVENTS.names]
     if extra:
         notes["events_ignored_columns"] = [str(c) for c in extra]
     typed, reason = _coerce_file(raw, EVENTS, path, date_format)
     bad = reason.notna()
     rejects = make_rejects(raw[bad], typed.loc[bad, "event_time"], reason[bad])
-    notes["rejects_by_reason"] = reason_counts(reason)
+    if read.ragged:
+        rejects = pd.concat([rejects, ragged_rejects(read.ragged)], ignore_index=True)
+    notes["rejects_by_reason"] = reason_counts(rejects[QUARANTINE_REASON])
     return conform(typed[~bad], EVENTS), rejects
 
 
@@ -301,8 +346,12 @@ def _read_aux(path: Path, schema: TableSchema, notes: dict[str, object], date_fo
     These rows are not events, so they cannot go to the events rejects; the
     ingestion layer validates required fields, and the counts land in notes.
     """
-    raw = read_table_file(path).reset_index(drop=True)
+    read = read_table_rows(path)
+    raw = read.frame.reset_index(drop=True)
     require_columns(raw, schema, path)
+    notes |= read.notes(schema.name)
+    if read.ragged:  # staged beside the table and quarantined by its asset, so its rows still add up
+        notes.setdefault(TABLE_REJECTS, {})[schema.name] = ragged_rejects(read.ragged)
     typed, reason = _coerce_file(raw, schema, path, date_format)
     for column in schema.names:
         bad = reason == f"bad_type_{column}"

@@ -21,7 +21,9 @@ from ecomarket_assets.ingestion.adapters.canonical import (
     first_reason,
     id_strings,
     make_rejects,
+    ragged_rejects,
     reason_counts,
+    text_cells,
     text_or_none,
 )
 from ecomarket_assets.ingestion.adapters.categories import OTHER, categorize
@@ -30,6 +32,7 @@ from ecomarket_assets.ingestion.adapters.dates import (
     is_numeric_date,
     parse_numeric_dates,
 )
+from ecomarket_assets.ingestion.adapters.files import TableRead, read_table
 from ecomarket_assets.schemas import CATALOG, EVENTS, SchemaError
 from ecomarket_assets.source_tables import SourceTables
 
@@ -75,18 +78,15 @@ UNKNOWN_COUNTRIES = ("Unspecified",)
 # --------------------------------------------------------------------------- reading
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
-    """All cells as strings ('' for empty), every sheet of a workbook stacked."""
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        sheets = pd.read_excel(path, sheet_name=None, dtype=str)
-        raw = pd.concat(list(sheets.values()), ignore_index=True).fillna("")
-    else:
-        try:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except UnicodeDecodeError:  # the UCI exports circulate in Latin-1 too
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="latin-1")
-    raw.columns = [str(c).strip() for c in raw.columns]
-    return raw
+def _read_raw(path: Path) -> TableRead:
+    """All cells as strings ('' for empty), every sheet of a workbook stacked; rows with too many fields apart."""
+    try:
+        read = read_table(path)
+    except UnicodeDecodeError:  # the UCI exports circulate in Latin-1 too
+        read = read_table(path, encoding="latin-1")
+    read.frame = text_cells(read.frame)
+    read.frame.columns = [str(c).strip() for c in read.frame.columns]
+    return read
 
 
 def _rename(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -256,7 +256,8 @@ def _coverage(catalog: pd.DataFrame, events: pd.DataFrame) -> dict[str, object]:
 def read_online_retail(path: str | Path, date_format: str | None = None) -> SourceTables:
     """Map an Online Retail (I or II) CSV/CSV.GZ/XLSX export into canonical tables."""
     path = Path(path)
-    raw = _read_raw(path)
+    read = _read_raw(path)
+    raw = read.frame
     renamed = _rename(raw, path)
     typed = _typed(renamed)
     try:
@@ -270,15 +271,18 @@ def read_online_retail(path: str | Path, date_format: str | None = None) -> Sour
     catalog = _catalog(kept)
     customers = _customers(kept)
     rejects = make_rejects(raw[bad], typed.loc[bad, "event_time"], reason[bad])
+    if read.ragged:
+        rejects = pd.concat([rejects, ragged_rejects(read.ragged)], ignore_index=True)
     guests = int(events["user_id"].isna().sum())
     notes: dict[str, object] = {
         "format": "online_retail",
-        "rows_read": len(raw),
+        "rows_read": read.rows_read,
+        **read.notes("events"),
         "events": len(events),
         "purchases": int((events["event_type"] == "purchase").sum()),
         "returns": int((events["event_type"] == "return").sum()),
         "rejects": len(rejects),
-        "rejects_by_reason": reason_counts(reason),
+        "rejects_by_reason": reason_counts(rejects["quarantine_reason"]),
         "guest_rows": guests,
         "guest_share": round(guests / max(len(events), 1), 4),
         "customers": len(customers),

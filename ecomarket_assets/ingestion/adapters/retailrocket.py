@@ -20,8 +20,11 @@ from ecomarket_assets.ingestion.adapters.canonical import (
     first_reason,
     id_strings,
     make_rejects,
+    ragged_rejects,
     reason_counts,
+    text_cells,
 )
+from ecomarket_assets.ingestion.adapters.files import TableRead, read_table
 from ecomarket_assets.schemas import CATALOG, EVENTS, SchemaError
 from ecomarket_assets.source_tables import SourceTables
 
@@ -43,14 +46,15 @@ def _events_file(path: Path) -> Path:
     return path
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
-    """Source rows as strings ('' for empty), or SchemaError naming missing columns."""
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    raw.columns = [str(c).strip() for c in raw.columns]
-    missing = [c for c in COLUMNS if c not in raw.columns]
+def _read_raw(path: Path) -> TableRead:
+    """Source rows as strings ('' for empty) and rows with too many fields, or SchemaError naming missing columns."""
+    read = read_table(path)
+    read.frame = text_cells(read.frame)
+    read.frame.columns = [str(c).strip() for c in read.frame.columns]
+    missing = [c for c in COLUMNS if c not in read.frame.columns]
     if missing:
         raise SchemaError(f"{path}: not a RetailRocket events file, lacks columns {missing}")
-    return raw
+    return read
 
 
 def _typed(raw: pd.DataFrame) -> pd.DataFrame:
@@ -204,7 +208,8 @@ def _customers(events: pd.DataFrame) -> pd.DataFrame:
 def read_retailrocket(path: str | Path) -> SourceTables:
     """Map a RetailRocket `events.csv` (or its folder) into canonical tables."""
     events_file = _events_file(Path(path))
-    raw = _read_raw(events_file)
+    read = _read_raw(events_file)
+    raw = read.frame
     typed = _typed(raw)
     reason = _reasons(raw, typed)
     bad = reason.notna()
@@ -213,14 +218,17 @@ def read_retailrocket(path: str | Path) -> SourceTables:
     catalog = _catalog(events, read_item_categories(property_files))
     customers = _customers(events)
     rejects = make_rejects(raw[bad], typed.loc[bad, "event_time"], reason[bad])
+    if read.ragged:
+        rejects = pd.concat([rejects, ragged_rejects(read.ragged)], ignore_index=True)
     known = catalog["category"] != UNKNOWN_CATEGORY
     notes: dict[str, object] = {
         "format": "retailrocket",
-        "rows_read": len(raw),
+        "rows_read": read.rows_read,
+        **read.notes("events"),
         "events": len(events),
         "events_by_type": events["event_type"].value_counts().to_dict(),
         "rejects": len(rejects),
-        "rejects_by_reason": reason_counts(reason),
+        "rejects_by_reason": reason_counts(rejects["quarantine_reason"]),
         "visitors": len(customers),
         "sessions": int(events["session_id"].nunique()),
         "items": len(catalog),
