@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -80,9 +81,10 @@ def events_reconciled(layout: DataLayout, sources: list[StagedSource], days: lis
                                     "rows_quarantined": quarantined_total, "mismatches": str(mismatches)[:2000]})
 
 
-def files_reconciled(layout: DataLayout, sources: list[StagedSource], partition_days: set[str]) -> Outcome:
+def files_reconciled(layout: DataLayout, sources: list[StagedSource], partition_days: set[str],
+                     waiting_days: Collection[str] = ()) -> Outcome:
     """Every source file's rows are kept, quarantined or waiting for their day: none lost."""
-    files = reconcile_files(sources, partition_days, layout)
+    files = reconcile_files(sources, partition_days, layout, waiting_days)
     lost = {f.description: f.lost for f in files if f.lost}
     return Outcome(not lost, {"files": len(files), "rows_read": sum(f.read for f in files),
                               "rows_kept": sum(f.kept for f in files),

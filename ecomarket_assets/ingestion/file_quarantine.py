@@ -1,8 +1,9 @@
 """Files that could not be ingested: kept with a reason file naming the file, the problem and the fix.
 
 `<data>/quarantine/files/<name>` holds the file (moved from the landing folder, or a copy of a source
-file, which is not ours to move) and `<name>.reason.json` the record. A person fixes the file, drops it
-again and deletes the quarantined copy; until then a WARN check on raw_events lists it.
+file, which is not ours to move) and `<name>.reason.json` the record. A person fixes the file and drops
+it again under the same name: once that version is readable, the quarantined ones are removed
+(`release_file`). Until then a WARN check on raw_events lists it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,26 @@ def quarantine_file(path: Path, error: BaseException, digest: str, root: Path, m
     tmp.write_text(json.dumps(asdict(record), indent=1))
     os.replace(tmp, reason)
     return record
+
+
+def release_file(root: Path, name: str) -> list[QuarantinedFile]:
+    """Remove the quarantined versions of the landing file `name` (a readable version replaced them): the copy
+    and its reason file. Returns their records."""
+    folder = file_quarantine_dir(root)
+    if not folder.exists():
+        return []
+    released = []
+    for reason in sorted(folder.glob(f"*{REASON_SUFFIX}")):
+        try:
+            record = QuarantinedFile(**json.loads(reason.read_text()))
+        except (ValueError, TypeError):
+            continue  # an unreadable reason file is reported by quarantined_files, never removed unseen
+        if record.file != name:
+            continue
+        Path(record.stored_as).unlink(missing_ok=True)
+        reason.unlink(missing_ok=True)
+        released.append(record)
+    return released
 
 
 def quarantined_files(root: Path) -> list[QuarantinedFile]:

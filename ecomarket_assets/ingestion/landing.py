@@ -3,11 +3,14 @@
 A file dropped into the landing folder is read (staged) once. If that works, an immutable copy goes to
 the archive of landed files, `<data>/landed/<file name>/<archived_ns>-<sha12><suffix>`, and ingestion
 reads the newest copy of each name from there, so deleting the file from the landing folder loses
-nothing, and dropping a new version of a name replaces the old one. If it cannot be read (truncated
-gzip, not Parquet, not UTF-8, missing columns, an unknown format, an unsupported type or ambiguous
-dates), the file is moved to `<data>/quarantine/files/` beside a `<name>.reason.json` that names the
-file, the problem and the fix; the other files carry on. Dotfiles are uploads in progress and are left
-alone (write `.name.csv`, then rename it).
+nothing, and dropping a new version of a name replaces the old one, in every quarantine too: its
+unreadable versions leave the file quarantine, its rows outside the partitions leave the unfiled
+quarantine (`pipeline.drop_stale_unfiled`) and the days it covered are ingested again (the sensor).
+If it cannot be read (truncated gzip, content that is no table, not UTF-8, missing columns, an
+unsupported type or ambiguous dates), the file is moved to `<data>/quarantine/files/` beside a
+`<name>.reason.json` that names the file, the problem and the fix; the other files carry on. Rows that
+cannot be read (too many fields) go to the row quarantine with their line. Dotfiles are uploads in
+progress and are left alone (write `.name.csv`, then rename it).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecomarket_assets.ingestion.file_errors import UnsupportedFile
@@ -26,6 +29,7 @@ from ecomarket_assets.ingestion.file_quarantine import (
     QuarantinedFile,
     quarantine_file,
     quarantined_files,
+    release_file,
 )
 from ecomarket_assets.ingestion.sources import LANDING_SUFFIXES, staged_landing_file
 from ecomarket_assets.ingestion.staging import StagedSource
@@ -36,6 +40,7 @@ from ecomarket_assets.storage import DataLayout, is_remote
 class Intake:
     archived: list[Path]  # copies archived by this call
     quarantined: list[QuarantinedFile]  # files quarantined by this call
+    released: list[QuarantinedFile] = field(default_factory=list)  # older unreadable versions a new one replaced
 
 
 def local_root(layout: DataLayout, landing_dir: Path) -> Path:
@@ -83,6 +88,8 @@ def intake(landing_dir: Path, layout: DataLayout, date_format: str | None = None
         except Exception as error:  # one bad file must never stop the others: it is quarantined with its reason
             done.quarantined.append(quarantine_file(path, error, digest, root, move=True,
                                                     shown_as=archive_dir(root) / path.name))
+            continue
+        done.released.extend(release_file(root, path.name))  # a readable version replaces the unreadable ones
     digests.save()
     return done
 
@@ -123,10 +130,24 @@ def _archived(root: Path, name: str, digest: str) -> bool:
     return newest is not None and f"-{digest[:12]}" in newest.name
 
 
-def _newest(folder: Path) -> Path | None:
+def replaced_copy(root: Path, name: str, seen: str | None) -> Path | None:
+    """The archived copy the newest version of `name` replaced: `seen` (the copy last ingested) when it is still
+    archived, else the version archived just before the newest; None for a first version."""
+    folder = archive_dir(root) / name
+    if seen is not None and (folder / seen).is_file():
+        return folder / seen
+    versions = _versions(folder)
+    return versions[-2] if len(versions) > 1 else None
+
+
+def _versions(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        return None
-    versions = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _newest(folder: Path) -> Path | None:
+    versions = _versions(folder)
     return versions[-1] if versions else None
 
 

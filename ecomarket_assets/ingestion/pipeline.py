@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -23,6 +25,19 @@ from ecomarket_assets.source_tables import SOURCE_RECORD
 from ecomarket_assets.storage import DataLayout
 
 OUTSIDE_PARTITIONS = "outside_partitions"
+DAYS_AHEAD = 2  # days after the last partition whose rows wait for it: today, and tomorrow for clock skew
+
+
+def pending_days(partition_keys: list[str], ahead: int = DAYS_AHEAD) -> set[str]:
+    """Days whose partition does not exist yet but will: the `ahead` days after the last partition.
+
+    A daily partition exists once its day is over, so the day after the last one is today: rows dated today
+    (the collector's micro-batch files) wait for the night's ingestion instead of going to quarantine.
+    """
+    if not partition_keys:
+        return set()
+    last = dt.date.fromisoformat(max(partition_keys))
+    return {(last + dt.timedelta(days=i)).isoformat() for i in range(1, ahead + 1)}
 
 
 @dataclass
@@ -95,15 +110,17 @@ def cross_day_duplicates(sources: list[StagedSource], partition_days: set[str]) 
     return {str(day): part["event_id"].tolist() for day, part in later.groupby("day")}
 
 
-def quarantine_unfiled(source: StagedSource, partition_days: set[str], layout: DataLayout) -> dict[str, int]:
+def quarantine_unfiled(source: StagedSource, partition_days: set[str], layout: DataLayout,
+                       waiting_days: Collection[str] = ()) -> dict[str, int]:
     """Rows no daily partition can hold go to quarantine with their reason, so every row is accounted for.
 
     Events dated outside the partitions (before the first day, in the future) become `outside_partitions`;
-    undated rows keep the adapter's reason (`missing_time`, `bad_type_event_time`). Written per source,
-    replaced on every run (a day that becomes a partition later leaves this file and is ingested).
+    undated rows keep the adapter's reason (`missing_time`, `bad_type_event_time`, `too_many_fields`). Rows of
+    `waiting_days` (see `pending_days`: today's) are not quarantined: they wait for their partition. Written per
+    source, replaced on every run (a day that becomes a partition later leaves this file and is ingested).
     """
     path = layout.unfiled_quarantine("raw_events", source.root.name)
-    unfiled = [d for d in source.days() if d not in partition_days]
+    unfiled = [d for d in source.days() if d not in partition_days and d not in waiting_days]
     if not unfiled and not path.exists():
         return {}
     frames = []
@@ -118,6 +135,19 @@ def quarantine_unfiled(source: StagedSource, partition_days: set[str], layout: D
     frame = frame.assign(**{SOURCE_FILE: source.root.name}).reindex(columns=QUARANTINE_COLUMNS)
     storage.write_table(validation.quarantine_table(frame), path)
     return {str(k): int(v) for k, v in frame[QUARANTINE_REASON].value_counts().items()}
+
+
+def drop_stale_unfiled(sources: list[StagedSource], layout: DataLayout) -> list[str]:
+    """Remove the unfiled quarantine of every stage no longer read (a landing file's replaced version, an old
+    source config): its rows are not the data any more. Returns the stage names removed."""
+    folder = layout.unfiled_quarantine("raw_events", "_").parent
+    if not folder.exists():
+        return []
+    current = {s.root.name for s in sources}
+    stale = [p for p in folder.iterdir() if p.name.endswith(".parquet") and p.name[: -len(".parquet")] not in current]
+    for path in stale:
+        path.unlink()
+    return sorted(p.name[: -len(".parquet")] for p in stale)
 
 
 @dataclass
@@ -137,13 +167,18 @@ class FileReconciliation:
         return self.read - self.kept - self.quarantined - self.unfiled - self.not_yet_ingested
 
 
-def reconcile_files(sources: list[StagedSource], partition_days: set[str], layout: DataLayout) -> list[FileReconciliation]:
-    """Every source file's rows accounted for, from the per-day counts `ingest_events_day` writes."""
+def reconcile_files(sources: list[StagedSource], partition_days: set[str], layout: DataLayout,
+                    waiting_days: Collection[str] = ()) -> list[FileReconciliation]:
+    """Every source file's rows accounted for, from the per-day counts `ingest_events_day` writes; rows of
+    `waiting_days` (today's, see `pending_days`) are not yet ingested."""
     out, reports = [], {}
     for source in sources:
         name, manifest = source.root.name, source.manifest
         kept = quarantined = pending = 0
         for day, counts in manifest["days"].items():
+            if day in waiting_days and day not in partition_days:
+                pending += counts["events"] + counts["rejects"]
+                continue
             if day not in partition_days:
                 continue
             if day not in reports:
@@ -162,16 +197,22 @@ def reconcile_files(sources: list[StagedSource], partition_days: set[str], layou
 
 
 def ingest_table(schema: TableSchema, frame: pd.DataFrame, layout: DataLayout,
-                 known_products: pd.Index | None = None) -> tuple[pd.DataFrame, IngestReport]:
+                 known_products: pd.Index | None = None,
+                 rejects: pd.DataFrame | None = None) -> tuple[pd.DataFrame, IngestReport]:
+    """Validate a whole table; `rejects`: source rows the reader could not map (quarantined with their reason)."""
     validators = {
         CATALOG.name: validation.validate_catalog,
         CUSTOMERS.name: validation.validate_customers,
         REVIEWS.name: lambda f: validation.validate_reviews(f, known_products if known_products is not None else pd.Index([])),
     }
     checked = validators[schema.name](frame)
+    quarantine = checked.quarantined
+    if rejects is not None and len(rejects):
+        quarantine = pd.concat([validation.rejects_as_quarantine(rejects, schema), quarantine], ignore_index=True)
     storage.write_frame(checked.kept, layout.table(schema.name), schema)
-    storage.write_table(validation.quarantine_table(checked.quarantined), layout.quarantine_table(schema.name))
-    return checked.kept, _report(schema.name, len(frame), checked.kept, checked.quarantined[validation.QUARANTINE_REASON])
+    storage.write_table(validation.quarantine_table(quarantine), layout.quarantine_table(schema.name))
+    read = len(frame) + (len(rejects) if rejects is not None else 0)
+    return checked.kept, _report(schema.name, read, checked.kept, quarantine[validation.QUARANTINE_REASON])
 
 
 def _report(name: str, rows_read: int, kept: pd.DataFrame, reasons: pd.Series) -> IngestReport:

@@ -15,8 +15,10 @@ from ecomarket_assets.ingestion import file_quarantine, landing
 from ecomarket_assets.ingestion.pipeline import (
     IngestReport,
     cross_day_duplicates,
+    drop_stale_unfiled,
     ingest_events_day,
     ingest_table,
+    pending_days,
     quarantine_unfiled,
     reconcile_files,
 )
@@ -27,6 +29,13 @@ from ecomarket_assets.storage import read_frame
 
 GROUP = "ingestion"
 OWNERS = ["team:data-platform"]
+
+
+def current_days() -> tuple[set[str], set[str]]:
+    """The daily partitions that exist now, and the days after them whose rows wait for their partition
+    (today's and, for clock skew, tomorrow's: `pending_days`); both on Dagster's clock."""
+    keys = daily_partitions.get_partition_keys()
+    return set(keys), pending_days(keys)
 
 
 def _report_metadata(report: IngestReport, path) -> dict[str, object]:
@@ -50,7 +59,7 @@ def _report_metadata(report: IngestReport, path) -> dict[str, object]:
 def catalog(context: dg.AssetExecutionContext, data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     staged = source.staged(layout)
-    kept, report = ingest_table(CATALOG, staged.table("catalog"), layout)
+    kept, report = ingest_table(CATALOG, staged.table("catalog"), layout, rejects=staged.table_rejects("catalog"))
     by_category = kept.groupby("category").agg(products=("product_id", "size"), median_price=("price", "median"))
     meta = _report_metadata(report, layout.table("catalog"))
     meta |= {
@@ -86,7 +95,8 @@ def customers(config: CustomersConfig, data_dir: DataDirResource, source: ShopSo
         consent_rows = consent_files.read_consent(folder)
     except consent_files.ConsentFileError as error:
         raise dg.Failure(description=f"consent files in {folder}: {error}") from error
-    kept, report = ingest_table(CUSTOMERS, source.staged(layout).table("customers"), layout)
+    staged = source.staged(layout)
+    kept, report = ingest_table(CUSTOMERS, staged.table("customers"), layout, rejects=staged.table_rejects("customers"))
     kept, applied = consent_files.store_consent(layout, kept, consent_rows, folder)
     meta = _report_metadata(report, layout.table("customers"))
     meta |= {
@@ -118,7 +128,9 @@ def customers(config: CustomersConfig, data_dir: DataDirResource, source: ShopSo
 def reviews(data_dir: DataDirResource, source: ShopSourceResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     products = pd.Index(read_frame(layout.table("catalog"), columns=["product_id"])["product_id"])
-    kept, report = ingest_table(REVIEWS, source.staged(layout).table("reviews"), layout, known_products=products)
+    staged = source.staged(layout)
+    kept, report = ingest_table(REVIEWS, staged.table("reviews"), layout, known_products=products,
+                                rejects=staged.table_rejects("reviews"))
     meta = _report_metadata(report, layout.table("reviews"))
     ratings = kept["rating"].value_counts().sort_index()
     meta |= {
@@ -148,27 +160,33 @@ def raw_events(context: dg.AssetExecutionContext, data_dir: DataDirResource, sou
     intake = source.intake_landing(layout)  # archive new landing files, quarantine unreadable ones
     for bad in intake.quarantined:
         context.log.warning(f"quarantined landing file {bad.file}: {bad.problem} (fix: {bad.fix})")
+    for old in intake.released:
+        context.log.info(f"{old.file}: a readable version replaced the quarantined one ({old.problem})")
     sources = source.event_sources(layout)
-    partition_days = set(daily_partitions.get_partition_keys())
+    partition_days, waiting_days = current_days()
     products = pd.Index(read_frame(layout.table("catalog"), columns=["product_id"])["product_id"])
     earlier_ids = cross_day_duplicates(sources, partition_days)
     with compute.session() as engine:  # on Dask, one task per day: a backfill's days are ingested in parallel
         reports = engine.map(ingest_events_day, context.partition_keys, sources=sources, known_products=products,
                              layout=layout, earlier_ids=earlier_ids)
         engine_meta = engine.metadata()
-    unfiled = {s.root.name: quarantine_unfiled(s, partition_days, layout) for s in sources}
+    unfiled = {s.root.name: quarantine_unfiled(s, partition_days, layout, waiting_days) for s in sources}
+    replaced = drop_stale_unfiled(sources, layout)  # a replaced file's old rows leave the quarantine with it
+    if replaced:
+        context.log.info(f"removed the unfiled quarantine of {len(replaced)} replaced sources: {replaced[:10]}")
     for report in reports:
         context.log.info(f"{report.name}: read {report.rows_read}, kept {report.rows_kept}, "
                          f"quarantined {report.rows_quarantined}")
     meta = _events_metadata(reports, layout, sources, context.partition_keys)
-    meta |= _files_metadata(sources, partition_days, unfiled, layout, source.landed_root(layout))
+    meta |= _files_metadata(sources, partition_days, waiting_days, unfiled, layout, source.landed_root(layout))
     return dg.MaterializeResult(metadata=meta | engine_meta)
 
 
-def _files_metadata(sources, partition_days: set[str], unfiled: dict[str, dict[str, int]], layout,
-                    landed_root) -> dict[str, object]:
+def _files_metadata(sources, partition_days: set[str], waiting_days: set[str], unfiled: dict[str, dict[str, int]],
+                    layout, landed_root) -> dict[str, object]:
     """Per source file: rows read = kept + quarantined (+ rows of days not ingested yet); quarantined files."""
-    files = pd.DataFrame([vars(r) | {"lost": r.lost} for r in reconcile_files(sources, partition_days, layout)])
+    files = pd.DataFrame([vars(r) | {"lost": r.lost}
+                          for r in reconcile_files(sources, partition_days, layout, waiting_days)])
     unfiled_reasons: dict[str, int] = {}
     for counts in unfiled.values():
         for reason, rows in counts.items():
@@ -178,6 +196,7 @@ def _files_metadata(sources, partition_days: set[str], unfiled: dict[str, dict[s
         "files": md.table(files.drop(columns=["source"])),
         "rows_lost": int(files["lost"].sum()),
         "rows_unfiled": int(files["unfiled"].sum()),
+        "rows_not_yet_ingested": int(files["not_yet_ingested"].sum()),  # days not run yet, and today's rows
         "unfiled_reasons": md.table(unfiled_reasons, "reason", "rows"),
         "quarantined_files": len(bad_files),
         "quarantined_file_list": md.table(bad_files[["file", "problem", "fix"]]) if len(bad_files)

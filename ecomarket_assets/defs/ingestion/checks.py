@@ -10,7 +10,13 @@ quarantine share is an alarm (WARN).
 import dagster as dg
 
 from ecomarket_assets.compute import ComputeResource
-from ecomarket_assets.defs.ingestion.assets import catalog, customers, raw_events, reviews
+from ecomarket_assets.defs.ingestion.assets import (
+    catalog,
+    current_days,
+    customers,
+    raw_events,
+    reviews,
+)
 from ecomarket_assets.ingestion import checks as logic
 from ecomarket_assets.partitions import daily_partitions
 from ecomarket_assets.resources import DataDirResource, ShopSourceResource
@@ -85,10 +91,11 @@ def events_quarantine_share(context: dg.AssetCheckExecutionContext, data_dir: Da
 
 
 @_events_check("events_files_reconciled", "Per source and landed file: rows read = rows kept + rows quarantined "
-               "(on partition days, outside them or undated) + rows of days not ingested yet. Nothing is lost.")
+               "(on partition days, outside them or undated) + rows of days not ingested yet (today's wait for "
+               "their partition). Nothing is lost.")
 def events_files_reconciled(data_dir: DataDirResource, source: ShopSourceResource) -> dg.AssetCheckResult:
     layout = data_dir.layout()
-    outcome = logic.files_reconciled(layout, source.event_sources(layout), set(daily_partitions.get_partition_keys()))
+    outcome = logic.files_reconciled(layout, source.event_sources(layout), *current_days())
     return _result(outcome)
 
 

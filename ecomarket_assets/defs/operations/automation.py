@@ -1,7 +1,8 @@
 """What runs by itself: schedules for the daily refresh and the weekly retraining, sensors for drift and new versions.
 
     00:30 daily    shop_tables_schedule       catalog, customers and reviews (new products must be known before events)
-    01:00 daily    daily_ingestion_schedule   yesterday's raw_events + user_daily_activity partition
+    01:00 daily    daily_ingestion_schedule   yesterday's raw_events + user_daily_activity partition (with the events
+                                              the collector landed that day: the landing sensor leaves them to it)
     02:00 daily    daily_refresh_schedule     embeddings .. profiles .. forecast .. recommendations, then both drift monitors
     03:00 Monday   weekly_retrain_schedule    both models retrained and registered as challengers; new drift reference
     on drift       drift_retrain_sensor       a failed drift check launches the retraining job at once
@@ -77,7 +78,8 @@ shop_tables_schedule = dg.ScheduleDefinition(
     default_status=RUNNING, description="Before ingestion: events naming a product the catalog lacks are quarantined.")
 daily_ingestion_schedule = dg.build_schedule_from_partitioned_job(
     daily_ingest_job, name="daily_ingestion_schedule", hour_of_day=1, default_status=RUNNING,
-    description="Yesterday's partition, once the day is complete (the landing sensor handles files that arrive).")
+    description="Yesterday's partition, once the day is complete: every event collected that day included (the "
+    "landing sensor leaves rows of the current day to this schedule, and handles files for days already past).")
 daily_refresh_schedule = dg.ScheduleDefinition(
     name="daily_refresh_schedule", job=daily_refresh_job, cron_schedule="0 2 * * *", execution_timezone="UTC", default_status=RUNNING,
     description="After the 01:00 ingestion: profiles, forecast and recommendations from the champions, then drift.")
