@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from ecomarket_assets.campaigns import explain
+from ecomarket_assets.campaigns.consent import Consent
 from ecomarket_assets.campaigns.guards import export_violations, formula_cells
 from ecomarket_assets.campaigns.planner import plan_campaigns
 from ecomarket_assets.campaigns.rules import MAX_LITERAL, RuleError, parse_rule
@@ -386,12 +387,13 @@ def test_csv_text_cells_are_neutralised_and_numbers_dates_and_parquet_are_not(tm
     audiences = build([spec], users)
     titles = audiences["product_titles"].map(lambda t: ["=EVIL()", "\rline\nbreak"] if isinstance(t, list) else t)
     plan = plan_campaigns([spec], audiences.assign(product_titles=titles), START, 7)
-    export_lists(plan.lists, tmp_path / "exports")
+    export_lists(plan.lists, tmp_path / "exports", tmp_path / "control")
     day = plan.lists["send_date"].min().isoformat()
     stem = tmp_path / "exports" / spec.name / day / f"{spec.name}_{day}"
     with open(stem.with_suffix(".csv"), newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == (plan.lists["send_date"].astype(str) == day).sum() > 0  # the line breaks split no row
+    on_day = plan.lists[plan.lists["send_date"].astype(str) == day]
+    assert len(rows) == (on_day["group"] == "treatment").sum() > 0  # the line breaks split no row
     assert {r["product_1_title"] for r in rows} == {"'=EVIL()"} and {r["product_2_title"] for r in rows} == {"'\rline\nbreak"}
     assert set(pd.read_parquet(stem.with_suffix(".parquet"))["product_1_title"]) == {"=EVIL()"}
 
@@ -400,12 +402,14 @@ def test_export_check_finds_stray_missing_suppressed_and_unescaped_files(tmp_pat
     users = make_users(200)
     spec = make_spec(budget={"max_recipients": 30})
     plan = plan_campaigns([spec], build([spec], users), START, 14)
-    exports = tmp_path / "exports"
-    export_lists(plan.lists, exports)
+    exports, control = tmp_path / "exports", tmp_path / "control"
+    export_lists(plan.lists, exports, control)
     customers = customers_of(users)
-    violations, counts = export_violations(exports, plan.lists, customers, set())
+    violations, counts = export_violations(exports, plan.lists, Consent.of(customers), control)
     assert not any(violations.values())
-    assert counts["csv_rows"] == counts["parquet_rows"] == len(plan.lists) > 0 and counts["files"] == 4
+    treated = int((plan.lists["group"] == "treatment").sum())
+    assert counts["csv_rows"] == counts["parquet_rows"] == treated > 0 and counts["files"] == 8
+    assert counts["control_csv_rows"] == counts["control_parquet_rows"] == len(plan.lists) - treated > 0
 
     first, second = sorted(exports.glob("*/*/*.csv"))
     (exports / "old_campaign" / "2020-01-06").mkdir(parents=True)
@@ -414,22 +418,26 @@ def test_export_check_finds_stray_missing_suppressed_and_unescaped_files(tmp_pat
     rows = first.read_text().splitlines()
     rows[1] = "=cmd()," + rows[1].split(",", 1)[1]  # the campaign cell of one row now runs as a formula
     first.write_text("\n".join(rows) + "\nstray\rline\n")  # and a row split by a bare carriage return
-    victim = plan.lists["user_id"].iloc[0]
-    violations, _ = export_violations(exports, plan.lists, customers, {victim})
+    victim = plan.lists.loc[plan.lists["group"] == "treatment", "user_id"].iloc[0]
+    violations, _ = export_violations(exports, plan.lists, Consent.of(customers, {victim}), control)
     assert violations["stray_files"] == 1 and violations["missing_files"] == 1
     assert violations["formula_cells"] == 1 and violations["malformed_csv_rows"] == 2
     assert violations["suppressed_rows"] == 2  # in its CSV and in its Parquet
     assert violations["rows_not_in_lists"] == 1  # the row whose campaign is now "=cmd()"
     no_consent = customers.assign(email_opt_in=pd.array([pd.NA] * len(customers), dtype="boolean"))
     email_rows = int((plan.lists["channel"] == "email").sum())
-    assert export_violations(exports, plan.lists, no_consent, set())[0]["no_consent_rows"] >= email_rows > 0
+    assert export_violations(exports, plan.lists, Consent.of(no_consent), control)[0]["no_consent_rows"] >= email_rows > 0
+    control_file = next(control.rglob("*.csv"))
+    (exports / control_file.relative_to(control).parent / control_file.name.replace("_control", "")).write_text(
+        control_file.read_text())  # the control group pasted over a send's marketing file
+    assert export_violations(exports, plan.lists, Consent.of(customers), control)[0]["control_rows_in_marketing_files"] > 0
 
-    exports_again = tmp_path / "again"
-    export_lists(plan.lists, exports_again)
+    exports_again, control_again = tmp_path / "again", tmp_path / "again_control"
+    export_lists(plan.lists, exports_again, control_again)
     (exports_again / "stale.csv").write_text("user_id\nU1\n")
-    export_lists(plan.lists, exports_again)  # a rerun replaces the whole tree
+    export_lists(plan.lists, exports_again, control_again)  # a rerun replaces the whole tree
     assert not (exports_again / "stale.csv").exists()
-    assert not any(export_violations(exports_again, plan.lists, customers, set())[0].values())
+    assert not any(export_violations(exports_again, plan.lists, Consent.of(customers), control_again)[0].values())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no build folder left behind
 
 
@@ -597,7 +605,8 @@ def shop(tmp_path_factory):
 
 
 def _export_files(store: CampaignStore) -> list:
-    return sorted(p for p in store.exports.rglob("*") if p.is_file())
+    """Every file campaign_lists hands out: the marketing tree and the control group's."""
+    return sorted(p for tree in (store.exports, store.control) for p in tree.rglob("*") if p.is_file())
 
 
 def _csv_rows(path) -> list[dict]:
@@ -606,9 +615,10 @@ def _csv_rows(path) -> list[dict]:
 
 
 def _expected_files(store: CampaignStore, lists: pd.DataFrame) -> list:
-    sends = lists[["campaign", "send_date"]].drop_duplicates()
-    return sorted(store.exports / c / d.isoformat() / f"{c}_{d.isoformat()}{s}"
-                  for c, d in sends.itertuples(index=False) for s in (".csv", ".parquet"))
+    sends = lists[["campaign", "send_date", "group"]].drop_duplicates()
+    trees = {"treatment": (store.exports, ""), "control": (store.control, "_control")}
+    return sorted(trees[g][0] / c / d.isoformat() / f"{c}_{d.isoformat()}{trees[g][1]}{s}"
+                  for c, d, g in sends.itertuples(index=False) for s in (".csv", ".parquet"))
 
 
 def _evaluations(result) -> dict:
@@ -648,7 +658,7 @@ def test_a_new_suppression_file_removes_its_users_from_every_export_file(shop):
     assert seen == set(after["user_id"]) and not seen & set(optout + bounced)
     assert not [p for p in store.exports.parent.iterdir() if p.name.startswith(".")]  # no build folder left
     meta = _meta(result, "campaign_lists")
-    assert meta["export_files"] == len(files)
+    assert meta["export_files"] + meta["control_files"] == len(files)
 
 
 def test_formula_like_product_titles_reach_no_csv_cell_unescaped(shop):

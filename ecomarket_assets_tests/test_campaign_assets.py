@@ -102,7 +102,9 @@ def test_lists_pass_the_blocking_rules_check_and_are_exported(shop):
     assert lists.groupby(["campaign", "send_date"]).size().max() <= 150
     for (campaign, day), part in lists.groupby(["campaign", "send_date"]):
         csv = pd.read_csv(store.exports / campaign / day.isoformat() / f"{campaign}_{day.isoformat()}.csv")
-        assert sorted(csv["user_id"]) == sorted(part["user_id"])
+        assert sorted(csv["user_id"]) == sorted(part.loc[part["group"] == "treatment", "user_id"])  # who to message
+        control = pd.read_csv(store.control / campaign / day.isoformat() / f"{campaign}_{day.isoformat()}_control.csv")
+        assert sorted(control["user_id"]) == sorted(part.loc[part["group"] == "control", "user_id"])
     meta = _meta(first, "campaign_lists")
     assert meta["dagster/row_count"] == len(lists) and meta["treatment"] + meta["control"] == len(lists)
     assert "frequency_cap_share" in meta["share_removed_by_rule"]

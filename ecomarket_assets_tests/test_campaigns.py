@@ -9,6 +9,7 @@ import pytest
 from ecomarket_assets.campaigns import audience as aud
 from ecomarket_assets.campaigns import inputs
 from ecomarket_assets.campaigns import uplift as up
+from ecomarket_assets.campaigns.consent import Consent
 from ecomarket_assets.campaigns.explain import list_rule_shares
 from ecomarket_assets.campaigns.guards import rule_violations
 from ecomarket_assets.campaigns.planner import assign_group, plan_campaigns
@@ -160,7 +161,7 @@ def test_planned_lists_break_no_rule():
     audiences = build(specs, users, suppressed={"U0003"})
     plan = plan_campaigns(specs, audiences, START, 28)
     assert len(plan.lists) > 0 and plan.lists["send_date"].nunique() == 8
-    assert rule_violations(plan.lists, specs, customers_of(users), {"U0003"}) == {
+    assert rule_violations(plan.lists, specs, Consent.of(customers_of(users), {"U0003"})) == {
         "no_consent": 0, "suppressed": 0, "twice_in_campaign": 0, "over_frequency_cap": 0, "over_budget": 0,
         "unstable_group": 0, "outside_send_window": 0}
 
@@ -199,7 +200,7 @@ def test_the_guard_catches_each_broken_rule(rule):
     plan = plan_campaigns(specs, build(specs, users, suppressed={"U0003"}), START, 14)
     a_full = plan.funnel.query("campaign == 'a'")["recipients"].iloc[0] == 60
     assert a_full  # so one more recipient breaks the budget
-    violations = rule_violations(_tampered(plan.lists, rule, users), specs, customers_of(users), {"U0003"})
+    violations = rule_violations(_tampered(plan.lists, rule, users), specs, Consent.of(customers_of(users), {"U0003"}))
     assert violations[rule] >= 1
 
 
@@ -248,16 +249,20 @@ def test_control_assignment_is_stable_and_independent_of_ranking():
     assert groups[0].tolist() == list(assign_group(spec.name, pd.Series(groups[0].index), 0.2))  # pinned to the hash
 
 
-def test_exports_one_csv_and_parquet_per_campaign_and_date(tmp_path):
+def test_exports_one_csv_and_parquet_per_campaign_and_date_and_the_control_group_apart(tmp_path):
     users = make_users()
     spec = make_spec(products={"count": 3})
     plan = plan_campaigns([spec], build([spec], users), START, 14)
-    files = export_lists(plan.lists, tmp_path)
-    assert len(files) == 2 * plan.lists["send_date"].nunique()
+    files = export_lists(plan.lists, tmp_path / "exports", tmp_path / "control")
+    assert len(files) == 2 * len(plan.lists[["send_date", "group"]].drop_duplicates())
     day = plan.lists["send_date"].min().isoformat()
-    csv = pd.read_csv(tmp_path / spec.name / day / f"{spec.name}_{day}.csv")
-    parquet = pd.read_parquet(tmp_path / spec.name / day / f"{spec.name}_{day}.parquet")
-    assert len(csv) == len(parquet) == (plan.lists["send_date"].astype(str) == day).sum()
+    on_day = plan.lists[plan.lists["send_date"].astype(str) == day]
+    csv = pd.read_csv(tmp_path / "exports" / spec.name / day / f"{spec.name}_{day}.csv")
+    parquet = pd.read_parquet(tmp_path / "exports" / spec.name / day / f"{spec.name}_{day}.parquet")
+    assert len(csv) == len(parquet) == (on_day["group"] == "treatment").sum()  # only the people to message
+    assert set(csv["group"]) == {"treatment"}
+    control = pd.read_csv(tmp_path / "control" / spec.name / day / f"{spec.name}_{day}_control.csv")
+    assert sorted(control["user_id"]) == sorted(on_day.loc[on_day["group"] == "control", "user_id"]) and len(control)
     assert {"product_1_id", "product_3_title", "product_2_reason", "group", "channel", "send_time"} <= set(csv.columns)
 
 

@@ -35,9 +35,10 @@ def _consent_file(customers: pd.DataFrame) -> pd.DataFrame:
 
 
 def _exported_rows(store: CampaignStore) -> pd.DataFrame:
-    files = sorted(store.exports.rglob("*.csv"))
+    trees = (store.exports, store.control)  # the files marketing imports and the control group's
+    files = sorted(path for tree in trees for path in tree.rglob("*.csv"))
     frames = [pd.read_csv(path, dtype={"user_id": str}) for path in files]
-    frames += [read_frame(path) for path in sorted(store.exports.rglob("*.parquet"))]
+    frames += [read_frame(path) for tree in trees for path in sorted(tree.rglob("*.parquet"))]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["user_id", "channel"])
 
 

@@ -6,6 +6,8 @@ removed with the first rule that excludes them (`suppressed`, `no_consent`,
 Eligible users get their offer (products from `recommendations` with reasons),
 creative, channel (the first in the campaign's order the user consented to),
 send minute and the scores used to rank within the budget.
+Consent is the `*_opt_in` columns of `users`, which `inputs.audience_users` takes
+from the current customers table (campaigns/consent.py), never from the profiles.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ecomarket_assets.campaigns.consent import CONSENT_COLUMN, Consent
 from ecomarket_assets.campaigns.specs import CampaignSpec
 
 REMOVAL_RULES = ("suppressed", "no_consent", "no_product")
-CONSENT_COLUMN = {"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in"}
 PURCHASE_HORIZON_DAYS = 90  # predicted_purchases in user_profiles counts the next 90 days
 RECENT_PURCHASE_DAYS = 30  # exclude_purchased: products the user bought in this many days
 PROFILE_FEATURES = ("days_since_last_order", "orders", "revenue", "avg_order_value", "events_30d", "orders_90d",
@@ -85,6 +87,33 @@ def choose_channel(users: pd.DataFrame, preference: list[str]) -> pd.Series:
         consent = users[CONSENT_COLUMN[name]].fillna(False).astype(bool).to_numpy()
         channel[consent] = name
     return channel
+
+
+def recheck_consent(audiences: pd.DataFrame, specs: list[CampaignSpec], consent: Consent) -> tuple[pd.DataFrame, int]:
+    """The stored audiences with consent and suppression applied again as they are now: (audiences, rows removed).
+
+    An eligible row whose person is now suppressed is removed as `suppressed`; one whose channel lost consent
+    takes the campaign's first channel still consented (its cost follows), or is removed as `no_consent`. Nobody
+    is added: a person who opted in since waits for the next campaign_audiences run (which scores them).
+    """
+    out = audiences.reset_index(drop=True)
+    if not len(out):
+        return out, 0
+    by_name = {s.name: s for s in specs}
+    was = out["eligible"].astype(bool).to_numpy()
+    suppressed = was & consent.is_suppressed(out["user_id"])
+    keeps = consent.consented(out["user_id"], out["channel"])
+    for name, rows in out[was & ~suppressed & ~keeps].groupby("campaign").groups.items():
+        spec = by_name.get(name)
+        channel = consent.first_channel(out.loc[rows, "user_id"], spec.channels if spec else [])
+        out.loc[rows, "channel"] = channel
+        if spec is not None:
+            out.loc[rows, "cost"] = channel.map(spec.cost_per_message).astype("float64")
+    lost = was & ~suppressed & out["channel"].isna().to_numpy()
+    out.loc[suppressed, "removed_by"] = "suppressed"
+    out.loc[lost, "removed_by"] = "no_consent"
+    out["eligible"] = out["eligible"].astype(bool) & ~suppressed & ~lost
+    return out, int(suppressed.sum() + lost.sum())
 
 
 def choose_products(spec: CampaignSpec, offers: OfferInputs) -> pd.DataFrame:

@@ -7,10 +7,9 @@ import io
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from ecomarket_assets.campaigns.audience import CONSENT_COLUMN
+from ecomarket_assets.campaigns.consent import Consent
 from ecomarket_assets.campaigns.planner import assign_group
 from ecomarket_assets.campaigns.specs import CampaignSpec
 from ecomarket_assets.campaigns.store import FORMULA_PREFIXES, neutralise_cell
@@ -19,19 +18,20 @@ from ecomarket_assets.storage import read_frame
 RULES = ("no_consent", "suppressed", "twice_in_campaign", "over_frequency_cap", "over_budget", "unstable_group",
          "outside_send_window")
 EXPORT_RULES = ("stray_files", "missing_files", "unreadable_files", "malformed_csv_rows", "suppressed_rows", "no_consent_rows",
-                "rows_not_in_lists", "list_rows_not_exported", "duplicate_rows", "formula_cells")
+                "control_rows_in_marketing_files", "treatment_rows_in_control_files", "rows_not_in_lists",
+                "list_rows_not_exported", "duplicate_rows", "formula_cells")
+MARKETING, CONTROL = "marketing", "control"  # the two export trees: who to message, and the control group
 KEY = ["campaign", "send_date", "user_id"]
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
-def rule_violations(lists: pd.DataFrame, specs: list[CampaignSpec], customers: pd.DataFrame,
-                    suppressed: set[str]) -> dict[str, int]:
-    """Rows (or campaign-dates, for budgets) breaking each rule; all zero for a valid plan."""
+def rule_violations(lists: pd.DataFrame, specs: list[CampaignSpec], consent: Consent) -> dict[str, int]:
+    """Rows (or campaign-dates, for budgets) breaking each rule; all zero for a valid plan. Consent and
+    suppression are `consent`'s (campaigns/consent.py: the current customers table and suppression folder)."""
     by_name = {s.name: s for s in specs}
-    allowed = consented(lists["user_id"], lists["channel"], customers)
     counts = {
-        "no_consent": int((~allowed).sum()),
-        "suppressed": int(lists["user_id"].isin(suppressed).sum()),
+        "no_consent": int((~consent.consented(lists["user_id"], lists["channel"])).sum()),
+        "suppressed": int(consent.is_suppressed(lists["user_id"]).sum()),
         "twice_in_campaign": int(lists.duplicated(["campaign", "user_id"]).sum()),
         "over_frequency_cap": _over_cap(lists, by_name),
         "over_budget": _over_budget(lists, by_name),
@@ -45,39 +45,47 @@ def rule_violations(lists: pd.DataFrame, specs: list[CampaignSpec], customers: p
     return counts
 
 
-def consented(user_ids: pd.Series, channels: pd.Series, customers: pd.DataFrame) -> np.ndarray:
-    """Per row: the customer consented to the row's channel (unknown user, channel or consent is no)."""
-    consent = customers.drop_duplicates("user_id").set_index("user_id")
-    out = np.zeros(len(user_ids), dtype=bool)
-    for i, (user, channel) in enumerate(zip(user_ids, channels, strict=True)):
-        column = CONSENT_COLUMN.get(channel)
-        if column is not None and user in consent.index:
-            value = consent.at[user, column]
-            out[i] = bool(value) if pd.notna(value) else False
-    return out
+def export_violations(exports: Path, lists: pd.DataFrame, consent: Consent,
+                      control: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(violations, counts) over every file under `exports` (what marketing imports) and `control` (the control
+    group, kept apart so that nobody imports it), read as a person would read them.
 
-
-def export_violations(exports: Path, lists: pd.DataFrame, customers: pd.DataFrame,
-                      suppressed: set[str]) -> tuple[dict[str, int], dict[str, int]]:
-    """(violations, counts) over every file marketing gets under `exports`, read as a person would read them.
-
-    Expected: exactly `<campaign>/<date>/<campaign>_<date>.csv` and `.parquet` for each send in `lists`, nothing
-    else; in each file the rows (campaign, send_date, user_id) of that send and no other, nobody suppressed,
-    everyone consented to the row's channel (from `customers`), and no CSV text cell a spreadsheet would run as
-    a formula. Counts are files and rows read.
+    Expected: exactly `exports/<campaign>/<date>/<campaign>_<date>.csv` and `.parquet` for each send with
+    treatment rows in `lists`, holding those rows and no other, and `control/<campaign>/<date>/
+    <campaign>_<date>_control.csv` and `.parquet` for each send with control rows, holding those; nothing else.
+    In every file nobody suppressed, everyone consented to the row's channel (both from `consent`), no group
+    cell other than the file's, and no CSV text cell a spreadsheet would run as a formula. Counts are files and
+    rows read (`csv_rows` / `parquet_rows`: marketing files; `control_csv_rows` / `control_parquet_rows`).
     """
-    expected = {(c, _day_text(d)) for c, d in zip(lists["campaign"], lists["send_date"], strict=True)}
-    list_keys = pd.DataFrame({"campaign": lists["campaign"].astype(str), "send_date": lists["send_date"].map(_day_text),
-                              "user_id": lists["user_id"].astype(str)})
-    files = sorted(f for f in exports.rglob("*") if f.is_file()) if exports.exists() else []
+    violations = dict.fromkeys(EXPORT_RULES, 0)
+    counts: dict[str, int] = {"files": 0, "list_rows": len(lists)}
+    for tree, folder, group, tail in ((MARKETING, exports, "treatment", ""), (CONTROL, control, "control", "_control")):
+        wanted = lists[lists["group"] == group]
+        tree_violations, tree_counts = _tree_violations(folder, lists, wanted, consent, group, tail)
+        for rule, n in tree_violations.items():
+            violations[rule] += n
+        prefix = "" if tree == MARKETING else "control_"
+        counts["files"] += tree_counts.pop("files")
+        counts |= {f"{prefix}{k}": v for k, v in tree_counts.items()}
+    return violations, counts
+
+
+def _tree_violations(folder: Path, lists: pd.DataFrame, wanted: pd.DataFrame, consent: Consent, group: str,
+                     tail: str) -> tuple[dict[str, int], dict[str, int]]:
+    """export_violations for one tree: `wanted` (the lists rows of `group`) are its rows, file names end in `tail`."""
+    expected = {(c, _day_text(d)) for c, d in zip(wanted["campaign"], wanted["send_date"], strict=True)}
+    list_keys = _keys(lists)
+    others = pd.MultiIndex.from_frame(list_keys[(lists["group"] != group).to_numpy()])
+    wanted_keys = pd.MultiIndex.from_frame(_keys(wanted))
+    files = sorted(f for f in folder.rglob("*") if f.is_file()) if folder.exists() else []
     violations = dict.fromkeys(EXPORT_RULES, 0)
     found: dict[str, set[tuple[str, str]]] = {".csv": set(), ".parquet": set()}
     rows: dict[str, list[pd.DataFrame]] = {".csv": [], ".parquet": []}
     for path in files:
-        parts = path.relative_to(exports).parts
+        parts = path.relative_to(folder).parts
         suffix = path.suffix
         send = (parts[0], parts[1]) if len(parts) == 3 else None
-        if send not in expected or suffix not in found or parts[2] != f"{send[0]}_{send[1]}{suffix}":
+        if send not in expected or suffix not in found or parts[2] != f"{send[0]}_{send[1]}{tail}{suffix}":
             violations["stray_files"] += 1
             continue
         try:
@@ -94,23 +102,32 @@ def export_violations(exports: Path, lists: pd.DataFrame, customers: pd.DataFram
         found[suffix].add(send)
         rows[suffix].append(frame.assign(**{"_file_campaign": send[0], "_file_date": send[1]}))
     violations["missing_files"] = sum(len(expected - found[s]) for s in found)
-    counts = {"files": len(files), "list_rows": len(lists), "list_sends": len(expected)}
+    counts = {"files": len(files), "sends": len(expected)}
     for suffix, frames in rows.items():
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=[*KEY, "channel", "_file_campaign", "_file_date"])
         counts[f"{suffix[1:]}_files"] = len(frames)
         counts[f"{suffix[1:]}_rows"] = len(frame)
-        keys = pd.DataFrame({"campaign": frame["campaign"].astype(str), "send_date": frame["send_date"].map(_day_text),
-                             "user_id": frame["user_id"].astype(str)})
+        keys = _keys(frame)
         wrong_file = (keys["campaign"] != frame["_file_campaign"]) | (keys["send_date"] != frame["_file_date"])
         violations["duplicate_rows"] += int(keys.duplicated().sum())
-        violations["suppressed_rows"] += int(keys["user_id"].isin(suppressed).sum())
-        violations["no_consent_rows"] += int((~consented(keys["user_id"], frame["channel"], customers)).sum())
-        exported = pd.MultiIndex.from_frame(keys[~wrong_file.to_numpy()])
-        listed = pd.MultiIndex.from_frame(list_keys)
-        violations["rows_not_in_lists"] += int(wrong_file.sum()) + int((~exported.isin(listed)).sum())
-        violations["list_rows_not_exported"] += int((~listed.isin(exported)).sum())
+        violations["suppressed_rows"] += int(consent.is_suppressed(keys["user_id"]).sum())
+        violations["no_consent_rows"] += int((~consent.consented(keys["user_id"], frame["channel"])).sum())
+        exported = pd.MultiIndex.from_frame(keys)
+        cells = frame["group"].astype(str) if "group" in frame else pd.Series(group, index=frame.index)
+        other_group = (cells != group).to_numpy() | exported.isin(others)
+        violations["control_rows_in_marketing_files" if group == "treatment" else "treatment_rows_in_control_files"] \
+            += int(other_group.sum())
+        right = exported[~wrong_file.to_numpy()]
+        violations["rows_not_in_lists"] += int(wrong_file.sum()) + int((~right.isin(wanted_keys)).sum())
+        violations["list_rows_not_exported"] += int((~wanted_keys.isin(right)).sum())
     return violations, counts
+
+
+def _keys(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"campaign": frame["campaign"].astype(str).to_numpy(),
+                         "send_date": frame["send_date"].map(_day_text).to_numpy(),
+                         "user_id": frame["user_id"].astype(str).to_numpy()})
 
 
 def _day_text(value: object) -> str:

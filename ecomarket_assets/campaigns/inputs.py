@@ -12,6 +12,7 @@ import datetime as dt
 import pandas as pd
 
 from ecomarket_assets.campaigns import audience as aud
+from ecomarket_assets.campaigns.consent import Consent, current_consent
 from ecomarket_assets.campaigns.results import attribute_outcomes
 from ecomarket_assets.campaigns.store import CampaignStore
 from ecomarket_assets.flows.outbox import Outbox
@@ -24,11 +25,14 @@ IN_STOCK_DAYS = 14
 SEND_KEY = ["campaign", "user_id", "send_date"]
 
 
-def audience_users(layout: DataLayout) -> pd.DataFrame:
-    """User profiles with their segment name: the frame audience rules run on (segments are optional)."""
+def audience_users(layout: DataLayout, consent: Consent | None = None) -> pd.DataFrame:
+    """User profiles with their segment name and the current consent flags (`consent`, else read now from the
+    newest customers table; the profiles' own copy may be stale): the frame audience rules run on (segments are
+    optional)."""
     segments_path = layout.table("user_segments")
     segments = read_frame(segments_path) if segments_path.exists() else None
-    return aud.audience_frame(read_frame(layout.table("user_profiles")), segments)
+    consent = consent if consent is not None else current_consent(layout)
+    return consent.on_profiles(aud.audience_frame(read_frame(layout.table("user_profiles")), segments))
 
 
 def offer_inputs(layout: DataLayout, as_of: dt.date) -> aud.OfferInputs:

@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -51,7 +52,8 @@ class CampaignStore:
         self.audiences_path = layout.table("campaign_audiences")
         self.lists_path = layout.table("campaign_lists")
         self.funnel_path = layout.root / "campaign_lists" / "funnel.parquet"
-        self.exports = layout.root / "campaign_lists" / "exports"
+        self.exports = layout.root / "campaign_lists" / "exports"  # what marketing imports: the people to message
+        self.control = layout.root / "campaign_lists" / "control"  # the control group: measured, never messaged
         self.outcomes = layout.root / "campaign_outcomes"
         self.results = layout.root / "campaign_results"
         self.uplift = layout.root / "campaign_uplift_model"
@@ -122,31 +124,44 @@ def _csv_text(text: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
 
 
-def export_lists(lists: pd.DataFrame, folder: Path) -> list[Path]:
-    """One CSV and one Parquet per campaign and send date, products spread over numbered columns.
+def export_lists(lists: pd.DataFrame, folder: Path, control: Path,
+                 validate: Callable[[Path, Path], None] | None = None) -> list[Path]:
+    """The files marketing imports under `folder`, and the control group apart under `control`.
 
-    The whole tree is built beside `folder` and swapped in at once: files of earlier runs never survive, and a
-    reader sees either the old exports or the new ones. The CSV is spreadsheet-safe (`spreadsheet_safe`, every
-    text cell in double quotes, as OWASP advises); the Parquet keeps the raw values.
+    Per campaign and send date: `folder/<campaign>/<date>/<campaign>_<date>.csv` and `.parquet` hold the
+    treatment rows only (the people to message); `control/<campaign>/<date>/<campaign>_<date>_control.csv` and
+    `.parquet` hold the control rows (never messaged, only measured). A file is written only when it has rows.
+    Products are spread over numbered columns.
+
+    Both trees are built beside their folders; `validate(built_folder, built_control)` may then refuse them by
+    raising, and the previous trees stay in place untouched. Otherwise both are swapped in (control first):
+    files of earlier runs never survive, and a reader sees either the old files or the new ones. The CSV is
+    spreadsheet-safe (`spreadsheet_safe`, every text cell in double quotes, as OWASP advises); the Parquet keeps
+    the raw values.
     """
-    build = new_build_dir(folder)
+    builds = {folder: new_build_dir(folder), control: new_build_dir(control)}
     written = []
     try:
-        for (campaign, day), part in lists.groupby(["campaign", "send_date"], sort=True):
+        for (campaign, day, group), part in lists.groupby(["campaign", "send_date", "group"], sort=True):
+            tree, tail = (folder, "") if group == "treatment" else (control, "_control")  # only treatment is messaged
             flat = flatten_products(part)
-            relative = Path(campaign) / _day(day) / f"{campaign}_{_day(day)}"
+            relative = Path(campaign) / _day(day) / f"{campaign}_{_day(day)}{tail}"
             for suffix in (".parquet", ".csv"):
-                target = build / f"{relative}{suffix}"
+                target = builds[tree] / f"{relative}{suffix}"
                 if suffix == ".parquet":
                     write_frame(flat, target)
                 else:
                     # every text cell quoted: a carriage return inside a title cannot split the row
                     write_text(target, spreadsheet_safe(flat).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC))
-                written.append(folder / f"{relative}{suffix}")
+                written.append(tree / f"{relative}{suffix}")
+        if validate is not None:
+            validate(builds[folder], builds[control])
     except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
+        for build in builds.values():
+            shutil.rmtree(build, ignore_errors=True)
         raise
-    replace_dir(build, folder)
+    replace_dir(builds[control], control)
+    replace_dir(builds[folder], folder)
     return written
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ecomarket_assets.campaigns.audience import CONSENT_COLUMN
+from ecomarket_assets.campaigns.consent import Consent
 from ecomarket_assets.campaigns.planner import assign_group
 from ecomarket_assets.flows.offers import FlowOffers
 from ecomarket_assets.flows.specs import FlowSpec
@@ -35,14 +35,14 @@ OUTBOX_COLUMNS = ["send_id", "flow", "objective", "trigger", "user_id", "group",
 
 @dataclass
 class SendRules:
-    suppressed: set[str]
-    consent: pd.DataFrame  # customers: user_id + the *_opt_in columns
+    suppressed: set[str]  # the suppression folder, read at this tick
+    consent: pd.DataFrame  # the newest customers table, read at this tick: user_id + the *_opt_in columns
     touches: dict[str, list[pd.Timestamp]]  # user -> times of campaign and flow touches
     top_category: dict[str, str] = field(default_factory=dict)
 
     def consent_of(self) -> dict[str, dict[str, bool]]:
-        frame = self.consent.drop_duplicates("user_id").set_index("user_id")
-        return {ch: frame[col].fillna(False).astype(bool).to_dict() for ch, col in CONSENT_COLUMN.items() if col in frame}
+        """channel -> user -> consented, read as campaigns read it (campaigns/consent.py: unknown is no)."""
+        return Consent.of(self.consent, self.suppressed).by_channel()
 
 
 @dataclass

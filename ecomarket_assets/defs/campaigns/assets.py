@@ -1,6 +1,7 @@
 """Campaign assets: YAML specs -> eligible audiences -> dated lists with control groups -> outcomes -> uplift."""
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import mlflow
@@ -11,7 +12,9 @@ from ecomarket_assets import metadata as md
 from ecomarket_assets.campaigns import audience as aud
 from ecomarket_assets.campaigns import explain, plots
 from ecomarket_assets.campaigns import uplift as up
+from ecomarket_assets.campaigns.consent import current_consent
 from ecomarket_assets.campaigns.explain import audience_funnel, list_rule_shares
+from ecomarket_assets.campaigns.guards import export_violations
 from ecomarket_assets.campaigns.inputs import (
     SEND_KEY,
     audience_users,
@@ -29,7 +32,7 @@ from ecomarket_assets.campaigns.store import (
     CampaignStore,
     export_lists,
 )
-from ecomarket_assets.defs.ingestion.assets import raw_events
+from ecomarket_assets.defs.ingestion.assets import customers, raw_events
 from ecomarket_assets.defs.profiles.assets import user_daily_activity, user_profiles, user_segments
 from ecomarket_assets.defs.recommender.assets import recommendations
 from ecomarket_assets.mlops import lifecycle, registry
@@ -97,10 +100,12 @@ def _uplift_scorer(ranking: str, mlflow_tracking: MlflowResource) -> tuple[aud.U
     group_name=GROUP,
     kinds={"python", "parquet"},
     owners=OWNERS,
-    deps=[campaign_specs, user_profiles, user_segments, recommendations, user_daily_activity,
+    deps=[campaign_specs, customers, user_profiles, user_segments, recommendations, user_daily_activity,
           dg.AssetKey("demand_forecast")],
     description="Per campaign, everyone its audience rule selects: eligible, or removed by the first rule that "
     "excludes them (suppression list, no consent for any of its channels, no product passing its product rules). "
+    "Consent is read from the newest customers table and suppression from the suppression folder when this runs "
+    "(the profiles' copy of the consent flags is never used). "
     "Eligible users carry their offer (recommended products with reasons), creative, channel, send minute, "
     "propensity, order value and the score that ranks them within the budget.",
 )
@@ -109,12 +114,12 @@ def campaign_audiences(config: AudiencesConfig, data_dir: DataDirResource,
     layout = data_dir.layout()
     store = CampaignStore(layout)
     specs = [s for s in store.read_specs() if s.enabled]
-    users = audience_users(layout)
+    consent = current_consent(layout)
+    users = audience_users(layout, consent)
     as_of = dt.date.fromisoformat(str(users["as_of"].iloc[0]))
-    suppressed, suppression_table = store.suppressed_users()
     offers = offer_inputs(layout, as_of)
     scorer, ranking = _uplift_scorer(config.ranking, mlflow_tracking)
-    frames = [aud.build_audience(spec, users, suppressed, offers, scorer) for spec in specs]
+    frames = [aud.build_audience(spec, users, set(consent.suppressed), offers, scorer) for spec in specs]
     audiences = pd.concat(frames, ignore_index=True) if frames else aud.no_audiences(users)
     write_frame(audiences.drop(columns=[c for c in audiences.columns if c.startswith("affinity_")]), store.audiences_path)
     funnel = audience_funnel(audiences, [s.name for s in specs])
@@ -127,7 +132,7 @@ def campaign_audiences(config: AudiencesConfig, data_dir: DataDirResource,
         "empty_campaigns": md.table(empty, "campaign", "why nobody is eligible"),
         "ranking": ranking,
         "funnel": md.table(funnel),
-        "suppression_lists": md.table(suppression_table.groupby("list").size().rename("users").reset_index()),
+        "suppression_lists": md.table(consent.suppression_lists.groupby("list").size().rename("users").reset_index()),
         "in_stock_products": len(offers.in_stock),
         "forecast_rising_products": len(offers.rising),
         "preview": md.preview(audiences.loc[audiences["eligible"], ["campaign", "user_id", "channel", "creative_id",
@@ -140,25 +145,38 @@ def campaign_audiences(config: AudiencesConfig, data_dir: DataDirResource,
     group_name=GROUP,
     kinds={"python", "parquet", "csv"},
     owners=OWNERS,
-    deps=[campaign_audiences],
+    deps=[campaign_audiences, customers],
     description="Who gets which campaign on which day: campaigns planned day by day over the horizon in priority "
     "order; each send is the best-ranked part of the eligible pool that nobody already in the campaign, nobody at "
     "the frequency cap (across campaigns) and the budget (recipients, message cost) allow. Group = stable hash of "
-    "campaign and user. One CSV and one Parquet per campaign and send date under campaign_lists/exports/.",
+    "campaign and user. Consent and suppression are applied again as they are now (newest customers table, "
+    "suppression folder). Per campaign and send date one CSV and one Parquet of the people to message under "
+    "campaign_lists/exports/ (treatment only), and the control group apart under campaign_lists/control/. Both "
+    "trees are checked before they are swapped in: a violation fails the run and leaves the previous files.",
 )
 def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     layout = data_dir.layout()
     store = CampaignStore(layout)
     specs = store.read_specs()
-    audiences = read_frame(store.audiences_path)
-    users = audience_users(layout)
+    consent = current_consent(layout)  # as it is now, whatever ran since campaign_audiences
+    audiences, rechecked = aud.recheck_consent(read_frame(store.audiences_path), specs, consent)
+    users = audience_users(layout, consent)
     as_of = dt.date.fromisoformat(str((audiences if len(audiences) else users)["as_of"].iloc[0]))
     start = dt.date.fromisoformat(config.start_date) if config.start_date else as_of + dt.timedelta(days=1)
     history = flow_touches(layout)  # flow sends count against the campaigns' frequency caps
     plan = plan_campaigns(specs, audiences, start, config.horizon_days, history)
+
+    def refuse_bad_exports(built: Path, built_control: Path) -> None:  # before anything is swapped in
+        violations, counts = export_violations(built, plan.lists, consent, built_control)
+        broken = {rule: n for rule, n in violations.items() if n}
+        if broken:
+            raise dg.Failure(description="campaign exports refused, the previous files are kept: "
+                             + ", ".join(f"{rule} {n}" for rule, n in broken.items()),
+                             metadata={**counts, **violations})
+
+    files = export_lists(plan.lists, store.exports, store.control, refuse_bad_exports)
     write_frame(plan.lists, store.lists_path)
     write_frame(plan.funnel, store.funnel_path)
-    files = export_lists(plan.lists, store.exports)  # the whole export tree, replaced at once
     matched = audiences.groupby("campaign").size()
     shares = list_rule_shares(audiences, plan.funnel)
     funnel = audience_funnel(audiences, [s.name for s in specs if s.enabled])
@@ -170,6 +188,7 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
         "dagster/row_count": len(plan.lists),
         "why_empty": explain.lists_empty_reason(plan.lists, plan.funnel, funnel, specs, users) or "not empty",
         "empty_campaigns": md.table(empty, "campaign", "why nobody is on its list"),
+        "removed_since_audiences": rechecked,
         "treatment": int((plan.lists["group"] == "treatment").sum()),
         "control": int((plan.lists["group"] == "control").sum()),
         "distinct_recipients": int(plan.lists["user_id"].nunique()),
@@ -180,8 +199,10 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
         "per_send": md.table(plan.funnel.round(2)),
         "preview": md.preview(plan.lists[["campaign", "send_date", "send_time", "user_id", "group", "channel",
                                           "creative_id", "expected_value"]]),
-        "export_files": len(files),
+        "export_files": sum(store.exports in f.parents for f in files),
+        "control_files": sum(store.control in f.parents for f in files),
         "exports": dg.MetadataValue.path(str(store.exports)),
+        "control_exports": dg.MetadataValue.path(str(store.control)),
     }
     if len(plan.lists):
         meta["plot"] = plots.sends_per_day(plan.lists)

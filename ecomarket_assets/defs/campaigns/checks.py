@@ -6,6 +6,7 @@ import pandas as pd
 
 from ecomarket_assets import metadata as md
 from ecomarket_assets.campaigns import explain
+from ecomarket_assets.campaigns.consent import current_consent
 from ecomarket_assets.campaigns.guards import export_violations, rule_violations
 from ecomarket_assets.campaigns.inputs import audience_users
 from ecomarket_assets.campaigns.store import CampaignStore
@@ -19,31 +20,32 @@ from ecomarket_assets.storage import read_frame
 
 
 @dg.asset_check(asset=campaign_lists, blocking=True,
-                description="Checked on the written lists, independently of the planner: every channel consented, "
-                "nobody on a suppression list, nobody twice in a campaign, nobody over a frequency cap across "
-                "campaigns, every send within its budget, groups equal to the stable hash, send times in the window.")
+                description="Checked on the written lists, independently of the planner: every channel consented "
+                "(newest customers table), nobody on a suppression list, nobody twice in a campaign, nobody over a "
+                "frequency cap across campaigns, every send within its budget, groups equal to the stable hash, send "
+                "times in the window.")
 def campaign_lists_respect_rules(data_dir: DataDirResource) -> dg.AssetCheckResult:
     layout = data_dir.layout()
     store = CampaignStore(layout)
-    suppressed, _ = store.suppressed_users()
-    violations = rule_violations(store.read_lists(), store.read_specs(), read_frame(layout.table("customers")), suppressed)
+    violations = rule_violations(store.read_lists(), store.read_specs(), current_consent(layout))
     return dg.AssetCheckResult(passed=not any(violations.values()), metadata=violations)
 
 
 @dg.asset_check(asset=campaign_lists, blocking=True,
                 description="Checked on the files marketing actually gets (every CSV and Parquet under "
-                "campaign_lists/exports/, read as text like a spreadsheet would): exactly one CSV and one Parquet per "
-                "send and no other file, the (campaign, send_date, user_id) rows equal the lists table, nobody "
-                "suppressed, everyone consented to the row's channel (customers table), no CSV text cell starting "
-                "with = + - @ tab or carriage return.")
+                "campaign_lists/exports/, read as text like a spreadsheet would) and on the control group's files "
+                "(campaign_lists/control/): exactly one CSV and one Parquet per send and group and no other file, "
+                "treatment rows only in the files marketing imports and control rows only in the control files, the "
+                "(campaign, send_date, user_id) rows equal the lists table, nobody suppressed, everyone consented to "
+                "the row's channel (newest customers table), no CSV text cell starting with = + - @ tab or carriage "
+                "return. campaign_lists runs the same validation before swapping the files in.")
 def campaign_exports_match_lists(data_dir: DataDirResource) -> dg.AssetCheckResult:
     layout = data_dir.layout()
     store = CampaignStore(layout)
-    suppressed, _ = store.suppressed_users()
-    violations, counts = export_violations(store.exports, store.read_lists(), read_frame(layout.table("customers")),
-                                           suppressed)
+    violations, counts = export_violations(store.exports, store.read_lists(), current_consent(layout), store.control)
     return dg.AssetCheckResult(passed=not any(violations.values()), severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={**counts, **violations, "exports": dg.MetadataValue.path(str(store.exports))})
+                               metadata={**counts, **violations, "exports": dg.MetadataValue.path(str(store.exports)),
+                                         "control_exports": dg.MetadataValue.path(str(store.control))})
 
 
 def _empty_result(reasons: dict[str, str], why: str | None, counts: dict[str, int], what: str) -> dg.AssetCheckResult:
