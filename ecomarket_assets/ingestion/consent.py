@@ -9,8 +9,9 @@ date or time (ISO 8601 recommended; naive times are UTC).
   unknown); on a tie the later file (by name) and then the later row wins.
 * Users absent from the files keep the source's flags; users in the files the shop does not know are counted,
   not added.
-* A row that breaks the contract (no user_id, missing or unparseable updated_at, a flag that is not a boolean)
-  is quarantined with its reason, never dropped; an unreadable file, one with an unsupported extension or one
+* A row that breaks the contract (no user_id, missing or unparseable updated_at, an updated_at later than the
+  time of reading plus `CLOCK_SKEW`, a flag that is not a boolean) is quarantined with its reason, never dropped
+  (a row dated in the future would otherwise beat every real change until that date); an unreadable file, one with an unsupported extension or one
   lacking a column raises `ConsentFileError` naming the file.
 
 Counts reconcile: rows read = quarantined + superseded (an older row of the same user) + applied (the winning
@@ -49,7 +50,9 @@ SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"  # 1-based data row in its file (the header is not counted)
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
-REASONS = ("missing_user_id", "missing_updated_at", "bad_updated_at", *(f"bad_{f}" for f in FLAGS))
+FUTURE = "future_consent_time"
+REASONS = ("missing_user_id", "missing_updated_at", "bad_updated_at", FUTURE, *(f"bad_{f}" for f in FLAGS))
+CLOCK_SKEW = pd.Timedelta(minutes=10)  # an updated_at this far past the time of reading is a clock, not a future
 
 
 class ConsentFileError(ValueError):
@@ -63,6 +66,7 @@ class ConsentRows:
     files: list[str]
     valid: pd.DataFrame  # user_id, flags (boolean, NA = unknown), updated_at (UTC), source_file, source_row
     quarantined: pd.DataFrame  # the raw columns as text + source_file, source_row, quarantine_reason
+    read_at: pd.Timestamp | None = None  # the `now` rows were judged against (future_consent_time)
 
     @property
     def rows_read(self) -> int:
@@ -155,8 +159,9 @@ def parse_flag(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return parsed, bad
 
 
-def parse_consent(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(valid rows, typed; quarantined rows, as text with their first broken rule)."""
+def parse_consent(raw: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(valid rows, typed; quarantined rows, as text with their first broken rule). `now` (UTC): the time of
+    reading; an updated_at later than now + CLOCK_SKEW is `future_consent_time`."""
     raw = raw.reset_index(drop=True)
     user_id = id_strings(raw["user_id"].astype(object))
     stamp_text = raw["updated_at"].astype(object).where(raw["updated_at"].notna(), None)
@@ -167,7 +172,7 @@ def parse_consent(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         files = ", ".join(sorted(raw[SOURCE_FILE].unique()))
         raise ConsentFileError(f"{files}: updated_at: {error} (write dates as ISO 8601, e.g. 2025-03-01)") from error
     rules = [("missing_user_id", user_id.isna()), ("missing_updated_at", blank_stamp),
-             ("bad_updated_at", updated_at.isna())]
+             ("bad_updated_at", updated_at.isna()), (FUTURE, (updated_at > now + CLOCK_SKEW).fillna(False))]
     flags = {}
     for flag in FLAGS:
         flags[flag], bad = parse_flag(raw[flag].astype(object))
@@ -185,13 +190,16 @@ def parse_consent(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return valid, quarantined
 
 
-def read_consent(folder: Path) -> ConsentRows:
-    """Every consent file in `folder`, parsed; raises ConsentFileError on a file that cannot be used."""
+def read_consent(folder: Path, now: pd.Timestamp | None = None) -> ConsentRows:
+    """Every consent file in `folder`, parsed as of `now` (default: the current time; rows dated after now +
+    CLOCK_SKEW are quarantined); raises ConsentFileError on a file that cannot be used."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     paths = consent_files(folder)
     frames = [read_consent_file(p) for p in paths]  # every file is read before anything is applied
     raw = pd.concat(frames, ignore_index=True) if frames else _empty_raw()
-    valid, quarantined = parse_consent(raw)
-    return ConsentRows([p.name for p in paths], valid, quarantined)
+    valid, quarantined = parse_consent(raw, now)
+    return ConsentRows([p.name for p in paths], valid, quarantined, now)
 
 
 def _empty_raw() -> pd.DataFrame:
@@ -266,21 +274,25 @@ def store_consent(layout: DataLayout, customers: pd.DataFrame, rows: ConsentRows
         write_frame(merged, layout.table(CUSTOMERS.name), CUSTOMERS)
     quarantine = rows.quarantined.reindex(columns=[*CONSENT_COLUMNS, SOURCE_FILE, SOURCE_ROW, QUARANTINE_REASON])
     write_table(quarantine_table(quarantine), layout.quarantine_table("consent"))
-    write_text(manifest_path(layout), json.dumps({"folder": str(folder), "file_names": rows.files, **asdict(report)},
-                                                     indent=2))
+    read_at = rows.read_at.isoformat() if rows.read_at is not None else None
+    write_text(manifest_path(layout), json.dumps({"folder": str(folder), "file_names": rows.files, "read_at": read_at,
+                                                  **asdict(report)}, indent=2))
     return merged, report
 
 
 def check_customers(layout: DataLayout) -> tuple[bool, dict[str, object]]:
-    """Re-read the consent files the last `customers` run used: stored flags equal every known user's latest row,
-    and every row that breaks the contract is in the consent quarantine (nothing dropped)."""
+    """Re-read the consent files the last `customers` run used, as of the time it read them: stored flags equal
+    every known user's latest row, and every row that breaks the contract is in the consent quarantine (nothing
+    dropped). A row quarantined as `future_consent_time` that has come due since makes customers stale."""
     manifest_file = manifest_path(layout)
     if not manifest_file.exists():
         return False, {"problem": f"{manifest_file} missing: materialize customers"}
     manifest = json.loads(manifest_file.read_text())
     folder = data_path(manifest["folder"])
+    read_at = manifest.get("read_at")  # judged as of the materialization; a future row come due since is staleness
     try:
-        rows = read_consent(folder)
+        rows = read_consent(folder, pd.Timestamp(read_at) if read_at else None)
+        come_due = rows.reasons.get(FUTURE, 0) - read_consent(folder).reasons.get(FUTURE, 0) if read_at else 0
     except ConsentFileError as error:
         return False, {"folder": str(folder), "problem": str(error)}
     customers = read_frame(layout.table(CUSTOMERS.name), columns=["user_id", *FLAGS])
@@ -292,10 +304,12 @@ def check_customers(layout: DataLayout) -> tuple[bool, dict[str, object]]:
         "quarantine_rows_missing": max(len(rows.quarantined) - stored_quarantine, 0),
         "quarantine_rows_extra": max(stored_quarantine - len(rows.quarantined), 0),
         "files_changed_since_materialization": int(rows.files != manifest["file_names"] or rows.rows_read != manifest["rows_read"]),
+        "future_rows_come_due_since": come_due,
     }
     metadata: dict[str, object] = {
         "folder": str(folder), "files": len(rows.files), "rows_read": rows.rows_read,
-        "rows_quarantined": len(rows.quarantined), "users_in_files": len(users),
+        "rows_quarantined": len(rows.quarantined), "users_in_files": len(users), "read_at": str(read_at),
+        "clock_skew_minutes": CLOCK_SKEW / pd.Timedelta(minutes=1),
         "users_checked": int(users.isin(customers["user_id"]).sum()), **problems,
     }
     if len(mismatches):
