@@ -26,6 +26,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,19 +41,18 @@ TOO_MANY_FIELDS = "too_many_fields"  # the quarantine reason of a ragged row
 EXCERPT_CHARS = 200  # at most this much of a refused row is kept or shown
 SNIFF_BYTES = 8192
 
-_MAGIC = (  # content that is not a table we read, by its first bytes
+_MAGIC = (  # content that is not a table we read, by its first bytes (none of them can start UTF-8 CSV text)
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel .xls (or another OLE2) file"),
-    (b"BZh", "bzip2-compressed data"),
     (b"\xfd7zXZ\x00", "xz-compressed data"),
     (b"(\xb5/\xfd", "zstd-compressed data"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"SQLite format 3\x00", "an SQLite database"),
-    (b"%PDF", "a PDF document"),
-    (b"ORC", "an ORC file"),
+    (b"%PDF-", "a PDF document"),
     (b"Obj\x01", "an Avro file"),
     (b"\xff\xfe", "UTF-16 text"),
     (b"\xfe\xff", "UTF-16 text"),
 )
+_BZIP2 = re.compile(rb"BZh[1-9]1AY&SY")  # "BZh" alone could start a CSV header
 _DESCRIBED = {CSV: "CSV text", CSV_GZ: "gzip-compressed data", PARQUET: "Parquet", XLSX: "an xlsx workbook"}
 
 
@@ -130,6 +130,8 @@ def content_format(path: Path) -> str:
             return XLSX
         raise _refused(path, "a zip archive (not an xlsx workbook)")
     found = next((what for magic, what in _MAGIC if head.startswith(magic)), None)
+    if found is None and _BZIP2.match(head):
+        found = "bzip2-compressed data"
     if found is None and b"\x00" in head:
         found = "binary data of no known table format"
     if found is not None:
