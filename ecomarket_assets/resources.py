@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import ConfigDict, field_validator
 
 from ecomarket_assets.campaigns.store import specs_dir
+from ecomarket_assets.collector.writer import SOURCE_NAME
 from ecomarket_assets.flows.webhook import Webhook, check_webhook_url
 from ecomarket_assets.forecasting import calendar as cal
 from ecomarket_assets.forecasting.features import HORIZON
@@ -170,26 +171,46 @@ class CampaignsResource(dg.ConfigurableResource):
 
 
 class CollectorResource(dg.ConfigurableResource):
-    """The event collector's settings (ecomarket_assets/collector): API keys per source, micro-batch rotation."""
+    """The event collector's settings (ecomarket_assets/collector): API keys per source, micro-batch rotation,
+    limits at the door."""
 
     api_keys: str = ""  # source:key pairs, comma-separated (shop1:key1,shop2:key2)
     keys_file: str = ""  # a file of source:key lines (# comments); read after api_keys
     rotate_seconds: int = 300
     rotate_kb: int = 8192
+    max_body_kb: int = 10240  # a request body over this is answered 413
+    max_field_chars: int = 1000  # a longer string value is refused (too_long_<column>)
+    future_skew_seconds: int = 600  # an event dated after now + this is refused (future_event_time)
 
     def key_sources(self) -> dict[str, str]:
-        """API key -> source."""
-        pairs = [p for p in self.api_keys.split(",") if p.strip()]
+        """API key -> source. A malformed entry raises, naming the setting and the entry's position, never its
+        text (it may hold a key); so does a source name the landing files cannot carry."""
+        entries = [("ECOMARKET_COLLECTOR_KEYS", f"entry {n}", p) for n, p in enumerate(self.api_keys.split(","), 1)]
         if self.keys_file:
             lines = Path(self.keys_file).read_text().splitlines()
-            pairs += [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            entries += [("ECOMARKET_COLLECTOR_KEYS_FILE", f"line {n}", line) for n, line in enumerate(lines, 1)
+                        if not line.lstrip().startswith("#")]
         keys: dict[str, str] = {}
-        for pair in pairs:
-            source, sep, key = pair.strip().partition(":")
+        for setting, where, pair in [e for e in entries if e[2].strip()]:
+            source, sep, key = (part.strip() for part in pair.partition(":"))
             if not sep or not source or not key:
-                raise ValueError(f"collector key {pair.strip()[:20]!r}…: write source:key")
+                raise ValueError(f"{setting}, {where}: write source:key (the entry is not shown: it may hold a key)")
+            if not SOURCE_NAME.match(source):
+                odd = "".join(sorted({c for c in source if not (c.isascii() and (c.isalnum() or c in "_-"))}))
+                problem = f"the characters {odd!r}" if odd else f"{len(source)} characters"
+                raise ValueError(f"{setting}, {where}: the source name has {problem}; use 1 to 64 letters, "
+                                 "digits, _ or -")
             keys[key] = source
         return keys
+
+    def door_limits(self) -> tuple[int, int, int]:
+        """(max body bytes, max field characters, future skew seconds), each checked, naming its setting."""
+        for name, value, low in (("ECOMARKET_COLLECTOR_MAX_BODY_KB", self.max_body_kb, 1),
+                                 ("ECOMARKET_COLLECTOR_MAX_FIELD_CHARS", self.max_field_chars, 1),
+                                 ("ECOMARKET_COLLECTOR_FUTURE_SKEW_SECONDS", self.future_skew_seconds, 0)):
+            if value < low:
+                raise ValueError(f"{name}={value}: must be at least {low}")
+        return self.max_body_kb * 1024, self.max_field_chars, self.future_skew_seconds
 
 
 class FlowsResource(dg.ConfigurableResource):

@@ -175,6 +175,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECOMARKET_COLLECTOR_ROTATE_SECONDS", "collector", "rotate_seconds",
             "the collector closes a micro-batch file (and the landing sensor may ingest it) after this many seconds"),
     Setting("ECOMARKET_COLLECTOR_ROTATE_KB", "collector", "rotate_kb", "... or once it holds this many KiB"),
+    Setting("ECOMARKET_COLLECTOR_MAX_BODY_KB", "collector", "max_body_kb",
+            "the collector answers 413 to a request body larger than this many KiB"),
+    Setting("ECOMARKET_COLLECTOR_MAX_FIELD_CHARS", "collector", "max_field_chars",
+            "the collector refuses an event with a longer text value (`too_long_<column>`)"),
+    Setting("ECOMARKET_COLLECTOR_FUTURE_SKEW_SECONDS", "collector", "future_skew_seconds",
+            "the collector refuses an event dated more than this many seconds ahead of its clock "
+            "(`future_event_time`)"),
     Setting("ECOMARKET_FLOWS_DIR", "flows", "flows_dir", "folder of the triggered-flow YAML specs",
             "`flows/` in the checkout"),
     Setting("ECOMARKET_FLOW_WEBHOOK_URL", "flows", "webhook_url",

@@ -13,9 +13,11 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
+import pandas as pd
 import uvicorn
 
 from ecomarket_assets.collector.app import CollectorConfig, create_app
+from ecomarket_assets.collector.validation import Limits
 from ecomarket_assets.ingestion import landing
 from ecomarket_assets.resources import CollectorResource, DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import is_remote, read_frame
@@ -49,13 +51,19 @@ def config_from_settings() -> CollectorConfig:
     landing_dir = plain(ShopSourceResource).landing_path(layout)
     if is_remote(landing_dir):
         raise SystemExit(f"the collector writes a local landing folder; set ECOMARKET_LANDING_DIR ({landing_dir})")
-    collector = plain(CollectorResource)
-    keys = collector.key_sources()
+    try:  # a setting the service cannot run with stops it here, named, never with a key in the message
+        collector = plain(CollectorResource)
+        keys = collector.key_sources()
+        max_body_bytes, max_field_chars, skew_seconds = collector.door_limits()
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"collector settings: {error}") from None
     if not keys:
         raise SystemExit("no API keys: set ECOMARKET_COLLECTOR_KEYS=source:key[,...] or ECOMARKET_COLLECTOR_KEYS_FILE")
     return CollectorConfig(landing_dir=Path(landing_dir), root=landing.local_root(layout, Path(landing_dir)),
                            keys=keys, known_products=CatalogProducts(layout.table("catalog")),
-                           rotate_bytes=collector.rotate_kb * 1024, rotate_seconds=collector.rotate_seconds)
+                           rotate_bytes=collector.rotate_kb * 1024, rotate_seconds=collector.rotate_seconds,
+                           max_body_bytes=max_body_bytes,
+                           limits=Limits(max_field_chars, pd.Timedelta(seconds=skew_seconds)))
 
 
 def main(argv: list[str] | None = None) -> None:

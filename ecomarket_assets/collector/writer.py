@@ -1,4 +1,4 @@
-"""Durable, append-only micro-batch files in the landing folder: nothing acknowledged is lost.
+r"""Durable, append-only micro-batch files in the landing folder: nothing acknowledged is lost.
 
 Good rows of a batch are appended, as one write, to the source's open micro-batch file and `fsync`ed before the
 caller acknowledges the batch; a new file is created with its header and its folder is `fsync`ed too. The open
@@ -6,9 +6,13 @@ file is a dotfile, `.collector-<source>-<opened>-<id>.csv`, which the landing in
 progress); it is closed by renaming it to its name without the dot once it reaches `rotate_bytes` or
 `rotate_seconds`, so the landing sensor only ever sees closed files, in the canonical CSV events format.
 
-After a crash (`kill -9`), `recover()` (run at start) cuts any torn tail of an open file back to its last
-complete row, which was never acknowledged, and closes it. Rejected rows go to
-`<root>/quarantine/collector/<source>/<received day>.jsonl` with their reason, fsynced the same way. A batch
+Every field of a row is quoted (`csv.QUOTE_ALL`, a `"` doubled), so no character inside a value can end a row:
+a row ends at the first `\n` byte outside quotes, whatever the values hold (`\r`, U+2028, `\x85`, ...). After a
+crash (`kill -9`), `recover()` (run at start) cuts any torn tail of an open file back to its last complete row,
+which was never acknowledged, and closes it. Rows are found by that framing only (`complete_prefix`), which also
+reads files written before every field was quoted. Rejected rows go to
+`<root>/quarantine/collector/<source>/<received day>.jsonl` with their reason and the record (an excerpt of its
+first `QUARANTINE_RECORD_CHARS` characters when longer), fsynced the same way. A batch
 sent with a `batch_id` is logged (after its rows are stored) in `<root>/collector/batches/<source>.jsonl`; a
 retry of a logged batch gets the stored answer and stores nothing. A crash between storing the rows and logging
 the batch can still store a retried batch twice: ingestion then keeps the first copy of each `event_id`
@@ -28,7 +32,6 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ OPEN_PREFIX = ".collector-"
 SUFFIX = ".csv"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HEADER = ",".join(EVENTS.names) + "\n"
+QUARANTINE_RECORD_CHARS = 4_096  # the quarantine keeps at most this much of a rejected record's JSON
 
 
 def fsync_dir(folder: Path) -> None:
@@ -59,41 +63,46 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def events_csv(frame: pd.DataFrame) -> str:
-    """Canonical events as CSV rows (no header): ISO UTC times, empty cells for nulls."""
+    r"""Canonical events as CSV rows (no header), every field quoted: ISO UTC times, `""` for nulls.
+
+    Quoting every field keeps `\r` and every other line-break-like character inside its value; pandas' reader
+    (what ingestion uses) gives each value back unchanged and reads `""` as null. A NUL is refused before this
+    (validation); one reaching here raises rather than being written.
+    """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     columns = [frame[c].tolist() for c in EVENTS.names]
     columns[1] = [t.isoformat() for t in frame["event_time"]]
     for row in zip(*columns, strict=True):
         writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v
                          for v in row])
-    return out.getvalue()
+    text = out.getvalue()
+    if "\x00" in text:
+        raise ValueError("a NUL character reached the micro-batch writer; validation refuses it (nul_byte_<column>)")
+    return text
+
+
+# One CSV field: quoted (a `"` inside doubled; any byte but `"` allowed, `\n` and `\r` included) or, in files
+# written before every field was quoted, bare (no `,`, `"` or `\n`; a bare `\r` was written unquoted then).
+_FIELD = rb'(?:"[^"]*(?:""[^"]*)*"|[^,"\n]*)'
+ROW = re.compile(_FIELD + rb"(?:," + _FIELD + rb"){" + str(len(EVENTS.names) - 1).encode() + rb"}\n")
 
 
 def complete_prefix(data: bytes) -> tuple[int, int]:
-    """(bytes, rows) of the longest prefix made of the header and complete CSV rows, each ending in a newline."""
-    ends: list[int] = []
-    offset = 0
+    r"""(bytes, rows) of the longest prefix made of the header and complete rows: a row is exactly the schema's
+    fields and ends at a `\n` outside quotes (the framing). (0, 0) when even the header is incomplete.
 
-    def lines() -> Iterator[str]:
-        nonlocal offset
-        for line in data.decode("utf-8", errors="replace").splitlines(keepends=True):
-            if not line.endswith("\n"):
-                return  # torn tail: never acknowledged
-            offset += len(line.encode("utf-8", errors="replace"))
-            yield line
-
-    reader = csv.reader(lines(), strict=True)
-    try:
-        for row in reader:
-            if len(row) != len(EVENTS.names):
-                break
-            ends.append(offset)
-    except csv.Error:
-        pass
-    if not ends or data[: ends[0]].decode("utf-8", errors="replace") != HEADER:
+    Only that framing ends a row: `\r`, `\x0b`, `\x0c`, `\x1c`-`\x1e`, `\x85`, U+2028 and U+2029 inside a value
+    are data (what `str.splitlines` would wrongly split on). A torn tail (a crash mid-write, never acknowledged)
+    has no such `\n` after its last complete row, or does not have the fields of a row, and is left out.
+    """
+    header = HEADER.encode()
+    if not data.startswith(header):
         return 0, 0
-    return ends[-1], len(ends) - 1
+    end, rows = len(header), 0
+    while (row := ROW.match(data, end)) is not None:
+        end, rows = row.end(), rows + 1
+    return end, rows
 
 
 @dataclass
@@ -231,7 +240,8 @@ class MicroBatchWriter:
     def _append_quarantine(self, source: str, rejects: list[Reject], batch_id: str | None) -> None:
         received = dt.datetime.now(dt.UTC)
         lines = "".join(json.dumps({"received_at": received.isoformat(), "source": source, "batch_id": batch_id,
-                                    "index": r.index, "quarantine_reason": r.reason, "record": r.record},
+                                    "index": r.index, "quarantine_reason": r.reason, "detail": r.detail,
+                                    **quarantined_record(r.record)},
                                    default=str, ensure_ascii=False) + "\n" for r in rejects)
         _append_line_file(self.quarantine_dir(source) / f"{received.date().isoformat()}.jsonl", lines)
 
@@ -249,14 +259,23 @@ class MicroBatchWriter:
         folder = self.root / "collector" / "batches"
         for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
             known = self._batches.setdefault(path.stem, {})
-            for line in path.read_text().splitlines(keepends=True):
-                if line.endswith("\n"):
+            for line in path.read_bytes().split(b"\n")[:-1]:  # the framing only; a torn last line is left out
+                if line:
                     entry = json.loads(line)
                     known[entry["batch_id"]] = entry["answer"]
 
     @property
     def open_files(self) -> int:
         return len(self._open)
+
+
+def quarantined_record(record: Any, limit: int = QUARANTINE_RECORD_CHARS) -> dict[str, Any]:
+    """What the quarantine keeps of a rejected record: `record` itself when its JSON is at most `limit`
+    characters, else `record_excerpt`, the first `limit` characters of its JSON; `record_chars` either way."""
+    text = json.dumps(record, default=str, ensure_ascii=False)
+    if len(text) <= limit:
+        return {"record": record, "record_chars": len(text)}
+    return {"record_excerpt": text[:limit], "record_chars": len(text)}
 
 
 def _append_line_file(path: Path, text: str) -> None:

@@ -1,9 +1,9 @@
-"""The collector's micro-batches as a feed: every complete row once, including rows of the file still open.
+r"""The collector's micro-batches as a feed: every complete row once, including rows of the file still open.
 
 The collector appends and fsyncs each accepted batch to an open dotfile and renames it when it closes
 (collector/writer.py). Waiting for the rename (5 minutes by default) would put a triggered flow minutes behind,
-so the feed reads the open file too, up to its last complete row, and remembers per file (by its closed name)
-how many bytes it has consumed. A file that disappears (deleted after it was archived) is forgotten.
+so the feed reads the open file too, up to its last complete row (a `\n` outside quotes: the writer quotes every
+field), and remembers per file (by its closed name) how many bytes it has consumed. A file that disappears (deleted after it was archived) is forgotten.
 """
 
 from __future__ import annotations
@@ -67,14 +67,21 @@ def read_new(landing_dir: Path, offsets: dict[str, int]) -> FeedRead:
 
 
 def _complete_rows(path: Path, offset: int) -> tuple[str, int]:
-    """(rows text without header, bytes consumed) from `offset` to the last complete row."""
+    r"""(rows text without header, bytes consumed) from `offset` to the last complete row.
+
+    Rows are found by the writer's framing only (`complete_prefix`: a `\n` outside quotes), so a value holding
+    `\r`, U+2028 or any other line-break-like character is read whole, never taken for a torn end.
+    """
+    header = HEADER.encode()
     with path.open("rb") as handle:
+        if offset < len(header) and handle.read(len(header)) != header:
+            return "", 0  # not even a whole header yet
+        start = max(offset, len(header))
+        handle.seek(start)
         data = handle.read()
-    header = len(HEADER.encode())
-    start = max(offset, header)
-    size, _ = complete_prefix(HEADER.encode() + data[start:])
-    consumed_body = max(size - header, 0)
-    return data[start:start + consumed_body].decode("utf-8"), start + consumed_body - offset
+    size, _ = complete_prefix(header + data)
+    consumed_body = max(size - len(header), 0)
+    return data[:consumed_body].decode("utf-8"), start + consumed_body - offset
 
 
 def _parse(rows: str) -> pd.DataFrame:
