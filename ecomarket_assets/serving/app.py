@@ -5,7 +5,8 @@ The answer: `user_id`, `user_known` (false: not in the nightly file, served the 
 re-ranked the list: `viewed` first, then the live state's recent views; unknown ids dropped), `session_applied`
 and `items`: product_id, title, score, rank, reason, reason_type. `score` is the list's own score (the ranker's,
 or the popularity share for cold lists) when `session_applied` is false, the session blend in [0, 1] otherwise
-(`serving.session`). `k` outside 1..50 is a 422.
+(`serving.session`). `k` outside 1..50 is a 422. OpenAPI docs at `/docs` and `/redoc`, their scripts served by
+this app (they work offline).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 
 from ecomarket_assets.serving.lists import MAX_K, RecommendationService
 
@@ -36,9 +38,10 @@ def create_app(service: RecommendationService, background: bool = True) -> FastA
         finally:
             service.stop()
 
-    app = FastAPI(title="EcoMarket recommendations", lifespan=lifespan,
-                  description="Top-k products per customer from the champion recommender's nightly lists, "
-                  "re-ranked by the products viewed in the current session.")
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from this server, not from a CDN.
+    app = FastAPIOffline(title="EcoMarket recommendations", lifespan=lifespan,
+                         description="Top-k products per customer from the champion recommender's nightly lists, "
+                         "re-ranked by the products viewed in the current session.")
     app.state.service = service
 
     @app.get("/v1/recommendations/{user_id}", responses={422: {"description": "k outside 1..50"}})
