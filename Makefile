@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run dev collector bench-collector api bench-api bench-realtime live-stream test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
+.PHONY: run dev collector bench-collector bench-soak api bench-api bench-realtime live-stream test test-slow test-postgres test-all test-browser bench bench-clv bench-sentiment bench-forecast bench-rec bench-campaigns bench-scale bench-daily bench-real mlflow-ui rollback promote models lint clean install
 
 install: $(STAMP)
 
@@ -67,6 +67,11 @@ bench: $(STAMP)
 # Collector throughput and latency: batches of 100 over HTTP against a real uvicorn (prints figures).
 bench-collector: $(STAMP)
 	$(BIN)/python benchmarks/collector.py
+
+# Kill -9 soak of the collector: 20 SIGKILLs while posting 100,000 events with every awkward character, then each
+# acknowledged event is looked for, unchanged, in the landing files, raw_events and the flow feed (prints figures).
+bench-soak: $(STAMP)
+	$(BIN)/python benchmarks/collector_soak.py
 
 # Collector, triggered flows (event-to-send) and recommendation API latency; about 17 minutes with the demo build, prints figures.
 bench-realtime: $(STAMP)
