@@ -199,8 +199,8 @@ def campaign_lists(config: ListsConfig, data_dir: DataDirResource) -> dg.Materia
         "per_send": md.table(plan.funnel.round(2)),
         "preview": md.preview(plan.lists[["campaign", "send_date", "send_time", "user_id", "group", "channel",
                                           "creative_id", "expected_value"]]),
-        "export_files": sum(store.exports in f.parents for f in files),
-        "control_files": sum(store.control in f.parents for f in files),
+        "export_files": sum(not f.stem.endswith("_control") for f in files),  # <campaign>_<date>: to import
+        "control_files": sum(f.stem.endswith("_control") for f in files),
         "exports": dg.MetadataValue.path(str(store.exports)),
         "control_exports": dg.MetadataValue.path(str(store.control)),
     }
