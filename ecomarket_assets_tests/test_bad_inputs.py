@@ -518,9 +518,25 @@ def test_bad_consent_rows_are_quarantined_with_counts_that_reconcile(tmp_path):
     assert not passed and meta["flag_mismatches"] == 1 and meta["files_changed_since_materialization"] == 1
 
 
+def test_consent_files_as_exporters_write_them(tmp_path):
+    """Trailing commas, Excel's BOM and a row with too many fields: read by header, the long row quarantined."""
+    folder = tmp_path / "consent"
+    folder.mkdir()
+    (folder / "trailing.csv").write_text(CONSENT_HEADER + "U1,no,no,no,2025-01-01,\n" + "U2,yes,no,no,2025-01-01,\n")
+    (folder / "excel.csv").write_bytes(b"\xef\xbb\xbf" + (CONSENT_HEADER + "U3,yes,yes,no,2025-01-01\n").encode())
+    (folder / "ragged.csv").write_text(CONSENT_HEADER + "U4,yes,yes,yes,2025-01-01,extra\n" + "U5,no,yes,no,2025-01-01\n")
+    rows = consent.read_consent(folder)
+    valid = rows.valid.set_index("user_id")
+    assert sorted(valid.index) == ["U1", "U2", "U3", "U5"]
+    assert [bool(valid.loc[u, "email_opt_in"]) for u in ("U1", "U2", "U3", "U5")] == [False, True, True, False]
+    assert rows.reasons == {"too_many_fields": 1} and rows.rows_read == 5
+    ragged = rows.quarantined.iloc[0]
+    assert (ragged["user_id"], ragged["source_file"], ragged["source_row"]) == ("U4", "ragged.csv", "1")
+
+
 @pytest.mark.parametrize(("name", "content", "problem"), [
     ("consent.csv", b"user_id,email_opt_in,updated_at\nU1,yes,2025-01-01\n", "missing columns ['sms_opt_in', 'push_opt_in']"),
-    ("consent.csv.gz", b"not gzip", "cannot read as .csv.gz"),
+    ("consent.csv.gz", b"not gzip", "missing columns"),  # text named .csv.gz: read as the CSV it is
     ("consent.parquet", b"PAR1 nope", "cannot read as .parquet"),
     ("consent.json", b"{}", "unsupported file type"),
 ])

@@ -20,6 +20,7 @@ row of a known customer) + users unknown to the shop (their winning row).
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import pandas as pd
 from ecomarket_assets import metadata as md
 from ecomarket_assets.ingestion.adapters.canonical import id_strings, to_utc
 from ecomarket_assets.ingestion.adapters.dates import DateOrderError
+from ecomarket_assets.ingestion.adapters.files import TOO_MANY_FIELDS, RaggedLine, read_table
 from ecomarket_assets.ingestion.file_errors import drop_folder_files
 from ecomarket_assets.ingestion.validation import quarantine_table
 from ecomarket_assets.schemas import CUSTOMERS, QUARANTINE_REASON
@@ -48,10 +50,11 @@ CONSENT_COLUMNS = ("user_id", *FLAGS, "updated_at")
 SUFFIXES = (".csv.gz", ".csv", ".parquet")
 SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"  # 1-based data row in its file (the header is not counted)
+PRESET_REASON = "_preset_reason"  # a reason the reader already found (a row with too many fields)
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
 FUTURE = "future_consent_time"
-REASONS = ("missing_user_id", "missing_updated_at", "bad_updated_at", FUTURE, *(f"bad_{f}" for f in FLAGS))
+REASONS = (TOO_MANY_FIELDS, "missing_user_id", "missing_updated_at", "bad_updated_at", FUTURE, *(f"bad_{f}" for f in FLAGS))
 CLOCK_SKEW = pd.Timedelta(minutes=10)  # an updated_at this far past the time of reading is a clock, not a future
 
 
@@ -116,26 +119,40 @@ def _suffix(path: Path) -> str:
 
 
 def read_consent_file(path: Path) -> pd.DataFrame:
-    """The consent columns of one file as read (CSV cells as text, Parquet typed) + source_file, source_row."""
+    """The consent columns of one file as read (CSV cells as text, Parquet typed) + source_file, source_row.
+
+    The shared table reader takes the file as exporters write it (BOM, trailing commas, format by content); a
+    row with more fields than the header comes back with its fields by position and `too_many_fields` preset,
+    so it is quarantined with the others instead of shifting every column."""
     suffix = _suffix(path)
     try:
-        with path.open("rb") as handle:
-            if suffix == ".parquet":
-                frame = pd.read_parquet(handle)
-            else:
-                frame = pd.read_csv(handle, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
-                                    compression="gzip" if suffix == ".csv.gz" else None)
+        read = read_table(path)
     except Exception as error:  # re-raised with the file named: a broken file is never skipped
         raise ConsentFileError(f"{path}: cannot read as {suffix}: {type(error).__name__}: {error}") from error
+    frame = read.frame
     names = {str(c).strip().lower(): c for c in frame.columns}
     missing = [c for c in CONSENT_COLUMNS if c not in names]
     if missing:
         raise ConsentFileError(f"{path}: missing columns {missing} (found {[str(c) for c in frame.columns]}); a consent "
                                f"file needs {list(CONSENT_COLUMNS)}")
     out = pd.DataFrame({c: frame[names[c]].to_numpy() for c in CONSENT_COLUMNS})
-    out[SOURCE_FILE] = path.name
     out[SOURCE_ROW] = np.arange(1, len(out) + 1)
+    out[PRESET_REASON] = None
+    if read.ragged:
+        out = pd.concat([out, _ragged_rows(read.ragged, list(frame.columns), names)], ignore_index=True)
+    out[SOURCE_FILE] = path.name
     return out
+
+
+def _ragged_rows(ragged: list[RaggedLine], header: list[str], names: dict[str, str]) -> pd.DataFrame:
+    """Rows with too many fields, their first fields mapped by position (as a reader would see them)."""
+    rows = []
+    for line in ragged:
+        fields = next(csv.reader([line.excerpt]), [])
+        by_name = dict(zip(header, fields, strict=False))
+        rows.append({**{c: by_name.get(names[c]) for c in CONSENT_COLUMNS},
+                     SOURCE_ROW: line.line - 1, PRESET_REASON: TOO_MANY_FIELDS})
+    return pd.DataFrame(rows, columns=[*CONSENT_COLUMNS, SOURCE_ROW, PRESET_REASON])
 
 
 def _flag_word(value: object) -> str:
@@ -171,7 +188,8 @@ def parse_consent(raw: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFrame, p
     except DateOrderError as error:
         files = ", ".join(sorted(raw[SOURCE_FILE].unique()))
         raise ConsentFileError(f"{files}: updated_at: {error} (write dates as ISO 8601, e.g. 2025-03-01)") from error
-    rules = [("missing_user_id", user_id.isna()), ("missing_updated_at", blank_stamp),
+    preset = raw[PRESET_REASON] if PRESET_REASON in raw else pd.Series(None, index=raw.index, dtype=object)
+    rules = [(TOO_MANY_FIELDS, preset.eq(TOO_MANY_FIELDS)), ("missing_user_id", user_id.isna()), ("missing_updated_at", blank_stamp),
              ("bad_updated_at", updated_at.isna()), (FUTURE, (updated_at > now + CLOCK_SKEW).fillna(False))]
     flags = {}
     for flag in FLAGS:
