@@ -119,11 +119,34 @@ def test_older_views_count_half_and_the_viewed_products_are_not_shown_unless_not
     assert [i.product_id for i in rerank(base, ["A"], {}, titles, 2)[0]] == ["B", "A"]  # nothing else to fill
 
 
+def test_two_views_no_longer_saturate_and_equal_session_parts_follow_the_model() -> None:
+    base = _items("A", "B")
+    titles = {p: p for p in ("A", "B", "V1", "V2", "P1", "P2", "P3")}
+    # each entering product neighbours both views well: a capped sum put all three at exactly 1 (0.5 shown) in
+    # product id order; combined as a probabilistic or they keep their order: P3 0.93, P2 0.88, P1 0.85
+    neighbours = {"V1": (("P3", 0.9), ("P2", 0.8), ("P1", 0.7)), "V2": (("P1", 1.0), ("P2", 0.8), ("P3", 0.6))}
+    lines, _ = rerank(base, ["V1", "V2"], neighbours, titles, 5)
+    assert [(i.product_id, i.score) for i in lines] == [("A", 0.5), ("P3", 0.465), ("P2", 0.44), ("P1", 0.425),
+                                                        ("B", 0.25)]
+    # equal session parts: the model's prior (popularity) orders them, not the product id
+    neighbours = {"V1": (("P1", 0.6), ("P2", 0.6), ("P3", 0.6))}
+    prior = {"P1": 0.2, "P2": 0.9, "P3": 0.5}
+    lines, _ = rerank(base, ["V1"], neighbours, titles, 5, prior)
+    assert [(i.product_id, i.score) for i in lines] == [("A", 0.5), ("P2", 0.3), ("P3", 0.3), ("P1", 0.3),
+                                                        ("B", 0.25)]
+    assert [i.product_id for i in rerank(base, ["V1"], neighbours, titles, 5)[0]] == ["A", "P1", "P2", "P3", "B"]
+    # the strongest neighbour of the newest view still lands right after the nightly first line, whatever its prior
+    lines, _ = rerank(base, ["V2"], {"V2": (("P1", 1.0),)}, titles, 3, {"P1": 1.0})
+    assert [(i.product_id, i.score) for i in lines] == [("A", 0.5), ("P1", 0.5), ("B", 0.25)]
+
+
 def test_neighbours_from_the_pair_state(layout: DataLayout) -> None:
     items = lists.load_item_data(layout.table("catalog"), lists.pair_state_path(layout), RecStore(layout).plan_path)
     assert items.neighbours["P1"][0] == ("P2", 1.0) and items.neighbours["P3"][0] == ("P4", 1.0)
     assert {p for p, _ in items.neighbours["P1"]}.isdisjoint({"P3", "P4", "P5", "P6"})
     assert "P6" not in items.neighbours and items.as_of == "2025-12-01"
+    # the prior of products entering from a session: buyers in 28 days (log1p), over the best one's
+    assert items.popularity == {"P1": 1.0, "P4": 0.792481, "P2": 0.5, "P3": 0.5}
 
 
 def test_cold_list_interleaves_popular_and_trending(layout: DataLayout) -> None:

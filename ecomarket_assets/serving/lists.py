@@ -105,6 +105,7 @@ class ItemData:
     neighbours: dict[str, tuple[tuple[str, float], ...]]
     cold: tuple[Item, ...]  # popular and trending, interleaved
     as_of: str | None  # the pair state's day
+    popularity: dict[str, float] = field(default_factory=dict)  # product -> popular score / the best, in (0, 1]
 
 
 def neighbour_lists(pairs: pd.DataFrame, items: pd.Index, ease_l2: float = 100.0, top: int = TOP_NEIGHBOURS,
@@ -156,10 +157,11 @@ def _top_of(product: str, ids: np.ndarray, columns: np.ndarray, values: np.ndarr
     return {product: tuple((str(ids[columns[j]]), round(float(values[j]), 6)) for j in order)}
 
 
-def cold_list(pairs: pd.DataFrame, titles: dict[str, str], size: int = MAX_K) -> tuple[Item, ...]:
-    """Popular (most buyers in the last 28 days, views counted a tenth) and trending (buyers this week against
-    the weekly mean of the 4 weeks before, as the `trending` generator) interleaved, popular first: the cold
-    user sees best-sellers and what is taking off. Products outside the catalog are left out."""
+def product_stats(pairs: pd.DataFrame, titles: dict[str, str]) -> pd.DataFrame:
+    """Per catalog product with any engagement: buyers this week (b7), in the last 28 days (b28) and the 28
+    before (prev), viewers in the last 28 days (v28), and its `popular` (most buyers in the last 28 days, views
+    counted a tenth) and `trending` (buyers this week against the weekly mean of the 4 weeks before, as the
+    `trending` generator) scores."""
     pairs = pairs[pairs["product_id"].isin(titles)]
     bought = pairs[pairs["purchase_days"] > 0]
 
@@ -169,8 +171,23 @@ def cold_list(pairs: pd.DataFrame, titles: dict[str, str], size: int = MAX_K) ->
     stats = pd.DataFrame({"b7": users_with(bought, "bought_7d"), "b28": users_with(bought, "bought_28d"),
                           "prev": users_with(bought, "bought_prev_28d"), "v28": users_with(pairs, "viewed_28d")})
     stats = stats.fillna(0.0).sort_index()
-    popular = np.log1p(stats["b28"] + 0.1 * stats["v28"])
-    trending = np.maximum(np.log((stats["b7"] + 1) / (stats["prev"] / 4 + 1)), 0) * np.log1p(stats["b7"])
+    stats["popular"] = np.log1p(stats["b28"] + 0.1 * stats["v28"])
+    stats["trending"] = np.maximum(np.log((stats["b7"] + 1) / (stats["prev"] / 4 + 1)), 0) * np.log1p(stats["b7"])
+    return stats
+
+
+def popularity(stats: pd.DataFrame) -> dict[str, float]:
+    """product -> its `popular` score over the best one's, in (0, 1]; products without any are left out (0)."""
+    popular = stats["popular"][stats["popular"] > 0]
+    return {} if popular.empty else (popular / popular.max()).round(6).to_dict()
+
+
+def cold_list(pairs: pd.DataFrame, titles: dict[str, str], size: int = MAX_K,
+              stats: pd.DataFrame | None = None) -> tuple[Item, ...]:
+    """Popular and trending (`product_stats`) interleaved, popular first: the cold user sees best-sellers and
+    what is taking off. Products outside the catalog are left out."""
+    stats = product_stats(pairs, titles) if stats is None else stats
+    popular, trending = stats["popular"], stats["trending"]
 
     def ranked(score: pd.Series) -> pd.Series:
         score = score[score > 0]
@@ -206,7 +223,9 @@ def load_item_data(catalog: Path, pairs: Path, plan: Path) -> ItemData:
         ease_l2 = float(json.loads(plan.read_text()).get("ease_l2", ease_l2))
     neighbours = neighbour_lists(state, pd.Index(sorted(titles)), ease_l2)
     last = state["last_day"].max()
-    return ItemData(titles, neighbours, cold_list(state, titles), None if pd.isna(last) else str(last.date()))
+    stats = product_stats(state, titles)
+    return ItemData(titles, neighbours, cold_list(state, titles, stats=stats), None if pd.isna(last) else str(last.date()),
+                    popularity(stats))
 
 
 # ----------------------------------------------------------------------------- the live session state
@@ -350,7 +369,8 @@ class RecommendationService:
             base = items.cold if items and items.cold else recs.fallback if recs else ()
         titles = items.titles if items else (recs.titles if recs else {})
         views = merge_views(viewed, self.session_views(user_id), known=titles or None)
-        lines, applied = rerank(base, views, items.neighbours if items else {}, titles, k)
+        lines, applied = rerank(base, views, items.neighbours if items else {}, titles, k,
+                                items.popularity if items else None)
         return {
             "user_id": user_id, "user_known": known,
             "model_version": recs.model_version if recs else None, "as_of": recs.as_of if recs else None,
