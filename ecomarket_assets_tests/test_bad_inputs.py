@@ -43,28 +43,25 @@ from ecomarket_assets.campaigns.store import (
 )
 from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion import consent_checks, sensors
-from ecomarket_assets.defs.profiles import assets as profile_assets
 from ecomarket_assets.ingestion import consent, landing
 from ecomarket_assets.ingestion.adapters import read_canonical, read_online_retail
 from ecomarket_assets.ingestion.adapters.dates import DateOrderError
 from ecomarket_assets.ingestion.pipeline import reconcile_files
 from ecomarket_assets.ingestion.sources import SourceFileError
-from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import daily_partitions, partition_range_tags
 from ecomarket_assets.recommender.store import RecStore
-from ecomarket_assets.resources import CampaignsResource, DataDirResource, ShopSourceResource
+from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.schemas import EVENTS
 from ecomarket_assets.storage import DataLayout, read_frame, write_frame
-from ecomarket_assets.text.model import EmbeddingModelResource
 from ecomarket_assets_tests.conftest import SMALL_SIM
 from ecomarket_assets_tests.test_campaign_assets import (
     CAMPAIGNS,
     EVERYTHING,
     RANGE,
     SIM,
-    UPSTREAM,
     _folder,
     _meta,
+    build_campaign_shop,
 )
 from ecomarket_assets_tests.test_campaigns import START, build, customers_of, make_spec, make_users
 from ecomarket_assets_tests.test_definitions import load_in_fresh_process
@@ -597,24 +594,9 @@ BAD_INPUTS_SIM = {**SIM, "sim_users": 700}  # the campaign shop of test_campaign
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")
-    tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
-    resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**BAD_INPUTS_SIM),
-                 "compute": ComputeResource(), "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking,
-                 "campaigns": CampaignsResource(specs_dir=str(_folder(root)))}
-    instance = dg.DagsterInstance.ephemeral()
     everything = [*EVERYTHING, *dg.load_asset_checks_from_modules([consent_checks])]
-
-    def run(selection, **kw):
-        return dg.materialize(everything, resources=resources, selection=selection, instance=instance, **kw)
-
-    assert run(["catalog", "customers", "reviews"]).success
-    assert run(["raw_events", "user_daily_activity"], tags=RANGE).success
-    upstream = [a.key.to_user_string() for a in UPSTREAM if a is not profile_assets.user_daily_activity]
-    rec_config = {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}},
-                  "recommendations": {"config": {"k": 10}}}
-    assert run(upstream, run_config={"ops": rec_config}).success
-    first = run(["campaign_specs", "campaign_audiences", "campaign_lists"])
-    assert first.success
+    tracking, run, first = build_campaign_shop(root, BAD_INPUTS_SIM, RANGE, everything,
+                                               ["campaign_specs", "campaign_audiences", "campaign_lists"])
     layout = DataLayout(root / "data")
     return {"root": root, "layout": layout, "store": CampaignStore(layout), "tracking": tracking, "run": run,
             "first": first}

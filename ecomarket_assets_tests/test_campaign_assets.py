@@ -66,27 +66,35 @@ def _folder(root, broken: bool = False):
     return folder
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    root = tmp_path_factory.mktemp("campaigns")
+REC_CONFIG = {"ops": {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}},
+                      "recommendations": {"config": {"k": 10}}}}
+
+
+def build_campaign_shop(root, sim: dict, range_tags: dict, definitions: list, first_selection: list[str]):
+    """Materialize a simulated shop through recommendations, then `first_selection`: (tracking, run, first)."""
     tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
-    resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**SIM),
+    resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**sim),
                  "compute": ComputeResource(), "campaigns": CampaignsResource(specs_dir=str(_folder(root))),
                  "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking}
     instance = dg.DagsterInstance.ephemeral()
-    config = {"ops": {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}},
-                      "recommendations": {"config": {"k": 10}}}}
 
     def run(selection, **kw):
-        return dg.materialize(EVERYTHING, resources=resources, selection=selection, instance=instance, **kw)
+        return dg.materialize(definitions, resources=resources, selection=selection, instance=instance, **kw)
 
     assert run(["catalog", "customers", "reviews"]).success
-    assert run(["raw_events", "user_daily_activity"], tags=RANGE).success
+    assert run(["raw_events", "user_daily_activity"], tags=range_tags).success
     upstream = [a.key.to_user_string() for a in UPSTREAM if a is not profile_assets.user_daily_activity]
-    assert run(upstream, run_config=config).success
-    first = run([a.key.to_user_string() for a in CAMPAIGNS])
+    assert run(upstream, run_config=REC_CONFIG).success
+    first = run(first_selection)
     assert first.success
-    return root, tracking, run, first, config
+    return tracking, run, first
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("campaigns")
+    tracking, run, first = build_campaign_shop(root, SIM, RANGE, EVERYTHING, [a.key.to_user_string() for a in CAMPAIGNS])
+    return root, tracking, run, first, REC_CONFIG
 
 
 def _meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:

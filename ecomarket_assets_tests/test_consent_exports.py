@@ -18,22 +18,20 @@ import pytest
 from ecomarket_assets.campaigns import audience as aud
 from ecomarket_assets.campaigns.consent import CONSENT_COLUMN, Consent, current_consent
 from ecomarket_assets.campaigns.store import CampaignStore
-from ecomarket_assets.compute import ComputeResource
 from ecomarket_assets.defs.ingestion import consent_checks
-from ecomarket_assets.defs.profiles import assets as profile_assets
 from ecomarket_assets.ingestion import consent
-from ecomarket_assets.mlops.tracking import MlflowResource
 from ecomarket_assets.partitions import partition_range_tags
-from ecomarket_assets.resources import CampaignsResource, DataDirResource, ShopSourceResource
 from ecomarket_assets.storage import DataLayout, read_frame
-from ecomarket_assets.text.model import EmbeddingModelResource
-from ecomarket_assets_tests.test_campaign_assets import EVERYTHING, UPSTREAM, _folder, _meta
+from ecomarket_assets_tests.test_campaign_assets import (
+    EVERYTHING,
+    REC_CONFIG,
+    _meta,
+    build_campaign_shop,
+)
 from ecomarket_assets_tests.test_ingestion_assets import checks_by_name
 
 SIM = {"sim_users": 500, "sim_products": 60, "sim_days": 84, "sim_start": "2025-08-01", "sim_seed": 5}
 RANGE = partition_range_tags("2025-08-01", "2025-10-23")
-REC_CONFIG = {"ops": {"rec_candidates": {"config": {"window_days": 14, "per_generator": 30}},
-                      "recommendations": {"config": {"k": 10}}}}
 MARKETER_RERUN = ["catalog", "customers", "recommendations", "campaign_audiences", "campaign_lists"]
 HEADER = "user_id,email_opt_in,sms_opt_in,push_opt_in,updated_at\n"
 
@@ -41,22 +39,10 @@ HEADER = "user_id,email_opt_in,sms_opt_in,push_opt_in,updated_at\n"
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("consent_exports")
-    tracking = MlflowResource(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
-    resources = {"data_dir": DataDirResource(path=str(root / "data")), "source": ShopSourceResource(**SIM),
-                 "compute": ComputeResource(), "embedding_model": EmbeddingModelResource(), "mlflow_tracking": tracking,
-                 "campaigns": CampaignsResource(specs_dir=str(_folder(root)))}
-    instance = dg.DagsterInstance.ephemeral()
     everything = [*EVERYTHING, *dg.load_asset_checks_from_modules([consent_checks])]
-
-    def run(selection, **kw):
-        return dg.materialize(everything, resources=resources, selection=selection, instance=instance, **kw)
-
-    assert run(["catalog", "customers", "reviews"]).success
-    assert run(["raw_events", "user_daily_activity"], tags=RANGE).success
-    upstream = [a.key.to_user_string() for a in UPSTREAM if a is not profile_assets.user_daily_activity]
-    assert run(upstream, run_config=REC_CONFIG).success
-    first = run(["campaign_specs", "campaign_audiences", "campaign_lists"])
-    assert first.success and all(checks_by_name(first).values())
+    _, run, first = build_campaign_shop(root, SIM, RANGE, everything,
+                                        ["campaign_specs", "campaign_audiences", "campaign_lists"])
+    assert all(checks_by_name(first).values())
     layout = DataLayout(root / "data")
     store = CampaignStore(layout)
     before = _every_export_row(store)
