@@ -25,8 +25,8 @@ def test_the_simulated_shop_has_a_truth_and_a_file_source_has_none(data_dir: Pat
 
 
 def test_an_unknown_source_kind_is_refused_with_the_choices(data_dir: Path) -> None:
-    with pytest.raises(ValueError, match="unknown source kind 'shopify'; choose one of simulator, online_retail"):
-        ShopSourceResource(kind="shopify").staged(DataLayout(data_dir))
+    with pytest.raises(ValueError, match="unknown source kind 'magento'; choose one of simulator, online_retail"):
+        ShopSourceResource(kind="magento").staged(DataLayout(data_dir))
 
 
 def test_the_sales_calendar_prefers_the_csv_then_the_shops_plan_then_black_friday(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from ecomarket_assets.ingestion.staging import StagedSource, stage, stage_dir
 from ecomarket_assets.source_tables import SourceTables
 from ecomarket_assets.storage import is_remote
 
-FILE_KINDS = ("online_retail", "retailrocket", "canonical")
+FILE_KINDS = ("online_retail", "retailrocket", "canonical", "shopify")
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".xlsx")
 
 
@@ -51,6 +51,8 @@ def file_fingerprint(path: Path) -> str:
 def read_source(kind: str, path: Path, date_format: str | None = None) -> SourceTables:
     from ecomarket_assets.ingestion import adapters
 
+    if kind == "shopify":  # dates carry their UTC offset: no day/month order to declare
+        return adapters.read_shopify(path)
     if kind == "retailrocket":  # epoch milliseconds: no day/month order to declare
         return adapters.read_retailrocket(path)
     readers = {"online_retail": adapters.read_online_retail, "canonical": adapters.read_canonical}

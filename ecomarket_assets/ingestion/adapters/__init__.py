@@ -16,11 +16,13 @@ from ecomarket_assets.ingestion.adapters.files import read_header
 from ecomarket_assets.ingestion.adapters.online_retail import read_online_retail
 from ecomarket_assets.ingestion.adapters.retailrocket import COLUMNS as RETAILROCKET_COLUMNS
 from ecomarket_assets.ingestion.adapters.retailrocket import read_retailrocket
+from ecomarket_assets.ingestion.adapters.shopify import ORDERS_KEYS as SHOPIFY_COLUMNS
+from ecomarket_assets.ingestion.adapters.shopify import read_shopify
 from ecomarket_assets.schemas import EVENTS, SchemaError
 
-__all__ = ["FORMATS", "detect_format", "read_canonical", "read_online_retail", "read_retailrocket"]
+__all__ = ["FORMATS", "detect_format", "read_canonical", "read_online_retail", "read_retailrocket", "read_shopify"]
 
-FORMATS = ("online_retail", "retailrocket", "canonical")
+FORMATS = ("online_retail", "retailrocket", "canonical", "shopify")
 _ONLINE_RETAIL_KEYS = ({"InvoiceNo", "Invoice"}, {"StockCode"}, {"Quantity"}, {"InvoiceDate"})
 
 
@@ -41,6 +43,8 @@ def format_of_columns(columns: list[str]) -> str | None:
         return "online_retail"
     if set(RETAILROCKET_COLUMNS) - {"transactionid"} <= names:
         return "retailrocket"
+    if set(SHOPIFY_COLUMNS) <= names:
+        return "shopify"
     if set(EVENTS.names) <= names:
         return "canonical"
     return None
@@ -50,6 +54,9 @@ def _table_to_inspect(path: Path) -> Path:
     """The file whose header decides: the path itself, or a folder's events table."""
     if not path.is_dir():
         return path
+    orders = sorted(path.glob("orders*.csv")) + sorted(path.glob("orders*.csv.gz"))  # a Shopify export folder
+    if orders and find_table(path, "events") is None:
+        return orders[0]
     events = find_table(path, "events")
     if events is not None:
         return events
@@ -84,6 +91,7 @@ def _nearest_format(columns: list[str]) -> str:
         "canonical events": ([c for c in EVENTS.names if c not in names], len(EVENTS.names)),
         "RetailRocket": ([c for c in RETAILROCKET_COLUMNS[:-1] if c not in names], len(RETAILROCKET_COLUMNS) - 1),
         "Online Retail": (["/".join(sorted(k)) for k in _ONLINE_RETAIL_KEYS if not names & k], len(_ONLINE_RETAIL_KEYS)),
+        "Shopify Orders": ([c for c in SHOPIFY_COLUMNS if c not in names], len(SHOPIFY_COLUMNS)),
     }
     fmt, (missing, total) = min(lacking.items(), key=lambda item: len(item[1][0]) / item[1][1])
     return f" (closest to {fmt}, which lacks {missing})" if len(missing) < total else ""
