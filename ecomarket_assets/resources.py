@@ -29,7 +29,8 @@ from ecomarket_assets.simulator.truth import ShopTruth, sale_plan
 from ecomarket_assets.storage import REPO_ROOT, DataLayout, default_data_dir
 
 SIMULATOR = "simulator"  # the user-facing kind of the built-in simulated shop (ECOMARKET_SOURCE=simulator)
-SOURCE_KINDS = (SIMULATOR, *FILE_KINDS)
+SQL = "sql"  # a shop's own database, mapped by a YAML file (ingestion/adapters/sql.py)
+SOURCE_KINDS = (SIMULATOR, *FILE_KINDS, SQL)
 
 
 class DataDirResource(dg.ConfigurableResource):
@@ -45,7 +46,11 @@ class ShopSourceResource(dg.ConfigurableResource):
     """Which shop to read, and the one door to what only a simulated shop knows (its ground truth).
 
     `kind`: simulator (the built-in simulated shop, `sim_*` fields) | online_retail | retailrocket | canonical.
+    `kind` sql reads a database (`sql_url`, `sql_mapping`; see ingestion/adapters/sql.py); since the URL may hold
+    a password, validation errors never show the input.
     """
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     kind: str = SIMULATOR
     path: str = ""
@@ -62,6 +67,9 @@ class ShopSourceResource(dg.ConfigurableResource):
     # CSV name,start,days,discount of the site-wide sales the shop has planned; empty = the source's own plan
     # (the simulated shop's) or the Black Friday rule.
     sales_calendar_csv: str = ""
+    # kind sql: the database's SQLAlchemy URL (errors show it with the password hidden) and the mapping file
+    sql_url: str = ""
+    sql_mapping: str = ""
 
     def sim_config(self) -> SimConfig:
         return SimConfig(n_users=self.sim_users, n_products=self.sim_products, n_days=self.sim_days,
@@ -76,6 +84,10 @@ class ShopSourceResource(dg.ConfigurableResource):
             sim = self.sim_config()
             return staged_tables(layout.root, SIMULATOR, sim.fingerprint(), lambda: _simulated(sim),
                                  description=f"simulator {sim}")
+        if self.kind == SQL:
+            from ecomarket_assets.ingestion.adapters.sql import staged_sql
+
+            return staged_sql(self.sql_url, self.sql_mapping, layout.root)
         return staged(SourceSpec(self.kind, self.path or None, self.date_format or None), layout.root)
 
     def landing_path(self, layout: DataLayout) -> Path:

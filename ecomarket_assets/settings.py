@@ -114,6 +114,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECOMARKET_SOURCE_DATE_FORMAT", "source", "date_format",
             "day/month order of numeric dates in source and landing files: `dayfirst`, `monthfirst` or a strftime "
             "format; files whose dates read both ways are refused until it is set", "(infer)"),
+    Setting("ECOMARKET_SQL_URL", "source", "sql_url",
+            "with `ECOMARKET_SOURCE=sql`: the shop database's SQLAlchemy URL, e.g. "
+            "`postgresql+psycopg2://user:password@host/shop` (errors show it with the password hidden; see "
+            "docs/connect-sql.md)"),
+    Setting("ECOMARKET_SQL_MAPPING", "source", "sql_mapping",
+            "with `ECOMARKET_SOURCE=sql`: the YAML file mapping the database's tables to the canonical ones "
+            "(example: `sql/woocommerce.yaml`)"),
     Setting("ECOMARKET_SALES_CALENDAR", "source", "sales_calendar_csv",
             "CSV `name,start,days,discount` of site-wide sales the shop has planned (a known-future forecast "
             "feature); empty: the simulated shop's own plan, or Black Friday to Cyber Monday"),
