@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ecomarket_assets.ingestion.adapters.ga4 import superseded_intraday
 from ecomarket_assets.ingestion.file_errors import UnsupportedFile
 from ecomarket_assets.ingestion.file_quarantine import (
     QuarantinedFile,
@@ -73,7 +74,8 @@ def landed_suffix(name: str) -> str:
     return next((s for s in sorted(LANDING_SUFFIXES, key=len, reverse=True) if lower.endswith(s)), "")
 
 
-def intake(landing_dir: Path, layout: DataLayout, date_format: str | None = None) -> Intake:
+def intake(landing_dir: Path, layout: DataLayout, date_format: str | None = None,
+           pseudonym_key: str | None = None) -> Intake:
     """Archive every readable new file, quarantine every unreadable one; never raise for one file."""
     root = local_root(layout, landing_dir)
     done = Intake([], [])
@@ -84,7 +86,7 @@ def intake(landing_dir: Path, layout: DataLayout, date_format: str | None = None
         if (path.name, digest) in known_bad or _archived(root, path.name, digest):
             continue
         try:
-            done.archived.append(_archive(path, digest, root, layout, date_format))
+            done.archived.append(_archive(path, digest, root, layout, date_format, pseudonym_key))
         except Exception as error:  # one bad file must never stop the others: it is quarantined with its reason
             done.quarantined.append(quarantine_file(path, error, digest, root, move=True,
                                                     shown_as=archive_dir(root) / path.name))
@@ -151,7 +153,8 @@ def _newest(folder: Path) -> Path | None:
     return versions[-1] if versions else None
 
 
-def _archive(path: Path, digest: str, root: Path, layout: DataLayout, date_format: str | None) -> Path:
+def _archive(path: Path, digest: str, root: Path, layout: DataLayout, date_format: str | None,
+             pseudonym_key: str | None = None) -> Path:
     """Copy aside, stage the copy (this reads and maps every row), then publish it under its final name."""
     suffix = landed_suffix(path.name)
     if not suffix:
@@ -164,7 +167,7 @@ def _archive(path: Path, digest: str, root: Path, layout: DataLayout, date_forma
     os.chmod(tmp, 0o444)  # an archived copy is never written again
     try:
         os.replace(tmp, target)
-        staged_landing_file(target, layout.root, date_format, name=path.name)
+        staged_landing_file(target, layout.root, date_format, name=path.name, pseudonym_key=pseudonym_key)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -174,18 +177,23 @@ def _archive(path: Path, digest: str, root: Path, layout: DataLayout, date_forma
 
 
 def newest_copies(root: Path) -> dict[str, Path]:
-    """The newest archived copy of each landed file name."""
+    """The newest archived copy of each landed file name; a GA4 `events_intraday_YYYYMMDD*` file is left out once an
+    `events_YYYYMMDD*` file of the same day has landed (the daily table replaces it, never counted twice)."""
     folder = archive_dir(root)
     if not folder.exists():
         return {}
     newest = {p.name: _newest(p) for p in sorted(folder.iterdir()) if p.is_dir()}
-    return {name: path for name, path in newest.items() if path is not None}
+    replaced = superseded_intraday(list(newest))  # GA4: the daily table of a day replaces its intraday one
+    return {name: path for name, path in newest.items() if path is not None and name not in replaced}
 
 
-def archived_source(copy: Path, data_dir: Path, date_format: str | None, name: str) -> StagedSource:
-    return staged_landing_file(copy, data_dir, date_format, name=name)
+def archived_source(copy: Path, data_dir: Path, date_format: str | None, name: str,
+                    pseudonym_key: str | None = None) -> StagedSource:
+    return staged_landing_file(copy, data_dir, date_format, name=name, pseudonym_key=pseudonym_key)
 
 
-def archived_sources(root: Path, data_dir: Path, date_format: str | None = None) -> list[StagedSource]:
+def archived_sources(root: Path, data_dir: Path, date_format: str | None = None,
+                     pseudonym_key: str | None = None) -> list[StagedSource]:
     """The staged newest copy of every landed file (staged at intake, so this only opens manifests)."""
-    return [archived_source(path, data_dir, date_format, name) for name, path in newest_copies(root).items()]
+    return [archived_source(path, data_dir, date_format, name, pseudonym_key)
+            for name, path in newest_copies(root).items()]

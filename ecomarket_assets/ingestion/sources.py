@@ -4,6 +4,7 @@ in memory (ShopSourceResource picks which; the built-in simulated shop is one of
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,8 @@ from ecomarket_assets.ingestion.staging import StagedSource, stage, stage_dir
 from ecomarket_assets.source_tables import SourceTables
 from ecomarket_assets.storage import is_remote
 
-FILE_KINDS = ("online_retail", "retailrocket", "canonical", "shopify")
-LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".xlsx")
+FILE_KINDS = ("online_retail", "retailrocket", "canonical", "shopify", "ga4")
+LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".xlsx", ".json", ".jsonl", ".json.gz")  # JSON: GA4 exports
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class SourceSpec:
     kind: str
     path: str | None = None
     date_format: str | None = None  # day/month order of numeric dates: dayfirst, monthfirst or strftime
+    pseudonym_key: str | None = None  # key of the user_id pseudonyms of emails (Shopify); None: the built-in one
 
     def __post_init__(self) -> None:
         validate_date_format(self.date_format)
@@ -39,7 +41,12 @@ class SourceSpec:
             raise FileNotFoundError(f"source path {self.path} does not exist")
 
     def fingerprint(self) -> str:
-        return f"{self.kind}|{self.date_format or ''}|{file_fingerprint(Path(self.path))}"
+        return f"{self.kind}|{self.date_format or ''}|{file_fingerprint(Path(self.path))}{_key_mark(self.pseudonym_key)}"
+
+
+def _key_mark(key: str | None) -> str:
+    """A changed pseudonym key gives another stage (by a digest: the key itself never lands in a folder name)."""
+    return f"|key={hashlib.sha256(key.encode()).hexdigest()[:12]}" if key else ""
 
 
 def file_fingerprint(path: Path) -> str:
@@ -48,11 +55,14 @@ def file_fingerprint(path: Path) -> str:
     return ";".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
 
-def read_source(kind: str, path: Path, date_format: str | None = None) -> SourceTables:
+def read_source(kind: str, path: Path, date_format: str | None = None,
+                pseudonym_key: str | None = None) -> SourceTables:
     from ecomarket_assets.ingestion import adapters
 
     if kind == "shopify":  # dates carry their UTC offset: no day/month order to declare
-        return adapters.read_shopify(path)
+        return adapters.read_shopify(path, pseudonym_key=pseudonym_key)
+    if kind == "ga4":  # epoch microseconds: no day/month order to declare
+        return adapters.read_ga4(path)
     if kind == "retailrocket":  # epoch milliseconds: no day/month order to declare
         return adapters.read_retailrocket(path)
     readers = {"online_retail": adapters.read_online_retail, "canonical": adapters.read_canonical}
@@ -78,7 +88,7 @@ def staged(spec: SourceSpec, data_dir: Path) -> StagedSource:
     if (target / "manifest.json").exists():
         return StagedSource(target)
     try:
-        tables = read_source(spec.kind, Path(spec.path), spec.date_format)
+        tables = read_source(spec.kind, Path(spec.path), spec.date_format, spec.pseudonym_key)
     except Exception as error:  # name the file, the problem and the fix, whatever the reader raised
         problem = describe(error)
         where = "" if str(spec.path) in problem else f"{spec.path}: "
@@ -110,15 +120,16 @@ class SourceFileError(ValueError):
 
 
 def staged_landing_file(path: Path, data_dir: Path, date_format: str | None = None,
-                        name: str | None = None) -> StagedSource:
+                        name: str | None = None, pseudonym_key: str | None = None) -> StagedSource:
     """A landed events file, in any supported format, staged like a source (`name`: the file as it landed)."""
     from ecomarket_assets.ingestion.adapters import detect_format
 
     kind = detect_format(path)
-    target = stage_dir(data_dir, f"landing-{kind}", f"{date_format or ''}|{file_fingerprint(path)}")
+    target = stage_dir(data_dir, f"landing-{kind}", f"{date_format or ''}|{file_fingerprint(path)}{_key_mark(pseudonym_key)}")
     if (target / "manifest.json").exists():
         return StagedSource(target)
-    return stage(read_source(kind, path, date_format), target, description=f"landing {kind} {name or path.name}")
+    return stage(read_source(kind, path, date_format, pseudonym_key), target,
+                 description=f"landing {kind} {name or path.name}")
 
 
 def days_between(first: str, last: str) -> list[str]:

@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 
 from ecomarket_assets.ingestion.adapters.canonical import find_table, read_canonical
 from ecomarket_assets.ingestion.adapters.files import read_header
+from ecomarket_assets.ingestion.adapters.ga4 import REQUIRED as GA4_COLUMNS
+from ecomarket_assets.ingestion.adapters.ga4 import first_record_keys, is_json_text, read_ga4
 from ecomarket_assets.ingestion.adapters.online_retail import read_online_retail
 from ecomarket_assets.ingestion.adapters.retailrocket import COLUMNS as RETAILROCKET_COLUMNS
 from ecomarket_assets.ingestion.adapters.retailrocket import read_retailrocket
@@ -20,9 +22,10 @@ from ecomarket_assets.ingestion.adapters.shopify import ORDERS_KEYS as SHOPIFY_C
 from ecomarket_assets.ingestion.adapters.shopify import read_shopify
 from ecomarket_assets.schemas import EVENTS, SchemaError
 
-__all__ = ["FORMATS", "detect_format", "read_canonical", "read_online_retail", "read_retailrocket", "read_shopify"]
+__all__ = ["FORMATS", "detect_format", "read_canonical", "read_online_retail", "read_retailrocket", "read_shopify",
+           "read_ga4"]
 
-FORMATS = ("online_retail", "retailrocket", "canonical", "shopify")
+FORMATS = ("online_retail", "retailrocket", "canonical", "shopify", "ga4")
 _ONLINE_RETAIL_KEYS = ({"InvoiceNo", "Invoice"}, {"StockCode"}, {"Quantity"}, {"InvoiceDate"})
 
 
@@ -39,6 +42,8 @@ def header(path: Path) -> list[str]:
 def format_of_columns(columns: list[str]) -> str | None:
     """Which source format a header belongs to, or None."""
     names = {c.strip() for c in columns}
+    if set(GA4_COLUMNS) <= names:
+        return "ga4"
     if all(names & keys for keys in _ONLINE_RETAIL_KEYS):
         return "online_retail"
     if set(RETAILROCKET_COLUMNS) - {"transactionid"} <= names:
@@ -73,6 +78,14 @@ def detect_format(path: str | Path) -> str:
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
     table = _table_to_inspect(path)
+    if table.is_file() and is_json_text(table):  # JSON lines: only a GA4 export is read as JSON
+        keys = first_record_keys(table) or []
+        if format_of_columns(keys) == "ga4":
+            return "ga4"
+        from ecomarket_assets.ingestion.file_errors import UnsupportedFile
+
+        raise UnsupportedFile(f"unsupported JSON (keys {keys[:10]}): only a GA4 BigQuery export, JSON lines "
+                              f"with {', '.join(GA4_COLUMNS)}, is read as JSON")
     columns = header(table)
     found = format_of_columns(columns)
     if found is None:
