@@ -79,12 +79,15 @@ def failure(result: dg.ExecuteInProcessResult) -> str:
     return " ".join(str(e.event_specific_data.error) for e in result.get_step_failure_events())
 
 
-def variant(tmp_path: Path, old: str, new: str) -> Path:
-    """The shipped mapping with one text replaced."""
+def variant(tmp_path: Path, old: str, new: str, *more: str) -> Path:
+    """The shipped mapping with texts replaced (pairs: old, new, old, new, ...)."""
     text = WOOCOMMERCE.read_text()
-    assert text.count(old) == 1, old
+    pairs = [old, new, *more]
+    for was, now in zip(pairs[::2], pairs[1::2], strict=True):
+        assert text.count(was) == 1, was
+        text = text.replace(was, now)
     path = tmp_path / "variant.yaml"
-    path.write_text(text.replace(old, new))
+    path.write_text(text)
     return path
 
 
@@ -169,7 +172,8 @@ def test_a_row_with_a_bad_value_is_quarantined_and_the_counts_add_up(shop, tmp_p
                           & tables.events["event_type"].eq("purchase")].iloc[0]
     order = int(first["order_id"][1:]) + 1
     broken = variant(tmp_path, "quantity: ABS(product_qty)",
-                     f"quantity: CASE WHEN order_id = {order} THEN 'lots' ELSE CAST(ABS(product_qty) AS TEXT) END")
+                     f"quantity: CASE WHEN order_id = {order} THEN 'lots' ELSE CAST(ABS(product_qty) AS TEXT) END",
+                     "  # constants:\n  #   channel: web", "  constants:\n    channel: web")
     data_dir = tmp_path / "data"
     res = resources(data_dir, url, broken)
     assert materialize(res, ["catalog"]).success
@@ -179,6 +183,8 @@ def test_a_row_with_a_bad_value_is_quarantined_and_the_counts_add_up(shop, tmp_p
     quarantine = read_frame(DataLayout(data_dir).quarantine_day("raw_events", day))
     bad = quarantine[quarantine["quarantine_reason"] == "bad_type_quantity"]
     assert len(bad) >= 1 and bad["source_record"].str.contains('"lots"').all()
+    stored = read_frame(DataLayout(data_dir).raw_events_day(day))
+    assert len(stored) and stored["channel"].eq("web").all()  # a constant of the mapping
     assert meta["rows_read"].value == meta["rows_kept"].value + meta["rows_quarantined"].value
     assert meta["rows_read"].value == len(canonical_orders(tables, day)) + _delisted(tables, day)
 
