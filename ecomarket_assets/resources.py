@@ -67,6 +67,9 @@ class ShopSourceResource(dg.ConfigurableResource):
     # CSV name,start,days,discount of the site-wide sales the shop has planned; empty = the source's own plan
     # (the simulated shop's) or the Black Friday rule.
     sales_calendar_csv: str = ""
+    # Key of the user_id pseudonyms of email addresses (Shopify); empty = the built-in key. Changing it gives every
+    # customer a new id.
+    pseudonym_key: str = ""
     # kind sql: the database's SQLAlchemy URL (errors show it with the password hidden) and the mapping file
     sql_url: str = ""
     sql_mapping: str = ""
@@ -88,7 +91,8 @@ class ShopSourceResource(dg.ConfigurableResource):
             from ecomarket_assets.ingestion.adapters.sql import staged_sql
 
             return staged_sql(self.sql_url, self.sql_mapping, layout.root)
-        return staged(SourceSpec(self.kind, self.path or None, self.date_format or None), layout.root)
+        return staged(SourceSpec(self.kind, self.path or None, self.date_format or None, self.pseudonym_key or None),
+                      layout.root)
 
     def landing_path(self, layout: DataLayout) -> Path:
         return Path(self.landing_dir) if self.landing_dir else layout.landing
@@ -112,10 +116,11 @@ class ShopSourceResource(dg.ConfigurableResource):
 
     def intake_landing(self, layout: DataLayout) -> landing.Intake:
         """Archive new landing files, quarantine unreadable ones (see ingestion/landing.py)."""
-        return landing.intake(self.landing_path(layout), layout, self.date_format or None)
+        return landing.intake(self.landing_path(layout), layout, self.date_format or None, self.pseudonym_key or None)
 
     def staged_landing(self, layout: DataLayout) -> list[StagedSource]:
-        return landing.archived_sources(self.landed_root(layout), layout.root, self.date_format or None)
+        return landing.archived_sources(self.landed_root(layout), layout.root, self.date_format or None,
+                                        self.pseudonym_key or None)
 
     def event_sources(self, layout: DataLayout) -> list[StagedSource]:
         """Every staged source whose events feed `raw_events`: the shop source, then archived landed files."""

@@ -104,7 +104,8 @@ SETTINGS: tuple[Setting, ...] = (
             "the data directory (git-ignored); a URL such as `s3://bucket/prefix` puts it on shared storage "
             "(see Running on a cluster)", "`./data`"),
     Setting("ECOMARKET_SOURCE", "source", "kind",
-            "`simulator` (the built-in simulated shop), `online_retail`, `retailrocket` or `canonical`"),
+            "`simulator` (the built-in simulated shop), `online_retail`, `retailrocket`, `canonical` or `sql` (a "
+            "database, see `ECOMARKET_SQL_URL`)"),
     Setting("ECOMARKET_SOURCE_PATH", "source", "path", "file or folder for the file sources"),
     Setting("ECOMARKET_PARTITIONS_START", AT_LOAD, "",
             "first daily partition; set it to the shop's first day (e.g. `2010-12-01` for Online Retail). Read "
@@ -121,6 +122,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECOMARKET_SQL_MAPPING", "source", "sql_mapping",
             "with `ECOMARKET_SOURCE=sql`: the YAML file mapping the database's tables to the canonical ones "
             "(example: `sql/woocommerce.yaml`)"),
+    Setting("ECOMARKET_PSEUDONYM_KEY", "source", "pseudonym_key",
+            "key of the `user_id` pseudonyms of email addresses (`ECOMARKET_SOURCE=shopify` and Shopify landing "
+            "files; see docs/connect-shopify.md); keep it secret and unchanged: a new key gives every customer a new id",
+            "(built-in key)"),
     Setting("ECOMARKET_SALES_CALENDAR", "source", "sales_calendar_csv",
             "CSV `name,start,days,discount` of site-wide sales the shop has planned (a known-future forecast "
             "feature); empty: the simulated shop's own plan, or Black Friday to Cyber Monday"),

@@ -76,6 +76,10 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def user_ids(staged) -> set[str]:
+    return {u for day in staged.days() for u in staged.events(day)["user_id"].dropna()}
+
+
 def events_of(tables, kind: str) -> pd.DataFrame:
     return tables.events[tables.events["event_type"] == kind]
 
@@ -163,6 +167,18 @@ def test_format_detection_and_a_landed_orders_file(tmp_path: Path) -> None:
         detect_format(write(tmp_path / "other.csv", ORDERS.replace("Lineitem sku", "SKU")))
     staged = staged_landing_file(orders, tmp_path / "data")
     assert sum(d["events"] for d in staged.manifest["days"].values()) == 9  # 7 purchases, 2 returns
+
+
+def test_the_pseudonym_key_is_a_setting_of_the_source_and_of_landed_files(tmp_path: Path) -> None:
+    orders = write(tmp_path / "shop" / "orders_export_1.csv", ORDERS)
+    layout = DataLayout(tmp_path / "data")
+    keyed = ShopSourceResource(kind="shopify", path=str(orders.parent), pseudonym_key="our-secret")
+    users = user_ids(keyed.staged(layout))
+    assert users == {pseudonym(e, "our-secret") for e in ("ana@example.com", "bob@example.com", "cara@example.com")}
+    default_users = user_ids(ShopSourceResource(kind="shopify", path=str(orders.parent)).staged(layout))
+    assert pseudonym("ana@example.com") in default_users and not users & default_users
+    landed = staged_landing_file(orders, tmp_path / "data", pseudonym_key="our-secret")
+    assert user_ids(landed) == users
 
 
 def test_the_simulated_shop_written_as_shopify_exports_reads_back_the_same(tmp_path: Path) -> None:

@@ -43,10 +43,11 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, data_dir: DataDirR
     for name, copy in landing.newest_copies(root).items():
         if seen.get(name) == copy.name:
             continue
-        days = set(landing.archived_source(copy, layout.root, date_format, name).days())
+        days = set(landing.archived_source(copy, layout.root, date_format, name, source.pseudonym_key or None).days())
         previous = landing.replaced_copy(root, name, seen.get(name))
         if previous is not None:  # days the old version had must be re-ingested too, so its rows leave them
-            days |= set(landing.archived_source(previous, layout.root, date_format, name).days())
+            days |= set(landing.archived_source(previous, layout.root, date_format, name,
+                                                source.pseudonym_key or None).days())
         for day in sorted(days):
             if day in valid_days:
                 requests.append(dg.RunRequest(run_key=f"{name}:{copy.name}:{day}", partition_key=day))

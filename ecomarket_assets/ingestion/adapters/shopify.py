@@ -405,12 +405,14 @@ def shop_files(folder: Path, kind: str) -> list[Path]:
                   if p.is_file() and p.name.lower().startswith(kind) and p.name.lower().endswith((".csv", ".csv.gz")))
 
 
-def read_shopify(path: str | Path, date_format: str | None = None, key: str = DEFAULT_PSEUDONYM_KEY) -> SourceTables:
+def read_shopify(path: str | Path, date_format: str | None = None, pseudonym_key: str | None = None) -> SourceTables:
     """Map a Shopify Orders export (file) or a folder of Orders/Customers/Products exports to canonical tables.
 
-    `date_format` is accepted for the common reader signature; Shopify writes ISO dates with their offset.
+    `date_format` is accepted for the common reader signature (Shopify writes ISO dates with their offset);
+    `pseudonym_key` keys the user_id pseudonyms (ECOMARKET_PSEUDONYM_KEY; None: the built-in key).
     """
     path = Path(path)
+    key = pseudonym_key or DEFAULT_PSEUDONYM_KEY
     if path.is_dir():
         orders_files = shop_files(path, "orders")
         if not orders_files:
