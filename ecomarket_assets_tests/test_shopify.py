@@ -229,3 +229,16 @@ def test_raw_events_materialize_from_the_shopify_exports(tmp_path: Path) -> None
         assert len(stored) == staged.manifest["days"][day]["events"] > 0
         assert stored["user_id"].str.startswith("shop_").all()
     assert len(read_frame(layout.table("catalog"))) == SMALL.n_products
+    # a later re-export of the first order, refunded since, lands under a name of its own
+    orders = pd.read_csv(tmp_path / "shop" / "orders_export_1.csv", dtype=str, keep_default_na=False)
+    first = orders[orders["Name"] == orders["Name"].iloc[0]].copy()
+    first.loc[first.index[0], ["Financial Status", "Refunded Amount"]] = ["refunded", first["Total"].iloc[0]]
+    layout.landing.mkdir(parents=True, exist_ok=True)
+    first.to_csv(layout.landing / "orders_refunds_2025-11-20.csv", index=False)
+    assert dg.materialize(defs, resources=resources, selection=["raw_events"], partition_key="2025-11-10").success
+    kept = read_frame(layout.raw_events_day("2025-11-10"))
+    quarantined = read_frame(layout.quarantine_day("raw_events", "2025-11-10"))
+    name = first["Name"].iloc[0]
+    assert (kept[kept["order_id"] == name]["event_type"].value_counts().to_dict()
+            == {"purchase": len(first), "return": len(first)})  # each purchase once, and now its return
+    assert quarantined["quarantine_reason"].tolist() == ["duplicate_event_id"] * len(first)
