@@ -36,9 +36,11 @@ updated in place) is only seen once the database changes otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,6 +214,7 @@ class SqlReader:
     url: str
     mapping: SqlMapping
     _engine: object = None
+    _conn: object = None  # the connection `session()` holds, reused by every query inside it
 
     def fail(self, what: str, error: BaseException) -> SqlSourceError:
         message = str(getattr(error, "orig", None) or error).strip()
@@ -242,17 +245,29 @@ class SqlReader:
     def query(self, sql: str, params: dict | None, what: str) -> pd.DataFrame:
         import sqlalchemy as sa
 
+        with self.session() as conn:
+            try:
+                result = conn.execute(sa.text(sql), params or {})
+                return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            except Exception as error:
+                raise self.fail(f"{what} failed", error) from None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[object]:
+        """One connection for every query inside (a read of many days connects once)."""
+        if self._conn is not None:
+            yield self._conn
+            return
         engine = self.engine()
         try:
             conn = engine.connect()
         except Exception as error:
             raise self.fail("cannot reach the database", error) from None
+        self._conn = conn
         try:
-            result = conn.execute(sa.text(sql), params or {})
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-        except Exception as error:
-            raise self.fail(f"{what} failed", error) from None
+            yield conn
         finally:
+            self._conn = None
             conn.close()
 
     def quote(self, name: str) -> str:
@@ -286,9 +301,10 @@ class SqlReader:
 
     def fingerprint(self) -> str:
         parts = [f"sql|{safe_url(self.url)}|{self.mapping.digest()}"]
-        for name, mapping in sorted(self.mapping.tables.items()):
-            n, _, last, _ = self.summary(mapping)
-            parts.append(f"{name}:{n}:{last}")
+        with self.session():
+            for name, mapping in sorted(self.mapping.tables.items()):
+                n, _, last, _ = self.summary(mapping)
+                parts.append(f"{name}:{n}:{last}")
         return "|".join(parts)
 
 
@@ -349,9 +365,14 @@ def read_sql_source(url: str, mapping: SqlMapping, reader: SqlReader | None = No
 
     Raises `SqlSourceError` on the first failing query: the caller stages nothing then.
     """
+    reader = reader or SqlReader(url, mapping)
+    with reader.session():
+        return _read_all(url, mapping, reader)
+
+
+def _read_all(url: str, mapping: SqlMapping, reader: SqlReader) -> SourceTables:
     from ecomarket_assets.ingestion.adapters.canonical import derive_catalog, derive_customers
 
-    reader = reader or SqlReader(url, mapping)
     events_map = mapping.tables["events"]
     n, first, last, undated = reader.summary(events_map)
     frames = []
