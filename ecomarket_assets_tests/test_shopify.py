@@ -118,6 +118,19 @@ def test_a_partial_refund_no_lines_add_up_to_keeps_the_purchases_and_is_counted(
     assert tables.notes["files"]["orders.csv"]["partial_refunds_unallocated"] == 1
 
 
+def test_an_order_split_over_two_orders_files_keeps_its_order_columns(tmp_path: Path) -> None:
+    header, *rows = ORDERS.splitlines()
+    write(tmp_path / "shop" / "orders_export_1.csv", "\n".join([header, *rows[:1]]) + "\n")
+    write(tmp_path / "shop" / "orders_export_2.csv", "\n".join([header, *rows[1:]]) + "\n")  # #1001's 2nd line
+    tables = read_shopify(tmp_path / "shop")
+    both = read_shopify(write(tmp_path / "one" / "orders.csv", ORDERS))
+    pd.testing.assert_frame_equal(tables.events, both.events)
+    files = tables.notes["files"]
+    assert (files["orders_export_1.csv"]["rows"], files["orders_export_2.csv"]["rows"]) == (1, 8)
+    assert files["orders_export_2.csv"]["rejects_by_reason"] == {"cancelled_order": 1, "bad_type_quantity": 1}
+    assert sum(f["kept"] + f["quarantined"] for f in files.values()) == 9
+
+
 def test_a_folder_of_the_three_exports(tmp_path: Path) -> None:
     folder = tmp_path / "shop"
     write(folder / "orders_export_1.csv", ORDERS)

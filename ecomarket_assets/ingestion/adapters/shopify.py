@@ -61,9 +61,9 @@ from ecomarket_assets.ingestion.adapters.canonical import (
     to_utc,
 )
 from ecomarket_assets.ingestion.adapters.categories import categorize
-from ecomarket_assets.ingestion.adapters.files import TableRead, read_table
+from ecomarket_assets.ingestion.adapters.files import TOO_MANY_FIELDS, TableRead, read_table
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, SchemaError
-from ecomarket_assets.source_tables import SourceTables, empty_rejects
+from ecomarket_assets.source_tables import SourceTables
 
 DEFAULT_PSEUDONYM_KEY = "ecomarket-shopify-v1"
 USER_PREFIX = "shop_"
@@ -202,17 +202,17 @@ def _order_reasons(lines: pd.DataFrame) -> pd.Series:
     return first_reason(checks, lines.index)
 
 
-def _refunded_lines(kept: pd.DataFrame) -> tuple[pd.Series, int]:
-    """Which kept lines are returned, and how many partially refunded orders no set of lines adds up to."""
+def _refunded_lines(kept: pd.DataFrame) -> tuple[pd.Series, set[str]]:
+    """Which kept lines are returned, and the partially refunded orders no set of lines adds up to."""
     returned = pd.Series(kept["status"] == "refunded", index=kept.index)
-    unallocated = 0
+    unallocated: set[str] = set()
     partial = kept[kept["status"] == "partially_refunded"]
-    for _, order in partial.groupby("order_id", sort=False):
+    for order_id, order in partial.groupby("order_id", sort=False):
         target = order["refunded_amount"].iloc[0]
         totals = (order["quantity"] * order["price"]).round(2).tolist()
         chosen = _subset_adding_to(totals, target) if pd.notna(target) and len(totals) <= MAX_SUBSET_LINES else None
         if chosen is None:
-            unallocated += 1
+            unallocated.add(str(order_id))
             continue
         returned.loc[order.index[list(chosen)]] = True
     return returned, unallocated
@@ -249,32 +249,45 @@ def _events(kept: pd.DataFrame, returned: pd.Series) -> pd.DataFrame:
     return conform(pd.concat([purchases, returns], ignore_index=True), EVENTS)
 
 
-def _read_orders(path: Path, key: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, object]]:
-    """Events, rejects, the kept lines (for catalog/customers) and this file's counts."""
-    read = _read(path)
-    raw = read.frame
-    _require(raw, ORDERS_REQUIRED, path, "Orders")
+def _read_orders(paths: list[Path], key: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, dict]]:
+    """Events, rejects, the kept lines (for catalog/customers) and each file's counts.
+
+    The files are read as one table in name order, so an order whose lines Shopify split over two files
+    (`orders_export_1.csv`, `orders_export_2.csv`) still takes its order columns from its first row.
+    """
+    reads = []
+    for path in paths:
+        read = _read(path)
+        _require(read.frame, ORDERS_REQUIRED, path, "Orders")
+        reads.append(read)
+    raw = pd.concat([r.frame for r in reads], ignore_index=True).fillna("")
+    file_of = pd.Series(np.repeat([p.name for p in paths], [len(r.frame) for r in reads]), index=raw.index)
     lines = _order_lines(raw, key)
     reason = _order_reasons(lines)
     bad = reason.notna()
     kept = lines[~bad]
     returned, unallocated = _refunded_lines(kept)
     events = _events(kept, returned)
-    rejects = make_rejects(raw[bad], lines.loc[bad, "event_time"], reason[bad])
-    if read.ragged:
-        rejects = pd.concat([rejects, ragged_rejects(read.ragged)], ignore_index=True)
-    counts: dict[str, object] = {
-        "rows": read.rows_read,
-        "kept": int((~bad).sum()),
-        "quarantined": len(rejects),
-        "rejects_by_reason": reason_counts(rejects["quarantine_reason"]),
-        "orders": int(kept["order_id"].nunique()),
-        "returns": int(returned.sum()),
-        "partial_refunds_unallocated": unallocated,
-        "unpaid_order_lines": int(kept["status"].isin(UNPAID_STATUSES).sum()),
-        "guest_lines": int(kept["user_id"].isna().sum()),
-        **read.notes("orders"),
-    }
+    rejects = [make_rejects(raw[bad], lines.loc[bad, "event_time"], reason[bad])]
+    rejects += [ragged_rejects(r.ragged) for r in reads if r.ragged]
+    rejects = pd.concat(rejects, ignore_index=True)
+    counts: dict[str, dict] = {}
+    for path, read in zip(paths, reads):
+        mine, ragged = file_of == path.name, len(read.ragged)
+        mine_kept = mine[~bad]
+        counts[path.name] = {
+            "rows": read.rows_read,
+            "kept": int((mine & ~bad).sum()),
+            "quarantined": int((mine & bad).sum()) + ragged,
+            "rejects_by_reason": reason_counts(pd.concat([reason[mine & bad],
+                                                          pd.Series(TOO_MANY_FIELDS, index=range(ragged))])),
+            "orders": int(kept.loc[mine_kept, "order_id"].nunique()),
+            "returns": int(returned[mine_kept].sum()),
+            "partial_refunds_unallocated": len(set(kept.loc[mine_kept, "order_id"]) & unallocated),
+            "unpaid_order_lines": int(kept.loc[mine_kept, "status"].isin(UNPAID_STATUSES).sum()),
+            "guest_lines": int(kept.loc[mine_kept, "user_id"].isna().sum()),
+            **read.notes("orders"),
+        }
     return events, rejects, kept, counts
 
 
@@ -423,13 +436,8 @@ def read_shopify(path: str | Path, date_format: str | None = None, pseudonym_key
     else:
         raise FileNotFoundError(f"{path}: no such file or folder")
     notes: dict[str, object] = {"format": "shopify", "files": {}}
-    parts = [(_read_orders(f, key), f) for f in orders_files]
-    for (_, _, _, counts), f in parts:
-        notes["files"][f.name] = counts
-    events = pd.concat([p[0][0] for p in parts], ignore_index=True)
-    rejects = pd.concat([p[0][1] for p in parts], ignore_index=True) if parts else empty_rejects()
-    kept = pd.concat([p[0][2] for p in parts], ignore_index=True)
-    events = conform(events, EVENTS)
+    events, rejects, kept, counts = _read_orders(orders_files, key)
+    notes["files"] |= counts
 
     catalog = _side_table(product_files, lambda f: _read_products(f), "catalog", notes)
     ordered = _catalog_from_lines(kept)
