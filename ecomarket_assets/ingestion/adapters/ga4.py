@@ -48,7 +48,6 @@ from ecomarket_assets.ingestion.adapters.canonical import (
     id_strings,
     make_rejects,
     reason_counts,
-    text_or_none,
 )
 from ecomarket_assets.schemas import CATALOG, EVENTS, SchemaError
 from ecomarket_assets.source_tables import SourceTables, empty_rejects
@@ -254,11 +253,12 @@ def _text(array: pa.Array) -> pd.Series:
     """Any scalar column as stripped text, None for null/empty (ints from Parquet as digits)."""
     if pa.types.is_null(array.type):
         return pd.Series([None] * len(array), dtype=object)
-    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
-        if pa.types.is_floating(array.type):
-            return id_strings(_series(array))
+    if pa.types.is_floating(array.type):
+        return id_strings(_series(array))
+    if array.type != pa.string():
         array = pc.cast(array, pa.string())
-    return text_or_none(_series(array))
+    trimmed = pc.utf8_trim_whitespace(array)  # in Arrow: pandas' .str on millions of values is 10x slower
+    return _series(pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed))
 
 
 def _list_parts(array: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -431,9 +431,9 @@ def read_ga4(path: str | Path) -> SourceTables:
     events = _events(kept, typed[~bad])
     reject_parts.insert(0, make_rejects(flat[bad], typed.loc[bad, "event_time"], reason[bad]))
     rejects = pd.concat([r for r in reject_parts if len(r)] or [empty_rejects()], ignore_index=True)
-    rejected_by_file = flat.loc[bad, "file"].value_counts()
-    for name, counts in per_file.items():
-        counts["rejected"] = int(rejected_by_file.get(name, 0)) + counts["item_rows"] - int((flat["file"] == name).sum())
+    rejected_by_file, flat_by_file = flat.loc[bad, "file"].value_counts(), flat["file"].value_counts()
+    for name, counts in per_file.items():  # rows refused in the item rows, and lines that were no JSON object
+        counts["rejected"] = int(rejected_by_file.get(name, 0)) + counts["item_rows"] - int(flat_by_file.get(name, 0))
         counts["kept"] = counts["item_rows"] - counts["rejected"]
     customers = customers_frame(events.groupby("user_id", sort=False)["event_time"].min()
                                 .rename("signup_time").reset_index())
