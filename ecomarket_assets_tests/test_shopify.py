@@ -200,23 +200,25 @@ def test_the_simulated_shop_written_as_shopify_exports_reads_back_the_same(tmp_p
     assert "partially_refunded" in set(pd.read_csv(paths["orders"])["Financial Status"])
     read = read_shopify(tmp_path / "shop")
     assert read.rejects.empty
-    ids = dict(zip(canonical.customers["user_id"], email_of(canonical.customers["user_id"]).map(pseudonym)))
+    users = canonical.customers["user_id"]
+    ids = dict(zip(users, email_of(users).map(pseudonym), strict=True))
 
     def summary(tables, rename) -> dict:
         out = {}
         for kind in ("purchase", "return"):
             e = events_of(tables, kind)
-            out[kind] = (len(e), int(e["quantity"].sum()), sorted(zip(e["user_id"].map(rename), e["product_id"],
-                                                                        e["quantity"], e["order_id"].str.lstrip("#"))))
+            lines = zip(e["user_id"].map(rename), e["product_id"], e["quantity"], e["order_id"].str.lstrip("#"),
+                        strict=True)
+            out[kind] = (len(e), int(e["quantity"].sum()), sorted(lines))
         bought = events_of(tables, "purchase")
         out["revenue"] = round(float((bought["quantity"] * bought["unit_price"]).sum()), 2)
         # Not the returns' value: a Shopify refund gives back what was paid, while the simulator prices a return
         # at its day's price; the reader's returns carry the purchase price.
         c = tables.customers
         out["customers"] = (len(c), int(c["email_opt_in"].sum()), int(c["sms_opt_in"].sum()),
-                            sorted(zip(c["user_id"].map(rename), c["country"])))
+                            sorted(zip(c["user_id"].map(rename), c["country"], strict=True)))
         out["catalog"] = sorted(zip(tables.catalog["product_id"], tables.catalog["title"], tables.catalog["price"],
-                                    tables.catalog["category"]))
+                                    tables.catalog["category"], strict=True))
         return out
 
     assert summary(read, lambda u: u) == summary(canonical, ids.get)

@@ -62,6 +62,7 @@ from ecomarket_assets.ingestion.adapters.canonical import (
 )
 from ecomarket_assets.ingestion.adapters.categories import categorize
 from ecomarket_assets.ingestion.adapters.files import TOO_MANY_FIELDS, TableRead, read_table
+from ecomarket_assets.ingestion.adapters.online_retail import most_frequent
 from ecomarket_assets.schemas import CATALOG, CUSTOMERS, EVENTS, SchemaError
 from ecomarket_assets.source_tables import SourceTables
 
@@ -152,11 +153,13 @@ def _carry_down(frame: pd.DataFrame, key: pd.Series, columns: tuple[str, ...]) -
 def parse_created_at(text: pd.Series) -> pd.Series:
     """`2025-11-03 14:02:11 +0100` (Shopify's form) to UTC; other ISO forms through the shared parser."""
     stripped = text.str.strip()
-    parsed = pd.to_datetime(stripped, format="%Y-%m-%d %H:%M:%S %z", errors="coerce", utc=True)
-    other = parsed.isna() & (stripped != "")
+    unique = pd.Series(stripped.unique())  # an order's lines share one time: parse each value once
+    parsed = pd.to_datetime(unique, format="%Y-%m-%d %H:%M:%S %z", errors="coerce", utc=True)
+    other = parsed.isna() & (unique != "")
     if other.any():
-        parsed[other] = to_utc(stripped[other])
-    return parsed.astype(UTC_DTYPE)
+        parsed[other] = to_utc(unique[other])
+    times = pd.Series(parsed.astype(UTC_DTYPE).to_numpy(), index=unique.to_numpy())
+    return pd.Series(times.reindex(stripped.to_numpy()).to_numpy(), index=text.index).astype(UTC_DTYPE)
 
 
 # --------------------------------------------------------------------------- orders
@@ -207,7 +210,12 @@ def _refunded_lines(kept: pd.DataFrame) -> tuple[pd.Series, set[str]]:
     returned = pd.Series(kept["status"] == "refunded", index=kept.index)
     unallocated: set[str] = set()
     partial = kept[kept["status"] == "partially_refunded"]
-    for order_id, order in partial.groupby("order_id", sort=False):
+    # Most partial refunds are one line: the first line of its order whose total is the refund, found at once.
+    exact = ((partial["quantity"] * partial["price"]).round(2) - partial["refunded_amount"]).abs() <= 0.005 + 1e-9
+    single = exact[exact].groupby(partial.loc[exact, "order_id"], sort=False).head(1).index
+    returned.loc[single] = True
+    rest = partial[~partial["order_id"].isin(partial.loc[single, "order_id"])]
+    for order_id, order in rest.groupby("order_id", sort=False):
         target = order["refunded_amount"].iloc[0]
         totals = (order["quantity"] * order["price"]).round(2).tolist()
         chosen = _subset_adding_to(totals, target) if pd.notna(target) and len(totals) <= MAX_SUBSET_LINES else None
@@ -272,7 +280,7 @@ def _read_orders(paths: list[Path], key: str) -> tuple[pd.DataFrame, pd.DataFram
     rejects += [ragged_rejects(r.ragged) for r in reads if r.ragged]
     rejects = pd.concat(rejects, ignore_index=True)
     counts: dict[str, dict] = {}
-    for path, read in zip(paths, reads):
+    for path, read in zip(paths, reads, strict=True):
         mine, ragged = file_of == path.name, len(read.ragged)
         mine_kept = mine[~bad]
         counts[path.name] = {
@@ -388,11 +396,11 @@ def _catalog_from_lines(kept: pd.DataFrame) -> pd.DataFrame:
     """Ordered products: the commonest line name as title, median price (the order-file-only catalog)."""
     if kept.empty:
         return CATALOG.empty()
-    grouped = kept.groupby("product_id", sort=True)
-    titles = grouped["title"].agg(lambda t: t[t != ""].mode().iloc[0] if (t != "").any() else "")
-    frame = pd.DataFrame({"product_id": titles.index, "title": titles.to_numpy(),
-                          "price": grouped["price"].median().to_numpy()})
-    frame["title"] = frame["title"].where(frame["title"] != "", "product " + frame["product_id"])
+    price = kept.groupby("product_id", sort=True)["price"].median()
+    named = kept.assign(title=kept["title"].where(kept["title"] != ""))
+    titles = most_frequent(named, "product_id", "title").reindex(price.index)
+    frame = pd.DataFrame({"product_id": price.index, "title": titles.fillna("product " + price.index.to_series()).to_numpy(),
+                          "price": price.to_numpy()})
     frame["category"] = categorize(frame["title"]).to_numpy()
     frame["description"] = frame["brand"] = None
     return frame
