@@ -284,14 +284,13 @@ def _sessions(table: pa.Table) -> pd.Series:
     return out
 
 
-def _flat(raw: _Raw, file_name: str) -> tuple[pd.DataFrame, pd.Series]:
+def _flat(table: pa.Table, files: pd.Categorical) -> tuple[pd.DataFrame, pd.Series]:
     """One row per item of a mapped event (a mapped event without items: one row, item_index -1),
-    and the event names of every row (for the counts)."""
-    table = raw.table
+    and the event names of every row (for the counts); `files`: each row's file name."""
     names = _text(_column(table, "event_name"))
     mapped = names.isin(list(EVENT_TYPES)).to_numpy()
     events = pd.DataFrame({
-        "file": file_name,
+        "file": files,
         "event_date": _text(_column(table, "event_date")),
         "event_timestamp": _text(_column(table, "event_timestamp")),
         "event_name": names,
@@ -333,11 +332,26 @@ def _bad_line_rejects(bad: list[tuple[int, str]], file_name: str) -> pd.DataFram
 # --------------------------------------------------------------------------- mapping
 
 
+def _numbers(text: pd.Series) -> pd.Series:
+    """Digits as numbers through Arrow (fast); pandas' coercion only when some value is no integer."""
+    try:
+        return pc.cast(pa.array(text, type=pa.string(), from_pandas=True), pa.int64()).to_pandas().set_axis(text.index)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.to_numeric(text, errors="coerce")
+
+
+def _joined(*parts: pd.Series | str) -> pd.Series:
+    """Text columns joined with '-' in Arrow (null if any part is null)."""
+    arrays = [p if isinstance(p, str) else pa.array(p, type=pa.string(), from_pandas=True) for p in parts]
+    index = next(p.index for p in parts if isinstance(p, pd.Series))
+    return pc.binary_join_element_wise(*arrays, "-").to_pandas().set_axis(index).astype(object)
+
+
 def _typed(flat: pd.DataFrame) -> pd.DataFrame:
-    micros = pd.to_numeric(flat["event_timestamp"], errors="coerce")
+    micros = _numbers(flat["event_timestamp"])
     valid = micros.notna() & (micros > 0) & (micros < MAX_MICROS) & (micros == np.floor(micros))
     micros = micros.where(valid).astype("Int64")
-    quantity = pd.to_numeric(flat["quantity"], errors="coerce")
+    quantity = _numbers(flat["quantity"])
     good_quantity = flat["quantity"].isna() | ((quantity >= 1) & (quantity == np.floor(quantity)))
     return pd.DataFrame({
         "micros": micros,
@@ -367,9 +381,9 @@ def _channels(flat: pd.DataFrame) -> pd.Series:
 def _events(flat: pd.DataFrame, typed: pd.DataFrame) -> pd.DataFrame:
     event_type = flat["event_name"].map(EVENT_TYPES)
     pseudo = flat["user_pseudo_id"].where(flat["user_pseudo_id"].notna(), typed["user"])
-    event_id = ("ga4-" + typed["micros"].astype(str) + "-" + pseudo + "-" + flat["event_name"] + "-"
-                + flat["event_bundle_sequence_id"].fillna("") + "-" + flat["item_index"].astype(str))
-    session = (pseudo + "-" + flat["ga_session_id"]).where(flat["ga_session_id"].notna(), None)
+    event_id = _joined("ga4", typed["micros"].astype(str), pseudo, flat["event_name"],
+                       flat["event_bundle_sequence_id"].fillna(""), flat["item_index"].astype(str))
+    session = _joined(pseudo, flat["ga_session_id"])
     frame = pd.DataFrame({
         "event_id": event_id,
         "event_time": typed["event_time"],
@@ -405,7 +419,8 @@ def _catalog(kept: pd.DataFrame) -> pd.DataFrame:
 def read_ga4(path: str | Path) -> SourceTables:
     """Map a GA4 export file, or a folder of daily / intraday table files, into canonical tables."""
     files, replaced = ga4_files(Path(path))
-    flats, reject_parts, names, per_file, row_by_row = [], [], [], {}, []
+    reject_parts, per_file, row_by_row = [], {}, []
+    groups: dict[str, list[tuple[str, pa.Table]]] = {}  # files of one schema are flattened together (fast)
     for file in files:
         try:
             raw = _read_file(file)
@@ -414,16 +429,30 @@ def read_ga4(path: str | Path) -> SourceTables:
         missing = [c for c in REQUIRED if c not in raw.table.column_names]
         if missing and raw.table.num_rows:
             raise SchemaError(f"{file}: not a GA4 export table, lacks columns {missing}")
-        flat, event_names = _flat(raw, file.name)
-        flats.append(flat)
-        names.append(event_names)
-        reject_parts.append(_bad_line_rejects(raw.bad_lines, file.name))
-        per_file[file.name] = {"source_rows": raw.table.num_rows + len(raw.bad_lines),
-                               "other_event_rows": int((~event_names.isin(list(EVENT_TYPES))).sum()),
-                               "item_rows": len(flat) + len(raw.bad_lines)}
+        table = raw.table.replace_schema_metadata(None)
+        groups.setdefault(str(table.schema), []).append((file.name, table))
+        if raw.bad_lines:
+            reject_parts.append(_bad_line_rejects(raw.bad_lines, file.name))
+        per_file[file.name] = {"source_rows": raw.table.num_rows + len(raw.bad_lines), "bad_lines": len(raw.bad_lines)}
         if raw.row_by_row:
             row_by_row.append(file.name)
-    flat = pd.concat(flats, ignore_index=True) if flats else pd.DataFrame()
+    flats, names = [], []
+    file_names = list(per_file)
+    for members in groups.values():
+        rows = np.repeat([file_names.index(name) for name, _ in members], [t.num_rows for _, t in members])
+        flat, event_names = _flat(pa.concat_tables([t for _, t in members]),
+                                  pd.Categorical.from_codes(rows, categories=file_names))
+        flats.append(flat)
+        names.append(event_names.set_axis(pd.Categorical.from_codes(rows, categories=file_names)))
+    flat = pd.concat(flats, ignore_index=True)
+    flat["file"] = pd.Categorical(flat["file"], categories=file_names)
+    all_names = pd.concat(names)
+    other_by_file = pd.Series(~all_names.isin(list(EVENT_TYPES)).to_numpy()).groupby(all_names.index.codes).sum()
+    flat_by_file = flat["file"].value_counts()
+    for i, (name, counts) in enumerate(per_file.items()):
+        bad_lines = counts.pop("bad_lines")
+        counts["other_event_rows"] = int(other_by_file.get(i, 0))
+        counts["item_rows"] = int(flat_by_file.get(name, 0)) + bad_lines
     typed = _typed(flat)
     reason = _reasons(flat, typed)
     bad = reason.notna()
@@ -431,13 +460,12 @@ def read_ga4(path: str | Path) -> SourceTables:
     events = _events(kept, typed[~bad])
     reject_parts.insert(0, make_rejects(flat[bad], typed.loc[bad, "event_time"], reason[bad]))
     rejects = pd.concat([r for r in reject_parts if len(r)] or [empty_rejects()], ignore_index=True)
-    rejected_by_file, flat_by_file = flat.loc[bad, "file"].value_counts(), flat["file"].value_counts()
+    rejected_by_file = flat.loc[bad, "file"].value_counts()
     for name, counts in per_file.items():  # rows refused in the item rows, and lines that were no JSON object
         counts["rejected"] = int(rejected_by_file.get(name, 0)) + counts["item_rows"] - int(flat_by_file.get(name, 0))
         counts["kept"] = counts["item_rows"] - counts["rejected"]
     customers = customers_frame(events.groupby("user_id", sort=False)["event_time"].min()
                                 .rename("signup_time").reset_index())
-    all_names = pd.concat(names, ignore_index=True) if names else pd.Series([], dtype=object)
     other = all_names[~all_names.isin(list(EVENT_TYPES))].fillna("(missing)")
     notes: dict[str, object] = {
         "format": "ga4",
