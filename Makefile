@@ -64,6 +64,7 @@ test-browser: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingestion.py
 	$(BIN)/python benchmarks/shopify_source.py
+	$(BIN)/python benchmarks/sql_source.py
 
 # Collector throughput and latency: batches of 100 over HTTP against a real uvicorn (prints figures).
 bench-collector: $(STAMP)
