@@ -207,3 +207,29 @@ def test_a_mapping_with_an_unknown_key_is_refused_naming_the_file_and_field(tmp_
     with pytest.raises(SqlMappingError, match=r"events\.columns\.product: not a column of the canonical events"):
         load_mapping(odd)
     assert load_mapping(WOOCOMMERCE).name == "woocommerce"
+
+
+def test_new_orders_in_the_database_are_staged_anew_and_the_url_password_is_never_stored(shop, pg, tmp_path) -> None:
+    _, url = shop
+    layout = DataLayout(tmp_path / "data")
+    source = ShopSourceResource(kind="sql", sql_url=url, sql_mapping=str(WOOCOMMERCE))
+    before = source.staged(layout)
+    assert source.staged(layout).root == before.root  # unchanged database: the same stage, not read again
+    assert pg.password not in (before.root / "manifest.json").read_text()
+    assert "***" in before.manifest["description"]
+    late = dt.datetime(2025, 11, 30, 12, 0)  # a day after the simulated ones
+    conn = pg.connect()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO wp_wc_orders VALUES (999999, 'wc-completed', 'shop_order', 0, 1, NULL, %s, 10)",
+                        (late,))
+            cur.execute("INSERT INTO wp_wc_order_product_lookup VALUES (999999, 999999, 1001, 0, 1, %s, 2, 10, 10)",
+                        (late,))
+        after = source.staged(layout)
+        assert after.root != before.root and after.days()[-1] == "2025-11-30" not in before.days()
+        assert after.events("2025-11-30")["quantity"].tolist() == [2]
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM wp_wc_order_product_lookup WHERE order_item_id = 999999")
+            cur.execute("DELETE FROM wp_wc_orders WHERE id = 999999")
+        conn.close()
