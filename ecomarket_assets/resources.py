@@ -45,7 +45,8 @@ class DataDirResource(dg.ConfigurableResource):
 class ShopSourceResource(dg.ConfigurableResource):
     """Which shop to read, and the one door to what only a simulated shop knows (its ground truth).
 
-    `kind`: simulator (the built-in simulated shop, `sim_*` fields) | online_retail | retailrocket | canonical.
+    `kind`: simulator (the built-in simulated shop, `sim_*` fields) | online_retail | retailrocket | canonical |
+    shopify (the admin's CSV exports; `pseudonym_key` keys the user ids).
     `kind` sql reads a database (`sql_url`, `sql_mapping`; see ingestion/adapters/sql.py); since the URL may hold
     a password, validation errors never show the input.
     """

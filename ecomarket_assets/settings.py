@@ -104,7 +104,8 @@ SETTINGS: tuple[Setting, ...] = (
             "the data directory (git-ignored); a URL such as `s3://bucket/prefix` puts it on shared storage "
             "(see Running on a cluster)", "`./data`"),
     Setting("ECOMARKET_SOURCE", "source", "kind",
-            "`simulator` (the built-in simulated shop), `online_retail`, `retailrocket`, `canonical` or `sql` (a "
+            "`simulator` (the built-in simulated shop), `online_retail`, `retailrocket`, `canonical`, `shopify` "
+            "(the Shopify admin's CSV exports, see docs/connect-shopify.md) or `sql` (a "
             "database, see `ECOMARKET_SQL_URL`)"),
     Setting("ECOMARKET_SOURCE_PATH", "source", "path", "file or folder for the file sources"),
     Setting("ECOMARKET_PARTITIONS_START", AT_LOAD, "",
