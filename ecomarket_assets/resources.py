@@ -46,7 +46,7 @@ class ShopSourceResource(dg.ConfigurableResource):
     """Which shop to read, and the one door to what only a simulated shop knows (its ground truth).
 
     `kind`: simulator (the built-in simulated shop, `sim_*` fields) | online_retail | retailrocket | canonical |
-    shopify (the admin's CSV exports; `pseudonym_key` keys the user ids).
+    shopify (the admin's CSV exports; `pseudonym_key` keys the user ids) | ga4 (a GA4 BigQuery export as files).
     `kind` sql reads a database (`sql_url`, `sql_mapping`; see ingestion/adapters/sql.py); since the URL may hold
     a password, validation errors never show the input.
     """

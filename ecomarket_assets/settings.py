@@ -105,7 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(see Running on a cluster)", "`./data`"),
     Setting("ECOMARKET_SOURCE", "source", "kind",
             "`simulator` (the built-in simulated shop), `online_retail`, `retailrocket`, `canonical`, `shopify` "
-            "(the Shopify admin's CSV exports, see docs/connect-shopify.md) or `sql` (a "
+            "(the Shopify admin's CSV exports, see docs/connect-shopify.md), `ga4` (a GA4 BigQuery export "
+            "extracted to files, see docs/connect-ga4.md) or `sql` (a "
             "database, see `ECOMARKET_SQL_URL`)"),
     Setting("ECOMARKET_SOURCE_PATH", "source", "path", "file or folder for the file sources"),
     Setting("ECOMARKET_PARTITIONS_START", AT_LOAD, "",
