@@ -8,8 +8,10 @@ order-level columns only on an order's first row, `Created at` in the shop's zon
 (Europe/Berlin), `Financial Status` `refunded` when every line of the order was returned, `partially_refunded`
 with the `Refunded Amount` of the returned lines otherwise; a product row plus an image-only row per product.
 A simulated customer's address is `<user_id>@shop.example`, so `pseudonym(email)` maps the canonical user ids
-to the ones the reader gives. Views, carts and reviews have no place in these exports and are left out;
-`ECOMARKET_SOURCE=shopify ECOMARKET_SOURCE_PATH=OUT_DIR` then runs the graph on the files.
+to the ones the reader gives. Views, carts and reviews have no place in these exports and are left out; so are
+the simulated tracker's glitches (a double-fired event, an event naming a delisted product), which the canonical
+run quarantines and a shop's order book never holds (`shop_orders`). `ECOMARKET_SOURCE=shopify
+ECOMARKET_SOURCE_PATH=OUT_DIR` then runs the graph on the files.
 """
 
 from __future__ import annotations
@@ -61,8 +63,15 @@ def _shop_time(times: pd.Series) -> pd.Series:
     return times.dt.tz_convert(SHOP_ZONE).dt.strftime("%Y-%m-%d %H:%M:%S %z")
 
 
+def shop_orders(events: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+    """The purchases and returns the shop booked: the tracker's double-fired and delisted-product events left out."""
+    booked = events[events["event_type"].isin(["purchase", "return"])]
+    return booked[~booked["event_id"].duplicated() & booked["product_id"].isin(catalog["product_id"])]
+
+
 def orders_csv(events: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
     """Purchases as Orders export rows; the returns decide each order's financial status."""
+    events = shop_orders(events, catalog)
     lines = events[events["event_type"] == "purchase"].sort_values(["event_time", "order_id"], kind="stable")
     lines = lines.reset_index(drop=True)
     returns = events[events["event_type"] == "return"]
