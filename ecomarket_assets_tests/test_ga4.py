@@ -221,6 +221,11 @@ def test_the_writer_round_trip_equals_the_canonical_events(tmp_path):
         assert tables.notes["rejects"] == 0 and tables.events["event_id"].is_unique
         assert totals(tables.events) == totals(canonical)
         assert set(tables.catalog["product_id"]) == set(canonical["product_id"])
+    glitchy = simulate(SimConfig(n_users=200, n_products=40, n_days=10, start_date=dt.date(2025, 11, 10), seed=5,
+                                 glitch_share=0.01))
+    write_ga4(glitchy.tables.events, glitchy.tables.catalog, tmp_path / "glitchy")
+    doubled = read_ga4(tmp_path / "glitchy").events["event_id"].duplicated().sum()
+    assert doubled == glitchy.tables.events["event_id"].duplicated().sum() > 0  # caught as duplicates by ingestion
 
 
 def test_raw_events_materialize_from_a_ga4_folder_and_landed_tables(tmp_path):

@@ -42,7 +42,9 @@ def ga4_rows(events: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
         "event_date": frame["event_time"].dt.strftime("%Y%m%d"),
         "event_timestamp": micros,
         "event_name": frame["event_type"].map(GA4_NAMES),
-        "event_bundle_sequence_id": np.arange(len(frame), dtype=np.int64),
+        # one bundle per canonical event: a double-fired event (same event_id) is exported twice with the same
+        # identity, as a tracker that fires twice sends it, and is caught as a duplicate when read back
+        "event_bundle_sequence_id": pd.factorize(frame["event_id"])[0].astype(np.int64),
         "ga_session_id": pd.to_numeric(session_number, errors="coerce").astype("Int64"),
         "user_id": frame["user_id"],
         "user_pseudo_id": "p" + frame["user_id"].fillna("guest"),
