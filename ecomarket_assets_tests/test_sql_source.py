@@ -23,16 +23,12 @@ from ecomarket_assets.resources import DataDirResource, ShopSourceResource
 from ecomarket_assets.simulator.shop import SimConfig, simulate
 from ecomarket_assets.simulator.woocommerce import customer_ids, write_woocommerce
 from ecomarket_assets.storage import DataLayout, read_frame
-
-try:  # package-style test layout (ecomarket_assets_tests/__init__.py present)
-    from ecomarket_assets_tests.pg_server import (
-        PgServer,
-        PostgresNotAvailable,
-        find_pg_bindir,
-        postgres_server,
-    )
-except ImportError:  # rootdir-style layout: this folder is on sys.path
-    from pg_server import PgServer, PostgresNotAvailable, find_pg_bindir, postgres_server
+from ecomarket_assets_tests.pg_server import (
+    PgServer,
+    PostgresNotAvailable,
+    find_pg_bindir,
+    postgres_server,
+)
 
 pytestmark = pytest.mark.postgres
 
