@@ -417,22 +417,20 @@ def read_canonical(path: str | Path, date_format: str | None = None) -> SourceTa
             tables[schema.name] = _read_aux(found, schema, notes, date_format)
         except Exception as error:  # one bad side table must not stop the events: quarantined, then derived
             notes.setdefault(UNREADABLE_FILES, []).append({"file": str(found), "error": error})
+    return source_tables(events, rejects, tables, notes, "file")
+
+
+def source_tables(events: pd.DataFrame, rejects: pd.DataFrame, side: dict[str, pd.DataFrame],
+                  notes: dict[str, object], kind: str) -> SourceTables:
+    """The tables of a source: catalog and customers derived from the events where `side` lacks them (said in
+    the notes, "no catalog <kind>"), the row counts in the notes."""
+    tables = dict(side)
     if "catalog" not in tables:
         tables["catalog"] = derive_catalog(events)
-        notes["catalog"] = "derived from event product ids (no catalog file)"
+        notes["catalog"] = f"derived from event product ids (no catalog {kind})"
     if "customers" not in tables:
         tables["customers"] = derive_customers(events)
-        notes["customers"] = "derived from event user ids (no customers file)"
-    notes |= {
-        "rows_read": len(events) + len(rejects),
-        "events": len(events),
-        "rejects": len(rejects),
-    }
-    return SourceTables(
-        events=events,
-        catalog=tables["catalog"],
-        customers=tables["customers"],
-        reviews=tables.get("reviews", REVIEWS.empty()),
-        rejects=rejects,
-        notes=notes,
-    )
+        notes["customers"] = f"derived from event user ids (no customers {kind})"
+    notes |= {"rows_read": len(events) + len(rejects), "events": len(events), "rejects": len(rejects)}
+    return SourceTables(events=events, catalog=tables["catalog"], customers=tables["customers"],
+                        reviews=tables.get("reviews", REVIEWS.empty()), rejects=rejects, notes=notes)

@@ -51,6 +51,7 @@ from ecomarket_assets.ingestion.adapters.canonical import (
     conform,
     make_rejects,
     reason_counts,
+    source_tables,
 )
 from ecomarket_assets.schemas import (
     CATALOG,
@@ -371,7 +372,6 @@ def read_sql_source(url: str, mapping: SqlMapping, reader: SqlReader | None = No
 
 
 def _read_all(url: str, mapping: SqlMapping, reader: SqlReader) -> SourceTables:
-    from ecomarket_assets.ingestion.adapters.canonical import derive_catalog, derive_customers
 
     events_map = mapping.tables["events"]
     n, first, last, undated = reader.summary(events_map)
@@ -391,15 +391,7 @@ def _read_all(url: str, mapping: SqlMapping, reader: SqlReader) -> SourceTables:
         if schema.name in mapping.tables:
             table_map = mapping.tables[schema.name]
             tables[schema.name] = _side(reader.read_table(table_map), table_map, schema, notes)
-    if "catalog" not in tables:
-        tables["catalog"] = derive_catalog(events)
-        notes["catalog"] = "derived from event product ids (no catalog in the mapping)"
-    if "customers" not in tables:
-        tables["customers"] = derive_customers(events)
-        notes["customers"] = "derived from event user ids (no customers in the mapping)"
-    notes |= {"rows_read": len(events) + len(rejects), "events": len(events), "rejects": len(rejects)}
-    return SourceTables(events=events, catalog=tables["catalog"], customers=tables["customers"],
-                        reviews=tables.get("reviews", REVIEWS.empty()), rejects=rejects, notes=notes)
+    return source_tables(events, rejects, tables, notes, "in the mapping")
 
 
 def staged_sql(url: str, mapping_path: str, data_dir: Path):
