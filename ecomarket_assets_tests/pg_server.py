@@ -251,3 +251,18 @@ def postgres_server(
     finally:
         _stop(as_pg, pg_ctl, data_dir, cwd=tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def server_for_tests(dbname: str = "dagster") -> Iterator[PgServer]:
+    """A module fixture's body: a running server, or the test skipped saying why (no PostgreSQL on the machine)."""
+    import pytest
+
+    bindir = find_pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (no initdb on PATH, in $PG_BINDIR or in "
+                    "/usr/lib/postgresql/*/bin); install it with `apt-get install postgresql`")
+    try:
+        with postgres_server(bindir=bindir, dbname=dbname) as server:
+            yield server
+    except PostgresNotAvailable as exc:
+        pytest.skip(f"cannot run a PostgreSQL server here: {exc}")

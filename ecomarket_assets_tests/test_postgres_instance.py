@@ -21,15 +21,10 @@ import dagster as dg
 import pytest
 import yaml
 
-try:  # package-style test layout (ecomarket_assets_tests/__init__.py present)
-    from ecomarket_assets_tests.pg_server import (
-        PgServer,
-        PostgresNotAvailable,
-        find_pg_bindir,
-        postgres_server,
-    )
-except ImportError:  # rootdir-style layout: this folder is on sys.path
-    from pg_server import PgServer, PostgresNotAvailable, find_pg_bindir, postgres_server
+from ecomarket_assets_tests.pg_server import (
+    PgServer,
+    server_for_tests,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -41,17 +36,7 @@ MLFLOW_INIT_SCRIPT = DOCKER_DIR / "postgres-init" / "01-create-mlflow-db.sh"
 
 @pytest.fixture(scope="module")
 def pg() -> PgServer:
-    bindir = find_pg_bindir()
-    if bindir is None:
-        pytest.skip(
-            "PostgreSQL is not installed (no initdb on PATH, in $PG_BINDIR or in "
-            "/usr/lib/postgresql/*/bin); install it with `apt-get install postgresql`"
-        )
-    try:
-        with postgres_server(bindir=bindir) as server:
-            yield server
-    except PostgresNotAvailable as exc:
-        pytest.skip(f"cannot run a PostgreSQL server here: {exc}")
+    yield from server_for_tests()
 
 
 @pytest.fixture

@@ -25,9 +25,7 @@ from ecomarket_assets.simulator.woocommerce import customer_ids, write_woocommer
 from ecomarket_assets.storage import DataLayout, read_frame
 from ecomarket_assets_tests.pg_server import (
     PgServer,
-    PostgresNotAvailable,
-    find_pg_bindir,
-    postgres_server,
+    server_for_tests,
 )
 
 pytestmark = pytest.mark.postgres
@@ -42,14 +40,7 @@ ALL_CHECKS = dg.load_asset_checks_from_modules([checks])
 
 @pytest.fixture(scope="module")
 def pg() -> PgServer:
-    bindir = find_pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (no initdb); install it with `apt-get install postgresql`")
-    try:
-        with postgres_server(bindir=bindir, dbname="shop") as server:
-            yield server
-    except PostgresNotAvailable as exc:
-        pytest.skip(f"cannot run a PostgreSQL server here: {exc}")
+    yield from server_for_tests(dbname="shop")
 
 
 @pytest.fixture(scope="module")
